@@ -1,0 +1,33 @@
+# galaxyprop: `make run` (set up + the pipeline), `make test`, `make bench`, `make ui`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: install run test bench ui clean-stores
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	dvc repro
+	dvc push --quiet
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+ui: install
+	$(BIN)/galaxyprop ui
+
+clean-stores:
+	@echo "This deletes the MLflow runs, the model registry and the Optuna studies in mlruns/."
+	@read -p "Type 'yes' to go on: " answer && [ "$$answer" = yes ] && rm -rf mlruns/mlflow.db mlruns/optuna.db mlruns/artifacts

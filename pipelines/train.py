@@ -1,0 +1,94 @@
+"""Stage train (head x target): tune the head with Optuna on the validation split, refit, predict."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+import pandas as pd
+from common import (feature_split, model_dir, prediction_frame, predictions_path,
+                    prepared_split)
+
+from galaxyprop import tracking
+from galaxyprop.config import Stores, load_params, params_hash, section
+from galaxyprop.data import schema
+from galaxyprop.data.io import write_json, write_parquet
+from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.features.photometry import PhotometryFeatures
+from galaxyprop.heads import make_head
+from galaxyprop.metrics import objective_value, target_metrics
+from galaxyprop.predictor import Predictor
+from galaxyprop.tuning import tune
+
+log = logging.getLogger("train")
+FEATURE_SOURCE = "photometry"
+
+
+def load_xy(split: str, target: str) -> tuple[np.ndarray, np.ndarray, object]:
+    frame, features = prepared_split(split), feature_split(FEATURE_SOURCE, split)
+    if not np.array_equal(frame[schema.ID].to_numpy(), features[schema.ID].to_numpy()):
+        raise GalaxypropError(f"features of split '{split}' are not aligned with the prepared data; "
+                              "re-run the features stage")
+    return features.drop(columns=[schema.ID]).to_numpy(np.float32), frame[target].to_numpy(float), frame
+
+
+@exit_on_error
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--head", required=True)
+    parser.add_argument("--target", required=True, choices=sorted(schema.TARGETS))
+    args = parser.parse_args()
+    params = load_params()
+    head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
+    metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
+    X_train, y_train, _ = load_xy("train", args.target)
+    X_val, y_val, val_frame = load_xy("val", args.target)
+
+    def objective(hyper: dict) -> tuple[float, dict]:
+        head = make_head(args.head, **hyper).fit(X_train, y_train)
+        metrics = target_metrics(args.target, y_val, head.predict(X_val).value,
+                                 target_params["outlier_threshold"], eta)
+        return objective_value(metric, metrics[metric]), metrics
+
+    lineage = params_hash(params["data"], params["labels"], params["split"], params["features"],
+                          head_params["search"], target_params)
+    study_name = f"{section(params, 'data.dataset')}-{args.target}-{args.head}-{lineage}"
+    run_name = f"train:{args.head}:{args.target}"
+    stores = Stores.from_params(params)
+    with tracking.stage_run(stores, run_name,
+                            params={"head": args.head, "target": args.target, "search": head_params["search"],
+                                    "n_trials": head_params["n_trials"], "study": study_name},
+                            tags={"head": args.head, "target": args.target, "features": FEATURE_SOURCE}):
+        study = tune(objective, head_params["search"], n_trials=head_params["n_trials"],
+                     study_name=study_name, storage=stores.optuna_storage,
+                     seed=section(params, "tuning.seed"),
+                     on_trial=lambda trial: tracking.log_trial(trial, run_name))
+        best = study.best_trial
+        log.info("best %s for %s/%s: %s = %.5g with %s", metric, args.head, args.target,
+                 metric, best.user_attrs[metric], best.params)
+
+        hyper = {**{k: v for k, v in head_params["search"].items()
+                    if not isinstance(v, (list, dict))}, **best.params}
+        head = make_head(args.head, **hyper).fit(X_train, y_train)
+        encoder = PhotometryFeatures(bands=tuple(section(params, "features.photometry.bands")))
+        out = model_dir(args.target, args.head)
+        out.mkdir(parents=True, exist_ok=True)
+        Predictor(args.target, encoder, head).save(out / "predictor.joblib")
+        write_json({"head": args.head, "target": args.target, "params": hyper, "study": study_name,
+                    "best_trial": best.number, f"val_{metric}": best.user_attrs[metric]},
+                   out / "best_params.json")
+
+        X_test, _, test_frame = load_xy("test", args.target)
+        frames = []
+        for split, X, frame in (("val", X_val, val_frame), ("test", X_test, test_frame)):
+            prediction = head.predict(X)
+            frames.append(prediction_frame(frame, split, args.target, prediction.value, prediction.spread))
+        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, args.head))
+        tracking.log_metrics({f"best_val_{k}": v for k, v in best.user_attrs.items()})
+        tracking.set_tags({f"best.{k}": v for k, v in hyper.items()})
+        tracking.log_artifacts([out / "best_params.json"])
+
+
+if __name__ == "__main__":
+    main()

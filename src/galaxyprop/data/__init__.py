@@ -1,0 +1,1 @@
+"""Dataset layout, catalogue readers, splits."""

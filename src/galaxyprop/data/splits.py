@@ -1,0 +1,36 @@
+"""Seeded train / validation / test splits stratified in redshift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from galaxyprop.data import schema
+from galaxyprop.errors import GalaxypropError
+
+
+def stratified_split(redshift: np.ndarray, fractions: dict[str, float], seed: int,
+                     n_bins: int = 10) -> np.ndarray:
+    """Assign each galaxy to a split so that every redshift quantile bin is split alike."""
+    total = sum(fractions.values())
+    if set(fractions) != set(schema.SPLITS) or not np.isclose(total, 1.0):
+        raise GalaxypropError(f"split fractions must give {list(schema.SPLITS)} summing to 1, got {fractions}")
+    redshift = np.asarray(redshift, dtype=float)
+    n_bins = max(1, min(n_bins, len(redshift) // 20))
+    edges = np.quantile(redshift, np.linspace(0, 1, n_bins + 1)[1:-1])
+    bins = np.searchsorted(edges, redshift, side="right")
+    rng = np.random.default_rng(seed)
+    labels = np.empty(len(redshift), dtype=object)
+    cumulative = np.cumsum([fractions[s] for s in schema.SPLITS])
+    for b in np.unique(bins):
+        members = rng.permutation(np.flatnonzero(bins == b))
+        cuts = np.round(cumulative * len(members)).astype(int)
+        for name, part in zip(schema.SPLITS, np.split(members, cuts[:-1])):
+            labels[part] = name
+    return labels
+
+
+def split_frame(frame: pd.DataFrame, fractions: dict[str, float], seed: int,
+                n_bins: int = 10) -> dict[str, pd.DataFrame]:
+    labels = stratified_split(frame[schema.REDSHIFT].to_numpy(), fractions, seed, n_bins)
+    return {name: frame[labels == name].reset_index(drop=True) for name in schema.SPLITS}

@@ -1,0 +1,1 @@
+"""Encoders that turn a dataset into a feature matrix."""

@@ -1,0 +1,21 @@
+"""Metrics: pure functions of arrays, keyed as in DESIGN.md's contract."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from galaxyprop.metrics.point import (is_better, objective_value, redshift_metrics,
+                                      regression_metrics, sigma_nmad)
+
+
+def target_metrics(target: str, y_true: np.ndarray, y_pred: np.ndarray,
+                   outlier_threshold: float, eta_threshold: float = 0.05) -> dict[str, float]:
+    """All point metrics of the contract for one target (`z` adds the photo-z metrics)."""
+    metrics = regression_metrics(y_true, y_pred, outlier_threshold)
+    if target == "z":
+        metrics.update(redshift_metrics(y_true, y_pred, eta_threshold))
+    return metrics
+
+
+__all__ = ["is_better", "objective_value", "redshift_metrics", "regression_metrics",
+           "sigma_nmad", "target_metrics"]

@@ -1,0 +1,1 @@
+"""Filters, magnitudes, k-corrections: small pure functions tested against kcorrect."""

@@ -1,0 +1,45 @@
+"""Lineage facts for tags: git commit, DVC hashes of data files."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import yaml
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """HEAD's commit, suffixed '-dirty' when tracked files (other than dvc.lock) have changes; 'unknown' outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)dvc.lock"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def file_md5(path: str | Path) -> str:
+    """MD5 of a file's bytes, as DVC 3 records it for a single-file output."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dvc_output_hash(path: str | Path, lock_path: str | Path = "dvc.lock") -> str | None:
+    """The md5 that dvc.lock records for output `path` (a file or a directory's '.dir' hash)."""
+    lock_path = Path(lock_path)
+    if not lock_path.exists():
+        return None
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    wanted = Path(path).as_posix().rstrip("/")
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs", []):
+            if Path(out["path"]).as_posix().rstrip("/") == wanted:
+                return out.get("md5")
+    return None

@@ -1,0 +1,67 @@
+"""Optuna tuning of a head on the validation split: seeded, stored, resumable.
+
+The search space comes from params: a list is a categorical choice, a mapping with `low` and
+`high` (and optional `log`) an int or float range, anything else a fixed value.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Callable, Mapping
+
+import optuna
+
+from galaxyprop.errors import GalaxypropError
+
+TrialCallback = Callable[[optuna.trial.FrozenTrial], None]
+Objective = Callable[[dict], tuple[float, dict[str, float]]]
+
+
+def suggest(trial: optuna.Trial, space: Mapping) -> dict:
+    """Draw one set of hyperparameters from `space`."""
+    params = {}
+    for name, spec in space.items():
+        if isinstance(spec, (list, tuple)):
+            params[name] = trial.suggest_categorical(name, list(spec))
+        elif isinstance(spec, Mapping):
+            if not {"low", "high"} <= set(spec):
+                raise GalaxypropError(f"search space '{name}' needs 'low' and 'high', got {dict(spec)}")
+            low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
+            if isinstance(low, int) and isinstance(high, int):
+                params[name] = trial.suggest_int(name, low, high, log=log)
+            else:
+                params[name] = trial.suggest_float(name, float(low), float(high), log=log)
+        else:
+            params[name] = spec
+    return params
+
+
+def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str, storage: str,
+         seed: int, on_trial: TrialCallback | None = None) -> optuna.Study:
+    """Minimise `objective(params)` over `space` until the study holds `n_trials` complete trials.
+
+    The study lives in `storage` under `study_name`; a killed run resumes where it stopped and
+    trials left RUNNING by it are marked failed by the heartbeat.
+    """
+    optuna.logging.set_verbosity(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+        study = optuna.create_study(study_name=study_name, storage=rdb, load_if_exists=True,
+                                    direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+        optuna.storages.fail_stale_trials(study)
+    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+    def run_trial(trial: optuna.Trial) -> float:
+        value, metrics = objective(suggest(trial, space))
+        for name, metric in metrics.items():
+            trial.set_user_attr(name, metric)
+        return value
+
+    callbacks = [lambda _study, trial: on_trial(trial)] if on_trial else []
+    if n_trials > done:
+        study.optimize(run_trial, n_trials=n_trials - done, callbacks=callbacks, show_progress_bar=True)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise GalaxypropError(f"study '{study_name}' has no complete trial")
+    return study

@@ -1,0 +1,105 @@
+"""Heads on problems with known answers, against scikit-learn, and through save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.preprocessing import StandardScaler
+
+from galaxyprop.errors import GalaxypropError
+from galaxyprop.features.photometry import PhotometryFeatures
+from galaxyprop.heads import Head, make_head
+from galaxyprop.heads.kcorrect_baseline import KcorrectHead
+from galaxyprop.predictor import Predictor
+
+
+def linear_problem(n: int = 3000, noise: float = 0.05, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = X @ np.array([1.0, -0.5, 0.25, 0.0]) + rng.normal(0, noise, n)
+    return X, y
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_knn_matches_scikit_learn(weights):
+    X, y = linear_problem()
+    ours = make_head("knn", k=15, weights=weights, scaling="standard").fit(X[:2500], y[:2500])
+    scaler = StandardScaler().fit(X[:2500])
+    theirs = KNeighborsRegressor(n_neighbors=15, weights=weights).fit(scaler.transform(X[:2500]), y[:2500])
+    np.testing.assert_allclose(ours.predict(X[2500:]).value, theirs.predict(scaler.transform(X[2500:])), atol=1e-5)
+
+
+def test_knn_spread_is_neighbour_scatter_and_exact_match_wins():
+    X = np.array([[0.0], [1.0], [2.0], [10.0]])
+    y = np.array([1.0, 3.0, 5.0, 100.0])
+    head = make_head("knn", k=3, weights="uniform", scaling="none").fit(X, y)
+    pred = head.predict(np.array([[1.0]]))
+    assert pred.value[0] == pytest.approx(3.0)
+    assert pred.spread[0] == pytest.approx(np.std([1.0, 3.0, 5.0]))
+    weighted = make_head("knn", k=3, weights="distance", scaling="none").fit(X, y)
+    assert weighted.predict(np.array([[1.0]])).value[0] == pytest.approx(3.0)  # exact match only
+
+
+def test_gbt_learns_a_linear_target_and_its_spread_follows_the_noise():
+    X, y = linear_problem(n=6000, noise=0.0)
+    noise = np.where(X[:, 3] > 0, 0.4, 0.05)
+    y = y + np.random.default_rng(1).normal(size=len(y)) * noise
+    head = make_head("gbt", learning_rate=0.1, max_iter=300, seed=0).fit(X[:5000], y[:5000])
+    pred = head.predict(X[5000:])
+    test_noise = noise[5000:]
+    assert np.sqrt(np.mean((pred.value - y[5000:])[test_noise < 0.1] ** 2)) < 0.15
+    noisy, quiet = np.median(pred.spread[test_noise > 0.1]), np.median(pred.spread[test_noise < 0.1])
+    assert noisy > 3 * quiet
+    assert noisy == pytest.approx(0.4, rel=0.35)
+
+
+def test_heads_round_trip_through_save_and_load(tmp_path):
+    X, y = linear_problem(n=500)
+    for name in ("knn", "gbt"):
+        head = make_head(name).fit(X, y)
+        head.save(tmp_path / f"{name}.joblib")
+        loaded = Head.load(tmp_path / f"{name}.joblib")
+        np.testing.assert_allclose(loaded.predict(X[:50]).value, head.predict(X[:50]).value)
+        assert loaded.get_params() == head.get_params()
+
+
+def test_bad_head_inputs_are_clear():
+    with pytest.raises(GalaxypropError, match="unknown head 'forest'"):
+        make_head("forest")
+    with pytest.raises(GalaxypropError, match="bad hyperparameters"):
+        make_head("knn", neighbours=3)
+    X, y = linear_problem(n=100)
+    head = make_head("knn", k=5).fit(X, y)
+    with pytest.raises(GalaxypropError, match="3 columns, the head was fitted on 4"):
+        head.predict(X[:, :3])
+    with pytest.raises(GalaxypropError, match="non-finite"):
+        make_head("knn").fit(X, np.where(np.arange(100) == 3, np.nan, y))
+
+
+def test_kcorrect_head_gives_the_identity_at_z_01():
+    rng = np.random.default_rng(2)
+    flux = rng.uniform(50, 500, size=(40, 5)) * np.array([0.2, 0.6, 1.0, 1.3, 1.5])
+    frame = pd.DataFrame({f"flux_{b}": flux[:, i] for i, b in enumerate("ugriz")}
+                         | {f"flux_ivar_{b}": np.full(40, 1.0) for b in "ugriz"})
+    head = KcorrectHead(("sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0"), n_mc=3)
+    X = KcorrectHead.design_matrix(frame, list("ugriz"), np.full(40, 0.1))
+    pred = head.fit(X).predict(X)
+    np.testing.assert_allclose(pred.value, -2.5 * np.log10(1.1), atol=2e-4)
+    assert np.isfinite(pred.spread).all()
+
+
+def test_predictor_needs_positive_fluxes():
+    X, y = linear_problem(n=200)
+    encoder = PhotometryFeatures(bands=("g", "r"))
+    frame = pd.DataFrame({"flux_g": np.full(200, 10.0), "flux_r": np.linspace(5, 50, 200)})
+    predictor = Predictor("z", encoder, make_head("knn", k=5).fit(encoder.transform(frame), y))
+    assert list(predictor.predict_frame(frame.head(3)).columns) == ["prediction", "spread"]
+    with pytest.raises(GalaxypropError, match="row 1: column 'flux_r' must be a positive finite flux"):
+        predictor.predict_frame(frame.head(3).assign(flux_r=[1.0, -2.0, 3.0]))
+    with pytest.raises(GalaxypropError, match="lacks flux columns \\['flux_g'\\]"):
+        predictor.predict_frame(frame.drop(columns="flux_g"))
+    # magnitudes and the g-r colour
+    features = encoder.transform(frame.head(1))
+    np.testing.assert_allclose(features[0], [22.5 - 2.5, 22.5 - 2.5 * np.log10(5), -2.5 + 2.5 * np.log10(5)], rtol=1e-6)

@@ -1,0 +1,144 @@
+"""The real `dvc repro` on a tiny profile in a temporary copy of the project, then the registry loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import PROJECT, gst_path
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.integration
+CONTRACT = {"r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"}
+PHOTO_Z = {"sigma_mad", "eta", "bias", "bias_median"}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_", "GALAXYPROP_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def edit_params(root: Path, edit) -> None:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], PROJECT).stdout.split()
+    for name in files:
+        if (PROJECT / name).is_file() and not name.startswith(("data/", "models/", "reports/")) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, root / name)
+
+    def tiny(params):
+        params["data"]["max_rows"] = 400
+        params["heads"]["knn"]["n_trials"] = 3
+        params["heads"]["gbt"]["n_trials"] = 2
+        params["heads"]["gbt"]["search"]["max_iter"] = 60
+        params["baselines"]["kcorrect_specz"]["n_mc"] = 2
+
+    edit_params(root, tiny)
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], root)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def test_metrics_follow_the_contract(project):
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert set(metrics) == {"z", "kcorr_r01"}
+    assert set(metrics["z"]) == {"knn", "gbt"}
+    assert set(metrics["kcorr_r01"]) == {"knn", "gbt", "kcorrect_specz"}
+    for head, values in metrics["z"].items():
+        assert set(values) == CONTRACT | PHOTO_Z
+        assert values["sigma_mad"] < 0.05 and values["r2"] > 0.3, head
+    assert metrics["kcorr_r01"]["kcorrect_specz"]["r2"] > 0.9  # same templates as the reference labels
+    prepare = json.loads((project / "reports/prepare.json").read_text())
+    assert prepare["n_input"] == 400 and prepare["n_kept"] == sum(prepare["split_sizes"].values())
+    assert (project / "reports/plots/z_residual_vs_z.png").stat().st_size > 10_000
+
+
+def test_candidate_loads_and_predicts_new_rows_with_lineage(project):
+    from galaxyprop.data.catalog import CatalogSpec, read_catalog
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    try:
+        model = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
+        seen = np.concatenate([pd.read_parquet(project / f"data/prepared/{s}.parquet")["id"]
+                               for s in ("train", "val", "test")])
+        catalog, _ = read_catalog(gst_path(), CatalogSpec.from_params(params["data"]), max_rows=1500, seed=99)
+        new = catalog[~catalog["id"].isin(seen)].head(300)
+        predicted = model.predict(new[[f"flux_{b}" for b in "ugriz"]])
+        assert list(predicted.columns) == ["prediction", "spread"] and len(predicted) == len(new)
+        dz = (predicted["prediction"] - new["z"].to_numpy()) / (1 + new["z"].to_numpy())
+        assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.05
+        version = MlflowClient().get_model_version_by_alias("galaxyprop-z", "candidate")
+        head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+        lock = yaml.safe_load((project / "dvc.lock").read_text())
+        prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
+        assert version.tags["git_commit"] == head
+        assert version.tags["data_hash"] == prepared
+        assert version.tags["dataset"] == "sdss_gst" and version.tags["head"] in {"knn", "gbt"}
+        assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
+    again = run(["dvc", "repro"], project)
+    assert "Running stage" not in again.stdout
+    edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 5))
+    rerun = run(["dvc", "repro"], project).stdout
+    ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
+    # evaluate and register run only if the knn outputs changed
+    assert {"train@knn-z", "train@knn-kcorr_r01"} <= ran <= {"train@knn-z", "train@knn-kcorr_r01",
+                                                            "evaluate", "register"}
+
+
+def test_promote_cli_and_bad_input_keep_stores_intact(project):
+    first = run(["galaxyprop", "promote", "z"], project)
+    assert "first promotion" in first.stdout
+    unknown = run(["galaxyprop", "promote", "redshift"], project, check=False)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.strip().splitlines() == ["galaxyprop: error: unknown target 'redshift'; choose from ['kcorr_r01', 'z']"]
+
+    prepared_before = (project / "data/prepared/train.parquet").read_bytes()
+    edit_params(project, lambda p: p["data"]["columns"].__setitem__("redshift", "NOPE"))
+    try:
+        failed = run([sys.executable, "pipelines/prepare.py"], project, check=False)
+    finally:
+        edit_params(project, lambda p: p["data"]["columns"].__setitem__("redshift", "Z"))
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "column 'NOPE' (redshift) not found" in failed.stderr.strip().splitlines()[-1]
+    assert (project / "data/prepared/train.parquet").read_bytes() == prepared_before
+
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    try:
+        runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'prepare'",
+                                  order_by=["start_time DESC"])
+        assert runs.iloc[0]["status"] == "FAILED" and (runs["status"] == "FINISHED").any()
+        client = MlflowClient()
+        assert str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == \
+            str(client.get_model_version_by_alias("galaxyprop-z", "candidate").version)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert run(["dvc", "status"], project).stdout.strip().endswith("Data and pipelines are up to date.")
