@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,21 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT, gst_path
+from conftest import gst_path
 from mlflow.tracking import MlflowClient
+from project_copy import copy_project, run
 
 pytestmark = pytest.mark.integration
 CONTRACT = {"r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"}
 PHOTO_Z = {"sigma_mad", "eta", "bias", "bias_median"}
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_", "GALAXYPROP_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 def edit_params(root: Path, edit) -> None:
@@ -40,12 +29,7 @@ def edit_params(root: Path, edit) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], PROJECT).stdout.split()
-    for name in files:
-        if (PROJECT / name).is_file() and not name.startswith(("data/", "models/", "reports/")) and name != "dvc.lock":
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / name, root / name)
+    root = copy_project(tmp_path_factory.mktemp("project"))
 
     def tiny(params):
         params["data"]["max_rows"] = 400
@@ -55,9 +39,7 @@ def project(tmp_path_factory) -> Path:
         params["baselines"]["kcorrect_specz"]["n_mc"] = 2
 
     edit_params(root, tiny)
-    run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], root)
     run(["dvc", "repro"], root)
     return root
 

@@ -1,0 +1,76 @@
+"""Benchmarks -> reports/bench.json: cold and no-op `dvc repro` on the default params, KNN throughput.
+
+The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "tests"))
+from project_copy import copy_project, run  # noqa: E402
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    run(cmd, cwd)
+    return time.perf_counter() - start
+
+
+def knn_throughput(root: Path) -> dict:
+    import pandas as pd
+
+    from galaxyprop.heads import make_head
+
+    train = pd.read_parquet(root / "data/features/photometry/train.parquet").drop(columns="id").to_numpy(np.float32)
+    test = pd.read_parquet(root / "data/prepared/train.parquet")["z"].to_numpy()
+    queries = np.tile(train, (int(np.ceil(100_000 / len(train))), 1))[:100_000]
+    queries = queries + np.random.default_rng(0).normal(0, 0.01, queries.shape).astype(np.float32)
+    head = make_head("knn", k=64, weights="distance", scaling="standard")
+    start = time.perf_counter()
+    head.fit(train, test)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    head.predict(queries)
+    predict_s = time.perf_counter() - start
+    return {"k": 64, "n_train": len(train), "n_query": len(queries), "fit_s": round(fit_s, 4),
+            "predict_s": round(predict_s, 3), "predict_galaxies_per_s": round(len(queries) / predict_s),
+            "fit_galaxies_per_s": round(len(train) / fit_s)}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="galaxyprop-bench-") as tmp:
+        root = copy_project(Path(tmp))
+        print("cold dvc repro (default params) ...", flush=True)
+        cold = timed(["dvc", "repro"], root)
+        peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        noop = timed(["dvc", "repro"], root)
+        metrics = json.loads((root / "reports/metrics.json").read_text())
+        knn = knn_throughput(root)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "dvc_repro_cold_s": round(cold, 1),
+        "dvc_repro_cold_peak_rss_mib": round(peak_rss_mib, 1),
+        "dvc_repro_noop_s": round(noop, 2),
+        "knn": knn,
+        "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
+        "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
+    }
+    out = PROJECT / "reports" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
