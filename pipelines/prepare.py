@@ -25,7 +25,7 @@ def reference_kcorrection(frame, spec: CatalogSpec, label: dict) -> np.ndarray:
     bands = label["bands"]
     responses = tuple(spec.band(b).response for b in bands)
     if None in responses:
-        raise GalaxypropError(f"params labels.kcorr_r01.bands: every band needs a 'response' in data.bands")
+        raise GalaxypropError("params labels.kcorr_r01.bands: every band needs a 'response' in data.bands")
     flux = frame[[schema.flux_column(b) for b in bands]].to_numpy()
     ivar = frame[[schema.ivar_column(b) for b in bands]].to_numpy()
     result = fit_kcorrection(flux, ivar, frame[schema.REDSHIFT].to_numpy(), responses,

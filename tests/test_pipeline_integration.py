@@ -101,7 +101,8 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
     assert "first promotion" in first.stdout
     unknown = run(["galaxyprop", "promote", "redshift"], project, check=False)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
-    assert unknown.stderr.strip().splitlines() == ["galaxyprop: error: unknown target 'redshift'; choose from ['kcorr_r01', 'z']"]
+    assert unknown.stderr.strip().splitlines() == [
+        "galaxyprop: error: unknown target 'redshift'; choose from ['kcorr_r01', 'z']"]
 
     prepared_before = (project / "data/prepared/train.parquet").read_bytes()
     edit_params(project, lambda p: p["data"]["columns"].__setitem__("redshift", "NOPE"))

@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from galaxyprop.errors import GalaxypropError
+from galaxyprop.data.io import load_object, save_object
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads.base import Head
 
-OUTPUT_COLUMNS = ["prediction", "spread"]
 
 
 @dataclass
@@ -33,11 +31,8 @@ class Predictor:
                              "spread": np.asarray(result.spread, float)})
 
     def save(self, path: str | Path) -> None:
-        joblib.dump(self, path)
+        save_object(self, path)
 
     @staticmethod
     def load(path: str | Path) -> "Predictor":
-        predictor = joblib.load(path)
-        if not isinstance(predictor, Predictor):
-            raise GalaxypropError(f"{path}: not a galaxyprop predictor")
-        return predictor
+        return load_object(path, Predictor)

@@ -51,7 +51,8 @@ def register_predictor(predictor: Predictor, input_example: pd.DataFrame,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # MLflow asks for predict() type hints
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")), artifacts={PREDICTOR_ARTIFACT: str(path)},
+                name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                artifacts={PREDICTOR_ARTIFACT: str(path)},
                 signature=signature, input_example=example, pip_requirements=_requirements(),
                 code_paths=[str(Path(galaxyprop.__file__).parent)], registered_model_name=name)
     version = str(info.registered_model_version)

@@ -9,7 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import joblib
 import pandas as pd
+
+from galaxyprop.errors import GalaxypropError
 
 
 @contextmanager
@@ -35,3 +38,19 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 def write_json(obj: object, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_object(obj: object, path: str | os.PathLike) -> None:
+    """Pickle a fitted object (head, predictor) atomically with joblib."""
+    with atomic_path(path) as tmp:
+        joblib.dump(obj, tmp)
+
+
+def load_object(path: str | os.PathLike, kind: type):
+    """Unpickle an object saved by `save_object`, checking that it is a `kind`."""
+    if not Path(path).exists():
+        raise GalaxypropError(f"{path}: file not found")
+    obj = joblib.load(path)
+    if not isinstance(obj, kind):
+        raise GalaxypropError(f"{path}: not a galaxyprop {kind.__name__}")
+    return obj

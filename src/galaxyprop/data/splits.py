@@ -25,7 +25,7 @@ def stratified_split(redshift: np.ndarray, fractions: dict[str, float], seed: in
     for b in np.unique(bins):
         members = rng.permutation(np.flatnonzero(bins == b))
         cuts = np.round(cumulative * len(members)).astype(int)
-        for name, part in zip(schema.SPLITS, np.split(members, cuts[:-1])):
+        for name, part in zip(schema.SPLITS, np.split(members, cuts[:-1]), strict=True):
             labels[part] = name
     return labels
 

@@ -25,7 +25,7 @@ class PhotometryFeatures:
     @property
     def names(self) -> list[str]:
         mags = [f"mag_{b}" for b in self.bands]
-        colours = [f"{a}-{b}" for a, b in zip(self.bands[:-1], self.bands[1:])]
+        colours = [f"{a}-{b}" for a, b in zip(self.bands[:-1], self.bands[1:], strict=True)]
         return mags + colours
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:

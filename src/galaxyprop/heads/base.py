@@ -7,9 +7,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-import joblib
 import numpy as np
 
+from galaxyprop.data.io import load_object, save_object
 from galaxyprop.errors import GalaxypropError
 
 
@@ -37,14 +37,11 @@ class Head(ABC):
         return {n: getattr(self, n) for n in names if n != "self"}
 
     def save(self, path: str | Path) -> None:
-        joblib.dump(self, path)
+        save_object(self, path)
 
     @staticmethod
     def load(path: str | Path) -> "Head":
-        head = joblib.load(path)
-        if not isinstance(head, Head):
-            raise GalaxypropError(f"{path}: not a galaxyprop head")
-        return head
+        return load_object(path, Head)
 
 
 def check_fit_inputs(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
