@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -125,3 +126,35 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
     finally:
         mlflow.set_tracking_uri(None)
     assert run(["dvc", "status"], project).stdout.strip().endswith("Data and pipelines are up to date.")
+
+
+def test_ui_serves_the_project_store_on_localhost(project):
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(["galaxyprop", "ui", "--port", str(port)], cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/search"
+        body = None
+        for _ in range(240):  # up to about two minutes for the server to come up
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    body = json.loads(response.read())
+                break
+            except OSError:
+                try:
+                    server.wait(timeout=0.5)
+                    raise AssertionError("galaxyprop ui exited before serving")
+                except subprocess.TimeoutExpired:
+                    continue
+        assert body is not None, "galaxyprop ui did not answer"
+        assert {m["name"] for m in body["registered_models"]} == {"galaxyprop-z", "galaxyprop-kcorr_r01"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -63,8 +62,9 @@ def _ui(args: argparse.Namespace) -> int:
     stores = Stores.from_params(load_params(args.params))
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", stores.tracking_uri,
                "--default-artifact-root", stores.artifact_location, "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    return subprocess.call(command, env={**os.environ, "MLFLOW_TRACKING_URI": stores.tracking_uri})
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    # Replace this process, so that its PID is the server's and stopping it stops the server.
+    os.execve(sys.executable, command, {**os.environ, "MLFLOW_TRACKING_URI": stores.tracking_uri})
 
 
 def build_parser() -> argparse.ArgumentParser:
