@@ -14,7 +14,7 @@ from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import atomic_path, write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.metrics import target_metrics
+from galaxyprop.metrics import quantile_bins, target_metrics
 
 log = logging.getLogger("evaluate")
 
@@ -53,8 +53,7 @@ def main() -> None:
                 test_metrics.setdefault(target, {})[head], n_failed = split_metrics(test, target, outlier, eta)
                 failures.setdefault(target, {})[head] = n_failed
                 test = test[np.isfinite(test["prediction"])]
-                edges = np.quantile(test[schema.REDSHIFT], np.linspace(0, 1, n_bins + 1))
-                bins = np.clip(np.searchsorted(edges, test[schema.REDSHIFT], side="right") - 1, 0, n_bins - 1)
+                edges, bins = quantile_bins(test[schema.REDSHIFT].to_numpy(), n_bins)
                 by_bin.setdefault(target, {})[head] = [
                     {"z_low": float(edges[b]), "z_high": float(edges[b + 1]), "n": int((bins == b).sum()),
                      **target_metrics(target, test["true"][bins == b], test["prediction"][bins == b], outlier, eta)}
@@ -63,9 +62,7 @@ def main() -> None:
                 save_figure(plots.prediction_vs_truth(test["true"].to_numpy(), test["prediction"].to_numpy(), target,
                                                       f"{head}: {target} on the test split"),
                             PLOTS / f"{target}_{head}_pred_vs_true.png")
-            redshift = next(iter(residuals.values()))[0]
-            same = {h: r for h, (z, r) in residuals.items() if len(z) == len(redshift) and np.array_equal(z, redshift)}
-            save_figure(plots.residual_vs_redshift(redshift, same, target), PLOTS / f"{target}_residual_vs_z.png")
+            save_figure(plots.residual_vs_redshift(residuals, target), PLOTS / f"{target}_residual_vs_z.png")
             for head, metrics in test_metrics[target].items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if not test_metrics:

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from galaxyprop.metrics import quantile_bins  # noqa: E402
+
 
 def prediction_vs_truth(y_true: np.ndarray, y_pred: np.ndarray, label: str, title: str) -> Figure:
     """Density of predicted against true values, with the 1:1 line."""
@@ -23,14 +25,13 @@ def prediction_vs_truth(y_true: np.ndarray, y_pred: np.ndarray, label: str, titl
     return fig
 
 
-def residual_vs_redshift(redshift: np.ndarray, residuals: dict[str, np.ndarray], label: str,
+def residual_vs_redshift(residuals: dict[str, tuple[np.ndarray, np.ndarray]], label: str,
                          n_bins: int = 12) -> Figure:
-    """Median residual and its 16-84 % band in redshift bins, one line per head."""
+    """Median residual and its 16-84 % band in redshift bins, one line per head ({head: (z, residual)})."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    edges = np.quantile(redshift, np.linspace(0, 1, n_bins + 1))
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    which = np.clip(np.searchsorted(edges, redshift, side="right") - 1, 0, n_bins - 1)
-    for head, residual in residuals.items():
+    for head, (redshift, residual) in residuals.items():
+        edges, which = quantile_bins(redshift, n_bins)
+        centres = 0.5 * (edges[1:] + edges[:-1])
         stats = np.array([np.percentile(residual[which == b], [16, 50, 84]) if (which == b).any()
                           else [np.nan] * 3 for b in range(n_bins)])
         ax.plot(centres, stats[:, 1], marker="o", ms=3, label=head)

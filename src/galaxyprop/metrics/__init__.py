@@ -8,6 +8,12 @@ from galaxyprop.metrics.point import (is_better, objective_value, redshift_metri
                                       regression_metrics, sigma_nmad)
 
 
+def quantile_bins(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of `n_bins` equal-count bins of `values`, and each value's bin index."""
+    edges = np.quantile(values, np.linspace(0, 1, n_bins + 1))
+    return edges, np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
+
+
 def target_metrics(target: str, y_true: np.ndarray, y_pred: np.ndarray,
                    outlier_threshold: float, eta_threshold: float = 0.05) -> dict[str, float]:
     """All point metrics of the contract for one target (`z` adds the photo-z metrics)."""
@@ -17,5 +23,5 @@ def target_metrics(target: str, y_true: np.ndarray, y_pred: np.ndarray,
     return metrics
 
 
-__all__ = ["is_better", "objective_value", "redshift_metrics", "regression_metrics",
+__all__ = ["is_better", "objective_value", "quantile_bins", "redshift_metrics", "regression_metrics",
            "sigma_nmad", "target_metrics"]
