@@ -19,7 +19,7 @@ from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import make_head
 from galaxyprop.metrics import objective_value, target_metrics
 from galaxyprop.predictor import Predictor
-from galaxyprop.tuning import tune
+from galaxyprop.tuning import hyperparameters, tune
 
 log = logging.getLogger("train")
 FEATURE_SOURCE = "photometry"
@@ -68,8 +68,7 @@ def main() -> None:
         log.info("best %s for %s/%s: %s = %.5g with %s", metric, args.head, args.target,
                  metric, best.user_attrs[metric], best.params)
 
-        hyper = {**{k: v for k, v in head_params["search"].items()
-                    if not isinstance(v, (list, dict))}, **best.params}
+        hyper = hyperparameters(head_params["search"], best)
         head = make_head(args.head, **hyper).fit(X_train, y_train)
         encoder = PhotometryFeatures(bands=tuple(section(params, "features.photometry.bands")))
         out = model_dir(args.target, args.head)

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.tuning import tune
+from galaxyprop.tuning import hyperparameters, tune
 
 SPACE = {"x": {"low": -5.0, "high": 5.0}, "n": {"low": 1, "high": 8}, "kind": ["a", "b"], "fixed": 3}
 
@@ -27,6 +27,9 @@ def test_tuning_resumes_to_n_trials_and_is_seeded(tmp_path):
     again = tune(objective, SPACE, n_trials=10, study_name="s", storage=storage, seed=7)
     assert len(again.trials) == 10  # nothing left to do
     assert again.best_trial.user_attrs["loss"] == again.best_value
+    full = hyperparameters(SPACE, again.best_trial)
+    assert full["fixed"] == 3 and set(full) == set(SPACE)
+    assert objective(full)[0] == again.best_value
     other = tune(objective, SPACE, n_trials=6, study_name="t", storage=storage, seed=7)
     assert [t.params for t in other.trials] == [t.params for t in study.trials[:6]]
 

@@ -37,6 +37,12 @@ def suggest(trial: optuna.Trial, space: Mapping) -> dict:
     return params
 
 
+def hyperparameters(space: Mapping, trial: optuna.trial.FrozenTrial) -> dict:
+    """All hyperparameters of a finished trial: its drawn values and the fixed values of `space`."""
+    fixed = {name: spec for name, spec in space.items() if not isinstance(spec, (list, tuple, Mapping))}
+    return {**fixed, **trial.params}
+
+
 def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str, storage: str,
          seed: int, on_trial: TrialCallback | None = None) -> optuna.Study:
     """Minimise `objective(params)` over `space` until the study holds `n_trials` complete trials.
