@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
 
+RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
 FEATURES = Path("data/features")
 PREDICTIONS = Path("data/predictions")
@@ -26,6 +28,14 @@ def prepared_split(split: str) -> pd.DataFrame:
     if not path.exists():
         raise GalaxypropError(f"{path} not found: run the prepare stage (dvc repro prepare)")
     return pd.read_parquet(path)
+
+
+def prepared_bands() -> dict:
+    """The source's bands as the prepare stage recorded them: `bands`, `responses`, `label_band`."""
+    path = PREPARED / "bands.json"
+    if not path.exists():
+        raise GalaxypropError(f"{path} not found: run the prepare stage (dvc repro prepare)")
+    return json.loads(path.read_text())
 
 
 def feature_split(source: str, split: str) -> pd.DataFrame:

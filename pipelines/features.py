@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from common import FEATURES, prepared_split
+from common import FEATURES, prepared_bands, prepared_split
 
 from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
@@ -17,8 +17,9 @@ from galaxyprop.features.photometry import PhotometryFeatures
 def main() -> None:
     params = load_params()
     config = section(params, "features.photometry")
-    encoder = PhotometryFeatures(bands=tuple(config["bands"]))
-    with tracking.stage_run(Stores.from_params(params), "features", params={"features": config}):
+    encoder = PhotometryFeatures(bands=tuple(prepared_bands()["bands"]))
+    with tracking.stage_run(Stores.from_params(params), "features",
+                            params={"features": config, "bands": list(encoder.bands)}):
         for split in schema.SPLITS:
             frame = prepared_split(split)
             matrix = pd.DataFrame(encoder.transform(frame), columns=encoder.names)

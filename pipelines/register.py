@@ -40,8 +40,8 @@ def main() -> None:
             head = best_head(val_metrics, candidates, metric)
             predictor = Predictor.load(model_dir(target, head) / "predictor.joblib")
             tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head,
-                    "features": "photometry", "dataset": section(params, "data.dataset"), "target": target,
-                    "params_hash": params_hash(params["data"], params["labels"], params["split"],
+                    "features": "photometry", "dataset": section(params, "data.source"), "target": target,
+                    "params_hash": params_hash(params["data"], params.get("mock"), params["split"],
                                                params["features"], params["heads"][head]),
                     "selection_metric": metric, f"val_{metric}": f"{val_metrics[head][metric]:.6g}"}
             with tracking.child_run(f"register:{head}:{target}", tags=tags):

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import (feature_split, model_dir, prediction_frame, predictions_path,
+from common import (feature_split, prepared_bands, model_dir, prediction_frame, predictions_path,
                     prepared_split)
 
 from galaxyprop import tracking
@@ -51,9 +51,9 @@ def main() -> None:
                                  target_params["outlier_threshold"], eta)
         return objective_value(metric, metrics[metric]), metrics
 
-    lineage = params_hash(params["data"], params["labels"], params["split"], params["features"],
+    lineage = params_hash(params["data"], params.get("mock"), params["split"], params["features"],
                           head_params["search"], target_params)
-    study_name = f"{section(params, 'data.dataset')}-{args.target}-{args.head}-{lineage}"
+    study_name = f"{section(params, 'data.source')}-{args.target}-{args.head}-{lineage}"
     run_name = f"train:{args.head}:{args.target}"
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, run_name,
@@ -70,7 +70,7 @@ def main() -> None:
 
         hyper = hyperparameters(head_params["search"], best)
         head = make_head(args.head, **hyper).fit(X_train, y_train)
-        encoder = PhotometryFeatures(bands=tuple(section(params, "features.photometry.bands")))
+        encoder = PhotometryFeatures(bands=tuple(prepared_bands()["bands"]))
         out = model_dir(args.target, args.head)
         out.mkdir(parents=True, exist_ok=True)
         Predictor(args.target, encoder, head).save(out / "predictor.joblib")

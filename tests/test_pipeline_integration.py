@@ -33,6 +33,8 @@ def project(tmp_path_factory) -> Path:
     root = copy_project(tmp_path_factory.mktemp("project"))
 
     def tiny(params):
+        params["mock"]["n_galaxies"] = 500
+        params["mock"]["imaging"]["stamp_size"] = 24
         params["data"]["max_rows"] = 400
         params["heads"]["knn"]["n_trials"] = 3
         params["heads"]["gbt"]["n_trials"] = 2

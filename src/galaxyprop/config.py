@@ -63,5 +63,5 @@ class Stores:
                 Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         if "://" not in artifacts:
             artifacts = Path(artifacts).resolve().as_uri()
-        experiment = f"{stores.get('experiment_prefix', 'galaxyprop')}-{section(params, 'data.dataset')}"
+        experiment = f"{stores.get('experiment_prefix', 'galaxyprop')}-{section(params, 'data.source')}"
         return cls(tracking_uri, artifacts, optuna_storage, experiment)

@@ -9,6 +9,7 @@ from __future__ import annotations
 ID = "id"
 REDSHIFT = "z"
 SPLIT = "split"
+PHOTSYS = "photsys"   # imaging system of the photometry (DESI: N or S)
 SPLITS = ("train", "val", "test")
 
 #: Targets the heads learn; each is a column of the prepared data.

@@ -1,0 +1,1 @@
+"""The built-in mock DESI survey: galaxies, Legacy-Surveys-like images, DESI-like spectra, labels."""

@@ -1,0 +1,77 @@
+"""The mock survey's knobs (params.yaml `mock`), validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from galaxyprop.errors import GalaxypropError
+
+IMAGE_BANDS = ("g", "r", "z")
+CATALOG_BANDS = ("g", "r", "z", "W1")
+LABEL_BANDS = ("g", "r", "z")  # ^{0.1}SDSS g, r, z: KCORR01_SDSS_*, ABSMAG01_SDSS_*
+
+
+@dataclass(frozen=True)
+class SurveyField:
+    """One imaging field of the Legacy Surveys: its filters, seeing and depth."""
+
+    name: str
+    photsys: str
+    fraction: float
+    filters: Mapping[str, str]          # catalogue band -> kcorrect response name
+    seeing_fwhm: Mapping[str, float]    # median PSF FWHM per image band, arcsec
+    seeing_scatter: float               # log-normal scatter of the per-galaxy seeing (dex)
+    depth: Mapping[str, float]          # 5-sigma point-source AB depth per catalogue band
+
+    @classmethod
+    def from_mapping(cls, name: str, spec: Mapping) -> "SurveyField":
+        try:
+            result = cls(name=name, **spec)
+        except TypeError as err:
+            raise GalaxypropError(f"params mock.fields.{name}: {err}") from None
+        for key, bands in (("filters", CATALOG_BANDS), ("depth", CATALOG_BANDS), ("seeing_fwhm", IMAGE_BANDS)):
+            missing = [b for b in bands if b not in getattr(result, key)]
+            if missing:
+                raise GalaxypropError(f"params mock.fields.{name}.{key}: missing bands {missing}")
+        return result
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Everything the simulator needs; see params.yaml `mock` for the meaning of each group."""
+
+    n_galaxies: int
+    seed: int
+    fields: tuple[SurveyField, ...]
+    population: Mapping
+    morphology: Mapping
+    imaging: Mapping
+    spectroscopy: Mapping
+    omega_m: float = 0.3
+    chunk_size: int = 250
+    n_jobs: int = -1
+    noise: bool = True
+
+    @classmethod
+    def from_params(cls, mock: Mapping) -> "MockConfig":
+        mock = dict(mock)
+        fields = tuple(SurveyField.from_mapping(n, s) for n, s in mock.pop("fields", {}).items())
+        if not fields:
+            raise GalaxypropError("params mock.fields: define at least one survey field")
+        total = sum(f.fraction for f in fields)
+        if abs(total - 1.0) > 1e-6:
+            raise GalaxypropError(f"params mock.fields: the field fractions sum to {total}, not 1")
+        known = set(cls.__dataclass_fields__) - {"fields"}
+        unknown = set(mock) - known
+        if unknown:
+            raise GalaxypropError(f"params mock: unknown keys {sorted(unknown)}")
+        missing = {"n_galaxies", "seed", "population", "morphology", "imaging", "spectroscopy"} - set(mock)
+        if missing:
+            raise GalaxypropError(f"params mock: missing keys {sorted(missing)}")
+        if int(mock["n_galaxies"]) < 1:
+            raise GalaxypropError("params mock.n_galaxies must be at least 1")
+        return cls(fields=fields, **mock)
+
+    def field_named(self, name: str) -> SurveyField:
+        return next(f for f in self.fields if f.name == name)
