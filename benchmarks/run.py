@@ -1,4 +1,6 @@
-"""Benchmarks -> reports/bench.json: cold and no-op `dvc repro` on the default params, KNN throughput.
+"""Benchmarks -> reports/bench.json: cold and no-op `dvc repro` on the default params (with the
+data stage timed alone), mock-survey simulation speed per core at 64 and 152 pixels, file sizes
+per 10k galaxies, KNN throughput.
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 """
@@ -48,20 +50,55 @@ def knn_throughput(root: Path) -> dict:
             "fit_galaxies_per_s": round(len(train) / fit_s)}
 
 
+def mock_throughput(stamp: int, n: int = 200) -> dict:
+    """Galaxies per second on one core: the population draw, then images + spectra."""
+    import yaml
+    from conftest import mock_config
+
+    from galaxyprop.data.mock.survey import draw_survey, render_block
+
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    config = mock_config(params, n_galaxies=n, n_jobs=1, **{"imaging.stamp_size": stamp})
+    start = time.perf_counter()
+    survey = draw_survey(config, progress=False)
+    draw_s = time.perf_counter() - start
+    render_block(config, survey.population.take(slice(0, 5)), {k: v[:5] for k, v in survey.photometry.items()})
+    start = time.perf_counter()     # after the warm-up (GalSim tables, the fibre-fraction grid)
+    render_block(config, survey.population, survey.photometry)
+    render_s = time.perf_counter() - start
+    return {"stamp": stamp, "n": n, "population_galaxies_per_s": round(n / draw_s, 1),
+            "images_spectra_galaxies_per_s_per_core": round(n / render_s, 1)}
+
+
+def file_sizes(root: Path) -> dict:
+    import yaml
+
+    n = yaml.safe_load((root / "params.yaml").read_text())["mock"]["n_galaxies"]
+    sizes = {f.name: f.stat().st_size for f in (root / "data/raw").iterdir()}
+    return {"n_galaxies": n, **{f"{name}_mib_per_10k": round(size / n * 1e4 / 2**20, 1)
+                                for name, size in sizes.items()}}
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="galaxyprop-bench-") as tmp:
         root = copy_project(Path(tmp))
         print("cold dvc repro (default params) ...", flush=True)
-        cold = timed(["dvc", "repro"], root)
+        data_stage = timed(["dvc", "repro", "import_data"], root)
+        cold = data_stage + timed(["dvc", "repro"], root)
         peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         noop = timed(["dvc", "repro"], root)
         metrics = json.loads((root / "reports/metrics.json").read_text())
         knn = knn_throughput(root)
+        sizes = file_sizes(root)
+    mock = [mock_throughput(stamp) for stamp in (64, 152)]
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "dvc_repro_cold_s": round(cold, 1),
         "dvc_repro_cold_peak_rss_mib": round(peak_rss_mib, 1),
         "dvc_repro_noop_s": round(noop, 2),
+        "data_stage_s": round(data_stage, 1),
+        "mock_simulation": mock,
+        "mock_file_sizes": sizes,
         "knn": knn,
         "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
         "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},

@@ -17,10 +17,22 @@ FEATURES = Path("data/features")
 PREDICTIONS = Path("data/predictions")
 MODELS = Path("models")
 REPORTS = Path("reports")
-PLOTS = REPORTS / "plots"
+PLOTS = REPORTS / "plots" / "evaluation"
+DATA_PLOTS = REPORTS / "plots" / "data"
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 logging.getLogger("faiss").setLevel(logging.WARNING)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically and free it."""
+    import matplotlib.pyplot as plt
+
+    from galaxyprop.data.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
 
 
 def prepared_split(split: str) -> pd.DataFrame:

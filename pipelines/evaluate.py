@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from common import PLOTS, PREDICTIONS, REPORTS
+from common import PLOTS, PREDICTIONS, REPORTS, save_figure
 
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
-from galaxyprop.data.io import atomic_path, write_json
+from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.metrics import quantile_bins, target_metrics
 
@@ -25,12 +24,6 @@ def split_metrics(frame: pd.DataFrame, target: str, outlier: float, eta: float) 
     if not ok.any():
         raise GalaxypropError(f"no finite prediction for {target} in split {frame[schema.SPLIT].iloc[0]}")
     return target_metrics(target, frame["true"][ok], frame["prediction"][ok], outlier, eta), int((~ok).sum())
-
-
-def save_figure(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
 @exit_on_error

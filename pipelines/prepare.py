@@ -5,16 +5,34 @@ from __future__ import annotations
 import logging
 import re
 
-from common import PREPARED, RAW, REPORTS
+import numpy as np
 
-from galaxyprop import tracking
+from common import DATA_PLOTS, PREPARED, RAW, REPORTS, save_figure
+
+from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
+from galaxyprop.data import schema
+from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json, write_parquet
-from galaxyprop.data.sources import load_source
+from galaxyprop.data.sources import IMAGES_FILE, load_source
 from galaxyprop.data.splits import split_frame
 from galaxyprop.errors import GalaxypropError, exit_on_error
 
 log = logging.getLogger("prepare")
+
+
+def draw_gallery(frame, path, n: int = 8) -> None:
+    """Cutouts and spectra of `n` galaxies spread in redshift (sources with images only)."""
+    from galaxyprop.data.mock.spectroscopy import DESI_WAVE
+
+    picks = frame.sort_values(schema.REDSHIFT).iloc[np.linspace(0, len(frame) - 1, n).astype(int)]
+    with AstroclipFile(RAW / IMAGES_FILE) as images:
+        cutouts = images.images(picks[IMAGE_ROW].to_numpy())
+        spectra, _ = images.spectra(picks[IMAGE_ROW].to_numpy())
+    titles = [f"TARGETID {row[schema.ID]}  z = {row[schema.REDSHIFT]:.3f}  PHOTSYS {row[schema.PHOTSYS]}  "
+              f"K(0.1r) = {row['kcorr_r01']:+.3f}" for _, row in picks.iterrows()]
+    save_figure(plots.cutout_gallery(cutouts, DESI_WAVE, spectra, titles), path)
 
 
 def metric_name(reason: str) -> str:
@@ -36,6 +54,10 @@ def main() -> None:
         for name, part in splits.items():
             write_parquet(part, PREPARED / f"{name}.parquet")
         write_json(source.bands_metadata(), PREPARED / "bands.json")
+        DATA_PLOTS.mkdir(parents=True, exist_ok=True)
+        if IMAGE_ROW in frame:
+            draw_gallery(frame, DATA_PLOTS / "gallery.png")
+            tracking.log_artifacts([DATA_PLOTS / "gallery.png"], artifact_path="plots")
         summary = {**report.as_dict(), "split_sizes": {k: len(v) for k, v in splits.items()}}
         write_json(summary, REPORTS / "prepare.json")
         tracking.log_metrics({"n_input": report.n_input, "n_kept": report.n_kept,

@@ -24,6 +24,27 @@ def params() -> dict:
     return yaml.safe_load((PROJECT / "params.yaml").read_text())
 
 
+def sdss_data(params: dict) -> dict:
+    """The column map of the built-in SDSS source with the pipeline's redshift range."""
+    return {**params["data"]["sources"]["sdss_gst"], "z_min": params["data"]["z_min"], "z_max": params["data"]["z_max"]}
+
+
+def mock_config(params: dict, **changes):
+    """The mock survey's config from params.yaml with top-level or `group.key` overrides."""
+    import copy
+
+    from galaxyprop.data.mock.config import MockConfig
+
+    mock = copy.deepcopy(params["mock"])
+    for key, value in changes.items():
+        node = mock
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return MockConfig.from_params(mock)
+
+
 def write_gst_like(path: Path, rows: slice | np.ndarray, edit=None) -> Path:
     """Write real rows of kcorrect's gst_tests_small.fits to `path` with the same HDU and columns.
 

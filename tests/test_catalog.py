@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
-from conftest import gst_path, write_gst_like
+from conftest import gst_path, sdss_data, write_gst_like
 
 from galaxyprop.data import schema
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
@@ -16,7 +16,7 @@ from galaxyprop.errors import GalaxypropError
 
 
 def spec_of(params: dict, **changes) -> CatalogSpec:
-    data = {**params["data"], **changes}
+    data = {**sdss_data(params), **changes}
     return CatalogSpec.from_params(data)
 
 
@@ -91,7 +91,7 @@ def test_csv_and_parquet_read_like_fits(tmp_path):
     ({"bands": {"r": {"flux": "MODELFLUX[2]"}}}, "give either flux with flux_ivar"),
 ])
 def test_bad_column_maps_name_the_column(params, small_catalog, change, message):
-    data = {**params["data"], **change}
+    data = {**sdss_data(params), **change}
     if "bands" in change:
         data["required_bands"] = list(change["bands"])
     with pytest.raises(GalaxypropError, match=re.escape(message)):

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
-from conftest import gst_path
+from conftest import mock_config
 from mlflow.tracking import MlflowClient
 from project_copy import copy_project, run
 
@@ -33,9 +32,9 @@ def project(tmp_path_factory) -> Path:
     root = copy_project(tmp_path_factory.mktemp("project"))
 
     def tiny(params):
-        params["mock"]["n_galaxies"] = 500
+        params["mock"]["n_galaxies"] = 800
         params["mock"]["imaging"]["stamp_size"] = 24
-        params["data"]["max_rows"] = 400
+        params["data"]["max_rows"] = 700
         params["heads"]["knn"]["n_trials"] = 3
         params["heads"]["gbt"]["n_trials"] = 2
         params["heads"]["gbt"]["search"]["max_iter"] = 60
@@ -54,35 +53,36 @@ def test_metrics_follow_the_contract(project):
     assert set(metrics["kcorr_r01"]) == {"knn", "gbt", "kcorrect_specz"}
     for head, values in metrics["z"].items():
         assert set(values) == CONTRACT | PHOTO_Z
-        assert values["sigma_mad"] < 0.05 and values["r2"] > 0.3, head
-    assert metrics["kcorr_r01"]["kcorrect_specz"]["r2"] > 0.9  # same templates as the reference labels
+        assert values["sigma_mad"] < 0.08 and values["r2"] > 0.3, head
+    # Same templates as the labels, but dust and SED perturbations beyond their span.
+    assert 0.9 < metrics["kcorr_r01"]["kcorrect_specz"]["r2"] < 0.999
     prepare = json.loads((project / "reports/prepare.json").read_text())
-    assert prepare["n_input"] == 400 and prepare["n_kept"] == sum(prepare["split_sizes"].values())
-    assert (project / "reports/plots/z_residual_vs_z.png").stat().st_size > 10_000
+    assert prepare["n_input"] == 700 and prepare["n_kept"] == sum(prepare["split_sizes"].values())
+    assert (project / "reports/plots/evaluation/z_residual_vs_z.png").stat().st_size > 10_000
+    assert (project / "reports/plots/data/gallery.png").stat().st_size > 50_000
 
 
-def test_candidate_loads_and_predicts_new_rows_with_lineage(project):
-    from galaxyprop.data.catalog import CatalogSpec, read_catalog
+def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_path, params):
+    from galaxyprop.data.desi import read_desi
+    from galaxyprop.data.mock.survey import simulate_survey
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 16})
+    simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)
+    new, _ = read_desi(tmp_path / "new.h5", tmp_path / "new.fits", z_max=0.37)
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
     try:
         model = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
-        seen = np.concatenate([pd.read_parquet(project / f"data/prepared/{s}.parquet")["id"]
-                               for s in ("train", "val", "test")])
-        catalog, _ = read_catalog(gst_path(), CatalogSpec.from_params(params["data"]), max_rows=1500, seed=99)
-        new = catalog[~catalog["id"].isin(seen)].head(300)
-        predicted = model.predict(new[[f"flux_{b}" for b in "ugriz"]])
+        predicted = model.predict(new[[f"flux_{b}" for b in ("g", "r", "z", "W1")]])
         assert list(predicted.columns) == ["prediction", "spread"] and len(predicted) == len(new)
         dz = (predicted["prediction"] - new["z"].to_numpy()) / (1 + new["z"].to_numpy())
-        assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.05
+        assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.08
         version = MlflowClient().get_model_version_by_alias("galaxyprop-z", "candidate")
         head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
         lock = yaml.safe_load((project / "dvc.lock").read_text())
         prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
         assert version.tags["git_commit"] == head
         assert version.tags["data_hash"] == prepared
-        assert version.tags["dataset"] == "sdss_gst" and version.tags["head"] in {"knn", "gbt"}
+        assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt"}
         assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
     finally:
         mlflow.set_tracking_uri(None)
@@ -108,13 +108,14 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
         "galaxyprop: error: unknown target 'redshift'; choose from ['kcorr_r01', 'z']"]
 
     prepared_before = (project / "data/prepared/train.parquet").read_bytes()
-    edit_params(project, lambda p: p["data"]["columns"].__setitem__("redshift", "NOPE"))
+    bands = ["g", "r", "z", "W1"]
+    edit_params(project, lambda p: p["data"]["sources"]["mock"].__setitem__("required_bands", ["g", "r", "Q"]))
     try:
         failed = run([sys.executable, "pipelines/prepare.py"], project, check=False)
     finally:
-        edit_params(project, lambda p: p["data"]["columns"].__setitem__("redshift", "Z"))
+        edit_params(project, lambda p: p["data"]["sources"]["mock"].__setitem__("required_bands", bands))
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
-    assert "column 'NOPE' (redshift) not found" in failed.stderr.strip().splitlines()[-1]
+    assert "required bands ['Q'] are not DESI bands" in failed.stderr.strip().splitlines()[-1]
     assert (project / "data/prepared/train.parquet").read_bytes() == prepared_before
 
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")

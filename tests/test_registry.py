@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
-from conftest import gst_path
+from conftest import gst_path, sdss_data
 from mlflow.tracking import MlflowClient
 
 from galaxyprop import registry, tracking
@@ -29,7 +29,7 @@ def store(tmp_path):
 
 @pytest.fixture(scope="module")
 def galaxies(params):
-    frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(params["data"]), max_rows=1500, seed=0)
+    frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(sdss_data(params)), max_rows=1500, seed=0)
     return frame.iloc[:1200], frame.iloc[1200:]
 
 

@@ -42,3 +42,32 @@ def residual_vs_redshift(residuals: dict[str, tuple[np.ndarray, np.ndarray]], la
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def asinh_rgb(image: np.ndarray, softening: float = 0.05, stretch: float = 3.0) -> np.ndarray:
+    """g,r,z nanomaggie cutout (H, W, 3) -> RGB in [0, 1] (Lupton et al. 2004 asinh, z->red, g->blue)."""
+    rgb = np.clip(image[..., ::-1], 0.0, None)
+    intensity = rgb.mean(axis=-1, keepdims=True) + 1e-12
+    scaled = np.arcsinh(stretch * intensity / softening) / np.arcsinh(stretch / softening)
+    rgb = rgb * scaled / intensity
+    return np.clip(rgb / max(np.percentile(rgb, 99.5), 1e-12), 0.0, 1.0)
+
+
+def cutout_gallery(images: np.ndarray, wave: np.ndarray, spectra: np.ndarray, titles: list[str]) -> Figure:
+    """Each galaxy's g,r,z cutout (asinh colour) next to its spectrum, one row per galaxy."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 1.9 * n), gridspec_kw={"width_ratios": [1, 4]}, squeeze=False)
+    for (ax_image, ax_spec), image, flux, title in zip(axes, images, spectra, titles, strict=True):
+        ax_image.imshow(asinh_rgb(image), origin="lower")
+        ax_image.set_axis_off()
+        smooth = np.convolve(flux, np.ones(9) / 9, mode="same")
+        ax_spec.plot(wave, flux, lw=0.3, color="0.7")
+        ax_spec.plot(wave, smooth, lw=0.8, color="k")
+        low, high = np.percentile(smooth, [1, 99.5])
+        ax_spec.set_ylim(low - 0.2 * abs(high - low), high + 0.3 * abs(high - low))
+        ax_spec.set_title(title, fontsize=8, loc="left")
+        ax_spec.tick_params(labelsize=7)
+    axes[-1, 1].set_xlabel("observed wavelength [A]")
+    axes[n // 2, 1].set_ylabel("flux [1e-17 erg/s/cm2/A]")
+    fig.tight_layout()
+    return fig
