@@ -12,7 +12,7 @@ from common import DATA_PLOTS, PREPARED, RAW, REPORTS, save_figure
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip_hdf5 import DESI_WAVE, AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json, write_parquet
 from galaxyprop.data.sources import IMAGES_FILE, load_source
@@ -24,8 +24,6 @@ log = logging.getLogger("prepare")
 
 def draw_gallery(frame, path, n: int = 8) -> None:
     """Cutouts and spectra of `n` galaxies spread in redshift (sources with images only)."""
-    from galaxyprop.data.mock.spectroscopy import DESI_WAVE
-
     picks = frame.sort_values(schema.REDSHIFT).iloc[np.linspace(0, len(frame) - 1, n).astype(int)]
     with AstroclipFile(RAW / IMAGES_FILE) as images:
         cutouts = images.images(picks[IMAGE_ROW].to_numpy())

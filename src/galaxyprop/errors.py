@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -27,3 +28,17 @@ def exit_on_error(func: F) -> F:
             sys.exit(EXIT_INPUT_ERROR)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def reading(path: object, what: str) -> Iterator[None]:
+    """Turn any failure to read `path` into one GalaxypropError line naming the file and `what` it is."""
+    try:
+        yield
+    except GalaxypropError:
+        raise
+    except FileNotFoundError:
+        raise GalaxypropError(f"{path}: {what} not found") from None
+    except Exception as err:  # noqa: BLE001 - any reader failure is a bad file for the user
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise GalaxypropError(f"{path}: cannot read {what} ({type(err).__name__}: {detail})") from None

@@ -16,6 +16,7 @@ from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import GalaxypropError
 
 N_SPECTRUM_PIXELS = 7781
+DESI_WAVE = 3600.0 + 0.8 * np.arange(N_SPECTRUM_PIXELS)   # 3600-9824 A, 0.8 A pixels
 REQUIRED = ("images", "spectra", "redshifts", "targetids")
 
 

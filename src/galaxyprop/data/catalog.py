@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
-from galaxyprop.errors import GalaxypropError
+from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.physics import magnitudes
 
 _INDEXED = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<index>\d+)\]$")
@@ -127,7 +127,7 @@ class _Table:
     def __init__(self, path: Path, hdu: int | str):
         self.path = path
         suffix = path.suffix.lower()
-        try:
+        with reading(path, "catalogue file"):
             if suffix in (".fits", ".fit", ".fz") or path.name.endswith(".fits.gz"):
                 from astropy.table import Table
 
@@ -141,13 +141,6 @@ class _Table:
             else:
                 raise GalaxypropError(f"{path}: unsupported catalogue format '{suffix}' "
                                       "(use .fits, .csv or .parquet)")
-        except GalaxypropError:
-            raise
-        except FileNotFoundError:
-            raise GalaxypropError(f"{path}: catalogue file not found") from None
-        except Exception as err:  # noqa: BLE001 - any reader failure is a bad file for the user
-            raise GalaxypropError(f"{path}: cannot read catalogue ({type(err).__name__}: "
-                                  f"{str(err).splitlines()[0] if str(err) else ''})") from None
         lengths = {len(v) for v in self.columns.values()}
         self.n_rows = lengths.pop() if lengths else 0
 

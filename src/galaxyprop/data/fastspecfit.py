@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from galaxyprop.data.io import atomic_path
-from galaxyprop.errors import GalaxypropError
+from galaxyprop.errors import GalaxypropError, reading
 
 LABEL_HDUS = ("SPECPHOT", "FASTSPEC")
 
@@ -51,26 +51,18 @@ def read_fastspec(path: str | os.PathLike) -> dict[str, np.ndarray]:
     from astropy.io import fits
 
     path = Path(path)
-    try:
-        with fits.open(path, memmap=False) as hdus:
-            names = [h.name for h in hdus]
-            if "METADATA" not in names:
-                raise GalaxypropError(f"{path}: no METADATA HDU (a FastSpecFit file has METADATA and "
-                                      f"SPECPHOT or FASTSPEC; found {names})")
-            columns = _columns(path, hdus["METADATA"])
-            for name in LABEL_HDUS:
-                if name in names:
-                    fitted = _columns(path, hdus[name])
-                    if not np.array_equal(fitted.get("TARGETID"), columns.get("TARGETID")):
-                        raise GalaxypropError(f"{path}: TARGETID of HDU {name} does not match METADATA row by row")
-                    columns.update({k: v for k, v in fitted.items() if k not in columns})
-    except GalaxypropError:
-        raise
-    except FileNotFoundError:
-        raise GalaxypropError(f"{path}: catalogue file not found") from None
-    except Exception as err:  # noqa: BLE001 - any reader failure is a bad file for the user
-        raise GalaxypropError(f"{path}: cannot read FastSpecFit catalogue ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    with reading(path, "FastSpecFit catalogue"), fits.open(path, memmap=False) as hdus:
+        names = [h.name for h in hdus]
+        if "METADATA" not in names:
+            raise GalaxypropError(f"{path}: no METADATA HDU (a FastSpecFit file has METADATA and "
+                                  f"SPECPHOT or FASTSPEC; found {names})")
+        columns = _columns(path, hdus["METADATA"])
+        for name in LABEL_HDUS:
+            if name in names:
+                fitted = _columns(path, hdus[name])
+                if not np.array_equal(fitted.get("TARGETID"), columns.get("TARGETID")):
+                    raise GalaxypropError(f"{path}: TARGETID of HDU {name} does not match METADATA row by row")
+                columns.update({k: v for k, v in fitted.items() if k not in columns})
     if "TARGETID" not in columns:
         raise GalaxypropError(f"{path}: HDU METADATA has no TARGETID column")
     return columns

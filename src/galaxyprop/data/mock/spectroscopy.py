@@ -11,8 +11,9 @@ import functools
 
 import numpy as np
 
+from galaxyprop.data.astroclip_hdf5 import DESI_WAVE
+
 FLUX_UNIT = 1e-17                                  # erg/s/cm^2/A
-DESI_WAVE = 3600.0 + 0.8 * np.arange(7781)         # 3600-9824 A, 0.8 A pixels
 # Bright night-sky emission (Angstrom, air): [O I], Na D, OH Meinel bands.
 SKY_LINES = np.array([5577.3, 5889.9, 5895.9, 6300.3, 6363.8, 6863.9, 7276.4, 7316.3, 7340.9, 7369.2,
                       7401.7, 7750.6, 7794.1, 7821.5, 7853.2, 7913.7, 7964.6, 7993.3, 8344.6, 8399.2,
