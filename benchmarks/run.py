@@ -1,6 +1,7 @@
 """Benchmarks -> reports/bench.json: cold and no-op `dvc repro` on the default params (with the
 data stage timed alone), mock-survey simulation speed per core at 64 and 152 pixels, file sizes
-per 10k galaxies, KNN throughput.
+per 10k galaxies, KNN throughput, the contrastive encoder's time per epoch and peak RSS, and
+embedding throughput (images/s, spectra/s; on the GPU too when there is one).
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 """
@@ -50,6 +51,29 @@ def knn_throughput(root: Path) -> dict:
             "fit_galaxies_per_s": round(len(train) / fit_s)}
 
 
+def embedding_throughput(root: Path, n: int = 2048) -> dict:
+    """Images and spectra per second through the trained encoder (batched, no gradient, this machine's device)."""
+    import torch
+
+    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.features.contrastive import ContrastiveModel
+
+    model = ContrastiveModel.load_from_checkpoint(root / "models/encoder/encoder.ckpt", map_location="cpu")
+    with AstroclipFile(root / "data/raw/astroclip.h5") as file:
+        rows = np.arange(min(n, file.n_rows))
+        images, (spectra, _) = file.images(rows), file.spectra(rows)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    result = {}
+    for device in devices:
+        for kind, embedder, inputs in (("images", model.image_embedder(), images),
+                                       ("spectra", model.spectrum_embedder(), spectra)):
+            embedder.transform(inputs[:256], device=device)              # warm-up
+            start = time.perf_counter()
+            embedder.transform(inputs, batch_size=256, device=device)
+            result[f"{kind}_per_s_{device}"] = round(len(inputs) / (time.perf_counter() - start), 1)
+    return result
+
+
 def mock_throughput(stamp: int, n: int = 200) -> dict:
     """Galaxies per second on one core: the population draw, then images + spectra."""
     import yaml
@@ -89,6 +113,8 @@ def main() -> None:
         noop = timed(["dvc", "repro"], root)
         metrics = json.loads((root / "reports/metrics.json").read_text())
         knn = knn_throughput(root)
+        encoder = json.loads((root / "models/encoder/summary.json").read_text())
+        embedding = embedding_throughput(root)
         sizes = file_sizes(root)
     mock = [mock_throughput(stamp) for stamp in (64, 152)]
     result = {
@@ -100,6 +126,12 @@ def main() -> None:
         "mock_simulation": mock,
         "mock_file_sizes": sizes,
         "knn": knn,
+        "encoder": {"seconds_per_epoch": round(encoder["seconds_per_epoch"], 2),
+                    "epochs_trained": encoder["epochs_trained"], "n_train": encoder["n_train"],
+                    "device": encoder["device"], "train_stage_peak_rss_mib": round(encoder["peak_rss_mib"], 1),
+                    "n_parameters": encoder["n_parameters"],
+                    **{k: round(v, 4) for k, v in encoder.items() if k.endswith(("_top1", "_top5", "_loss"))},
+                    "embedding": embedding},
         "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
         "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
     }

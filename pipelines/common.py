@@ -19,6 +19,11 @@ MODELS = Path("models")
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots" / "evaluation"
 DATA_PLOTS = REPORTS / "plots" / "data"
+ENCODER = MODELS / "encoder"
+ENCODER_CHECKPOINT = ENCODER / "encoder.ckpt"
+ENCODER_PLOTS = REPORTS / "plots" / "encoder"
+FEATURE_ENCODER = "encoder.joblib"   # in each feature source's folder: what turns inputs into its features
+SKIPPED = "skipped.json"             # written instead of outputs when the source cannot feed a stage
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 logging.getLogger("faiss").setLevel(logging.WARNING)
@@ -51,10 +56,41 @@ def prepared_bands() -> dict:
 
 
 def feature_split(source: str, split: str) -> pd.DataFrame:
+    """The feature matrix of one source and split, keyed by id."""
+    skipped = FEATURES / source / SKIPPED
+    if skipped.exists():
+        raise GalaxypropError(f"feature source '{source}' was not built: {json.loads(skipped.read_text())['reason']}")
     path = FEATURES / source / f"{split}.parquet"
     if not path.exists():
-        raise GalaxypropError(f"{path} not found: run the features stage (dvc repro features)")
+        raise GalaxypropError(f"{path} not found: run the stage that makes '{source}' features (dvc repro)")
     return pd.read_parquet(path)
+
+
+def result_name(head: str, features: str) -> str:
+    """How a head's model folder and predictions file are named: `knn@image`."""
+    return f"{head}@{features}"
+
+
+def metrics_key(name: str, default_features: str) -> str:
+    """The contract's key of a result: `knn` on the default features, `knn@photometry` on others."""
+    head, _, features = name.partition("@")
+    return head if features in ("", default_features) else name
+
+
+def result_of(key: str, default_features: str) -> str:
+    """The result name behind a metrics key (`knn` -> `knn@image`); baselines keep their name."""
+    return key if "@" in key else result_name(key, default_features)
+
+
+def write_skipped(folder: Path, reason: str) -> None:
+    """Record why a stage made no outputs for this source (e.g. a catalogue without images)."""
+    import shutil
+
+    from galaxyprop.data.io import write_json
+
+    shutil.rmtree(folder, ignore_errors=True)
+    write_json({"reason": reason}, folder / SKIPPED)
+    logging.getLogger("pipeline").warning("%s: %s", folder, reason)
 
 
 def predictions_path(target: str, head: str) -> Path:
@@ -70,3 +106,24 @@ def prediction_frame(frame: pd.DataFrame, split: str, target: str, value, spread
     return pd.DataFrame({schema.ID: frame[schema.ID].to_numpy(), schema.SPLIT: split,
                          schema.REDSHIFT: frame[schema.REDSHIFT].to_numpy(),
                          "true": frame[target].to_numpy(), "prediction": value, "spread": spread})
+
+
+def model_inputs(input_kind: str, frame: pd.DataFrame, features: str):
+    """What a model taking `input_kind` is given for the catalogue rows `frame`: the rows themselves,
+    their g,r,z cutouts (N, 3, H, W) or spectra from the source's image file, or their embeddings."""
+    import numpy as np
+
+    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.desi import IMAGE_ROW
+    from galaxyprop.data.sources import IMAGES_FILE
+
+    if input_kind == "catalog":
+        return frame
+    if input_kind == "embeddings":
+        table = feature_split(features, "test").set_index(schema.ID)
+        return table.loc[frame[schema.ID]].to_numpy(np.float32)
+    with AstroclipFile(RAW / IMAGES_FILE) as file:
+        rows = frame[IMAGE_ROW].to_numpy()
+        if input_kind == "images":
+            return file.cutouts(rows)
+        return file.spectra(rows)[0].astype(np.float32)

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import PLOTS, PREDICTIONS, REPORTS, save_figure
+from common import PLOTS, PREDICTIONS, REPORTS, metrics_key, save_figure
 
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
@@ -30,6 +30,7 @@ def split_metrics(frame: pd.DataFrame, target: str, outlier: float, eta: float) 
 def main() -> None:
     params = load_params()
     eta, n_bins = section(params, "evaluation.eta_threshold"), section(params, "evaluation.n_redshift_bins")
+    default_features = section(params, "features.default")
     test_metrics, val_metrics, by_bin, failures = {}, {}, {}, {}
     with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}):
         for target in schema.TARGETS:
@@ -39,7 +40,7 @@ def main() -> None:
             outlier = section(params, f"targets.{target}.outlier_threshold")
             residuals = {}
             for path in files:
-                head, predictions = path.stem, pd.read_parquet(path)
+                head, predictions = metrics_key(path.stem, default_features), pd.read_parquet(path)
                 val = predictions[predictions[schema.SPLIT] == "val"]
                 test = predictions[predictions[schema.SPLIT] == "test"]
                 val_metrics.setdefault(target, {})[head], _ = split_metrics(val, target, outlier, eta)

@@ -1,31 +1,65 @@
-"""Stage features: the photometry feature matrix of every split, keyed by id."""
+"""Stage features: the catalogue-side feature sources of every split, keyed by id — photometry,
+and external embeddings when params name a file — each folder with the encoder that made it."""
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
-from common import FEATURES, prepared_bands, prepared_split
+from common import FEATURE_ENCODER, FEATURES, prepared_bands, prepared_split, write_skipped
 
 from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
-from galaxyprop.data.io import write_parquet
+from galaxyprop.data.io import save_object, write_json, write_parquet
 from galaxyprop.errors import exit_on_error
+from galaxyprop.features.external import PrecomputedEmbeddings, join_embeddings, read_external_embeddings
 from galaxyprop.features.photometry import PhotometryFeatures
+
+log = logging.getLogger("features")
+
+
+def photometry_features() -> dict:
+    encoder = PhotometryFeatures(bands=tuple(prepared_bands()["bands"]))
+    save_object(encoder, FEATURES / "photometry" / FEATURE_ENCODER)
+    for split in schema.SPLITS:
+        frame = prepared_split(split)
+        matrix = pd.DataFrame(encoder.transform(frame), columns=encoder.names)
+        matrix.insert(0, schema.ID, frame[schema.ID].to_numpy())
+        write_parquet(matrix, FEATURES / "photometry" / f"{split}.parquet")
+    return {"photometry.n_features": len(encoder.names)}
+
+
+def external_features(config: dict) -> dict:
+    """Join the external file with each split; ids without an embedding are dropped and counted."""
+    folder = FEATURES / "external"
+    if not config.get("path"):
+        write_skipped(folder, "no external embeddings configured (params features.external.path)")
+        return {}
+    embeddings = read_external_embeddings(config["path"], config["embedding"], config.get("id_key"))
+    (folder / "skipped.json").unlink(missing_ok=True)
+    save_object(PrecomputedEmbeddings(embeddings.shape[1] - 1), folder / FEATURE_ENCODER)
+    reports = {}
+    for split in schema.SPLITS:
+        joined, report = join_embeddings(prepared_split(split), embeddings, config.get("dim"))
+        if report.n_matched == 0:
+            log.warning("external embeddings: no id of split '%s' is in %s", split, config["path"])
+        write_parquet(joined, folder / f"{split}.parquet")
+        reports[split] = report.__dict__
+        log.info("external embeddings, %s: %s", split, report.summary())
+    write_json({"path": str(config["path"]), "dim": embeddings.shape[1] - 1, "splits": reports},
+               folder / "join_report.json")
+    return {f"external.{split}.{k}": v for split, r in reports.items() for k, v in r.items()}
 
 
 @exit_on_error
 def main() -> None:
     params = load_params()
-    config = section(params, "features.photometry")
-    encoder = PhotometryFeatures(bands=tuple(prepared_bands()["bands"]))
+    config = section(params, "features")
     with tracking.stage_run(Stores.from_params(params), "features",
-                            params={"features": config, "bands": list(encoder.bands)}):
-        for split in schema.SPLITS:
-            frame = prepared_split(split)
-            matrix = pd.DataFrame(encoder.transform(frame), columns=encoder.names)
-            matrix.insert(0, schema.ID, frame[schema.ID].to_numpy())
-            write_parquet(matrix, FEATURES / "photometry" / f"{split}.parquet")
-        tracking.log_metrics({"n_features": len(encoder.names)})
+                            params={"features": {k: v for k, v in config.items() if k != "compare"}}):
+        metrics = {**photometry_features(), **external_features(config["external"])}
+        tracking.log_metrics(metrics)
 
 
 if __name__ == "__main__":

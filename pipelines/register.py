@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from common import PREPARED, REPORTS, model_dir, prepared_split
+from common import PREPARED, REPORTS, model_dir, model_inputs, prepared_split, result_of
 
 from galaxyprop import registry, tracking
 from galaxyprop.config import Stores, load_params, params_hash, section
@@ -32,20 +32,24 @@ def main() -> None:
     test_all = json.loads((REPORTS / "metrics.json").read_text())
     candidates = list(section(params, "registry.candidate_heads"))
     example = prepared_split("test").head(5)
+    default_features = section(params, "features.default")
     data_hash = dvc_output_hash(PREPARED) or "untracked"
     registered = {}
     with tracking.stage_run(Stores.from_params(params), "register", params={"registry": params["registry"]}):
         for target, val_metrics in val_all.items():
             metric = section(params, f"targets.{target}.metric")
             head = best_head(val_metrics, candidates, metric)
-            predictor = Predictor.load(model_dir(target, head) / "predictor.joblib")
-            tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head,
-                    "features": "photometry", "dataset": section(params, "data.source"), "target": target,
+            name = result_of(head, default_features)
+            head_name, _, features = name.partition("@")
+            predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
+            tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
+                    "features": features, "dataset": section(params, "data.source"), "target": target,
                     "params_hash": params_hash(params["data"], params.get("mock"), params["split"],
-                                               params["features"], params["heads"][head]),
+                                               params["features"], params.get("encoder"), params["heads"][head_name]),
                     "selection_metric": metric, f"val_{metric}": f"{val_metrics[head][metric]:.6g}"}
             with tracking.child_run(f"register:{head}:{target}", tags=tags):
-                version = registry.register_predictor(predictor, example, tags, test_all[target][head])
+                inputs = model_inputs(predictor.input_kind, example, features)
+                version = registry.register_predictor(predictor, inputs, tags, test_all[target][head])
             registered[target] = {"model": registry.model_name(target), "version": version, "head": head,
                                   f"val_{metric}": val_metrics[head][metric]}
             log.info("registered %s version %s (%s, val %s = %.5g) as candidate",

@@ -7,30 +7,37 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import (feature_split, prepared_bands, model_dir, prediction_frame, predictions_path,
-                    prepared_split)
+from common import (FEATURE_ENCODER, FEATURES, feature_split, metrics_key, model_dir, prediction_frame,
+                    predictions_path, prepared_split, result_name)
 
 from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data import schema
-from galaxyprop.data.io import write_json, write_parquet
-from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.features.photometry import PhotometryFeatures
+from galaxyprop.data.io import load_object, write_json, write_parquet
+from galaxyprop.errors import exit_on_error
 from galaxyprop.heads import make_head
 from galaxyprop.metrics import objective_value, target_metrics
 from galaxyprop.predictor import Predictor
 from galaxyprop.tuning import hyperparameters, tune
 
 log = logging.getLogger("train")
-FEATURE_SOURCE = "photometry"
 
 
-def load_xy(split: str, target: str) -> tuple[np.ndarray, np.ndarray, object]:
-    frame, features = prepared_split(split), feature_split(FEATURE_SOURCE, split)
-    if not np.array_equal(frame[schema.ID].to_numpy(), features[schema.ID].to_numpy()):
-        raise GalaxypropError(f"features of split '{split}' are not aligned with the prepared data; "
-                              "re-run the features stage")
-    return features.drop(columns=[schema.ID]).to_numpy(np.float32), frame[target].to_numpy(float), frame
+def load_xy(features: str, split: str, target: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Features, target and catalogue rows of one split: the galaxies that have these features."""
+    table, frame = feature_split(features, split), prepared_split(split)
+    frame = frame[frame[schema.ID].isin(table[schema.ID])].reset_index(drop=True)
+    matrix = table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
+    return matrix, frame[target].to_numpy(float), frame
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 @exit_on_error
@@ -38,12 +45,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--head", required=True)
     parser.add_argument("--target", required=True, choices=sorted(schema.TARGETS))
+    parser.add_argument("--features", default=None, help="feature source (default: params features.default)")
     args = parser.parse_args()
     params = load_params()
+    features = args.features or section(params, "features.default")
+    name = result_name(args.head, features)
+    key = metrics_key(name, section(params, "features.default"))
     head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
-    X_train, y_train, _ = load_xy("train", args.target)
-    X_val, y_val, val_frame = load_xy("val", args.target)
+    X_train, y_train, _ = load_xy(features, "train", args.target)
+    X_val, y_val, val_frame = load_xy(features, "val", args.target)
 
     def objective(hyper: dict) -> tuple[float, dict]:
         head = make_head(args.head, **hyper).fit(X_train, y_train)
@@ -51,15 +62,18 @@ def main() -> None:
                                  target_params["outlier_threshold"], eta)
         return objective_value(metric, metrics[metric]), metrics
 
-    lineage = params_hash(params["data"], params.get("mock"), params["split"], params["features"],
+    # The study is keyed by the data it scores on (the features' bytes, so a retrained encoder
+    # starts a new study) and everything else that changes the objective.
+    lineage = params_hash(_digest(X_train, y_train, X_val, y_val),
                           head_params["search"], target_params)
-    study_name = f"{section(params, 'data.source')}-{args.target}-{args.head}-{lineage}"
-    run_name = f"train:{args.head}:{args.target}"
+    study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
+    run_name = f"train:{key}:{args.target}"
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, run_name,
-                            params={"head": args.head, "target": args.target, "search": head_params["search"],
+                            params={"head": args.head, "target": args.target, "features": features,
+                                    "search": head_params["search"],
                                     "n_trials": head_params["n_trials"], "study": study_name},
-                            tags={"head": args.head, "target": args.target, "features": FEATURE_SOURCE}):
+                            tags={"head": key, "target": args.target, "features": features}):
         study = tune(objective, head_params["search"], n_trials=head_params["n_trials"],
                      study_name=study_name, storage=stores.optuna_storage,
                      seed=section(params, "tuning.seed"),
@@ -70,20 +84,21 @@ def main() -> None:
 
         hyper = hyperparameters(head_params["search"], best)
         head = make_head(args.head, **hyper).fit(X_train, y_train)
-        encoder = PhotometryFeatures(bands=tuple(prepared_bands()["bands"]))
-        out = model_dir(args.target, args.head)
+        encoder = load_object(FEATURES / features / FEATURE_ENCODER, object)
+        out = model_dir(args.target, name)
         out.mkdir(parents=True, exist_ok=True)
         Predictor(args.target, encoder, head).save(out / "predictor.joblib")
-        write_json({"head": args.head, "target": args.target, "params": hyper, "study": study_name,
+        write_json({"head": args.head, "features": features, "target": args.target, "params": hyper,
+                    "study": study_name,
                     "best_trial": best.number, f"val_{metric}": best.user_attrs[metric]},
                    out / "best_params.json")
 
-        X_test, _, test_frame = load_xy("test", args.target)
+        X_test, _, test_frame = load_xy(features, "test", args.target)
         frames = []
         for split, X, frame in (("val", X_val, val_frame), ("test", X_test, test_frame)):
             prediction = head.predict(X)
             frames.append(prediction_frame(frame, split, args.target, prediction.value, prediction.spread))
-        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, args.head))
+        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, name))
         tracking.log_metrics({f"best_val_{k}": v for k, v in best.user_attrs.items()})
         tracking.set_tags({f"best.{k}": v for k, v in hyper.items()})
         tracking.log_artifacts([out / "best_params.json"])

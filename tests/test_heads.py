@@ -95,11 +95,11 @@ def test_predictor_needs_positive_fluxes():
     encoder = PhotometryFeatures(bands=("g", "r"))
     frame = pd.DataFrame({"flux_g": np.full(200, 10.0), "flux_r": np.linspace(5, 50, 200)})
     predictor = Predictor("z", encoder, make_head("knn", k=5).fit(encoder.transform(frame), y))
-    assert list(predictor.predict_frame(frame.head(3)).columns) == ["prediction", "spread"]
+    assert list(predictor.predict(frame.head(3)).columns) == ["prediction", "spread"]
     with pytest.raises(GalaxypropError, match="row 1: column 'flux_r' must be a positive finite flux"):
-        predictor.predict_frame(frame.head(3).assign(flux_r=[1.0, -2.0, 3.0]))
+        predictor.predict(frame.head(3).assign(flux_r=[1.0, -2.0, 3.0]))
     with pytest.raises(GalaxypropError, match="lacks flux columns \\['flux_g'\\]"):
-        predictor.predict_frame(frame.drop(columns="flux_g"))
+        predictor.predict(frame.drop(columns="flux_g"))
     # magnitudes and the g-r colour
     features = encoder.transform(frame.head(1))
     np.testing.assert_allclose(features[0], [22.5 - 2.5, 22.5 - 2.5 * np.log10(5), -2.5 + 2.5 * np.log10(5)], rtol=1e-6)

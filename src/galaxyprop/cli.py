@@ -36,11 +36,7 @@ def _promote(args: argparse.Namespace) -> int:
         import mlflow.pyfunc
 
         model = mlflow.pyfunc.load_model(model_uri)
-        columns = model.metadata.get_input_schema().input_names()
-        missing = [c for c in columns if c not in test.columns]
-        if missing:
-            raise GalaxypropError(f"{test_path}: lacks the model's input columns {missing}")
-        predicted = model.predict(test[columns])["prediction"].to_numpy()
+        predicted = model.predict(_model_input(model, test, test_path, Path(args.images)))["prediction"].to_numpy()
         metrics = target_metrics(args.target, test[args.target].to_numpy(), predicted,
                                  target_params["outlier_threshold"], section(params, "evaluation.eta_threshold"))
         if metric not in metrics:
@@ -54,6 +50,23 @@ def _promote(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     print(result.message)
     return 0
+
+
+def _model_input(model, test, test_path: Path, images_path: Path):
+    """The test rows as the model takes them: catalogue columns, or cutouts from the image file."""
+    schema = model.metadata.get_input_schema()
+    if not schema.is_tensor_spec():
+        missing = [c for c in schema.input_names() if c not in test.columns]
+        if missing:
+            raise GalaxypropError(f"{test_path}: lacks the model's input columns {missing}")
+        return test[schema.input_names()]
+    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.desi import IMAGE_ROW
+
+    if IMAGE_ROW not in test.columns:
+        raise GalaxypropError(f"{test_path}: the model takes image cutouts but the test split has no '{IMAGE_ROW}'")
+    with AstroclipFile(images_path) as file:
+        return file.cutouts(test[IMAGE_ROW].to_numpy())
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -77,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--version", help="model version to promote (default: the `candidate` alias)")
     promote.add_argument("--metric", help="metric to compare (default: params targets.<target>.metric)")
     promote.add_argument("--test-data", default=DEFAULT_TEST_DATA, help="test split to recompute metrics on")
+    promote.add_argument("--images", default="data/raw/astroclip.h5",
+                         help="AstroCLIP-layout file with the test split's cutouts (image models)")
     promote.add_argument("--force", action="store_true", help="promote even if worse (needs --reason)")
     promote.add_argument("--reason", help="why a forced promotion is right; recorded as a tag")
     promote.set_defaults(func=_promote)

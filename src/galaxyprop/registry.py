@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -39,12 +40,19 @@ def _requirements() -> list[str]:
     return [r.split(";")[0] for r in importlib.metadata.requires("galaxyprop") or [] if "extra ==" not in r]
 
 
-def register_predictor(predictor: Predictor, input_example: pd.DataFrame,
+def register_predictor(predictor: Predictor, input_example: pd.DataFrame | np.ndarray,
                        tags: Mapping[str, str], metrics: Mapping[str, float]) -> str:
-    """Log `predictor` as a pyfunc in the active run, register it, alias it `candidate`; return the version."""
+    """Log `predictor` as a pyfunc in the active run, register it, alias it `candidate`; return the version.
+
+    `input_example` is a few rows of what the model takes: catalogue rows (only the model's
+    columns are kept) or an array of cutouts / embeddings; the signature is inferred from it.
+    """
     name = model_name(predictor.target)
-    example = input_example[predictor.input_columns].reset_index(drop=True)
-    signature = infer_signature(example, predictor.predict_frame(example))
+    if isinstance(input_example, pd.DataFrame):
+        example = input_example[predictor.input_columns].reset_index(drop=True)
+    else:
+        example = np.ascontiguousarray(input_example, dtype=np.float32)
+    signature = infer_signature(example, predictor.predict(example))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictor.joblib"
         predictor.save(path)

@@ -17,6 +17,7 @@ class PhotometryFeatures:
     """Magnitudes of `bands` and the colours of neighbouring bands, from fluxes in nanomaggies."""
 
     bands: tuple[str, ...] = ("u", "g", "r", "i", "z")
+    input_kind = "catalog"
 
     @property
     def input_columns(self) -> list[str]:

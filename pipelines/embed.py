@@ -1,0 +1,80 @@
+"""Stage embed: image and spectrum embeddings of every split with the trained encoder, keyed by id,
+each folder with the feature encoder that made it; a PCA map of the image embeddings."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from common import (ENCODER, ENCODER_CHECKPOINT, FEATURE_ENCODER, FEATURES, RAW, REPORTS, SKIPPED,
+                    prepared_split, save_figure, write_skipped)
+from tqdm.auto import tqdm
+
+from galaxyprop import plots, tracking
+from galaxyprop.config import Stores, load_params, section
+from galaxyprop.data import schema
+from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.desi import IMAGE_ROW
+from galaxyprop.data.io import save_object, write_parquet
+from galaxyprop.data.sources import IMAGES_FILE
+from galaxyprop.errors import exit_on_error
+from galaxyprop.features.contrastive import ContrastiveModel
+from galaxyprop.features.images import channels_first
+from galaxyprop.features.spectra import check_spectra
+
+log = logging.getLogger("embed")
+EMBEDDING_PLOTS = REPORTS / "plots" / "embeddings"
+
+
+def embed_split(file: AstroclipFile, rows: np.ndarray, embedders: dict, chunk: int, batch_size: int,
+                split: str) -> dict[str, np.ndarray]:
+    """Embeddings of `rows` for each modality, read `chunk` rows at a time (constant memory)."""
+    out = {kind: np.empty((len(rows), e.dim), np.float32) for kind, e in embedders.items()}
+    for start in tqdm(range(0, len(rows), chunk), desc=f"embed {split}", unit="chunk"):
+        block = rows[start:start + chunk]
+        inputs = {"image": file.images(block), "spectrum": file.spectra(block)[0]}
+        inputs = {"image": channels_first(inputs["image"], what=f"{file.path}: images", row_ids=block),
+                  "spectrum": check_spectra(inputs["spectrum"], f"{file.path}: spectra", block)}
+        for kind, embedder in embedders.items():
+            out[kind][start:start + len(block)] = embedder.transform(inputs[kind], batch_size=batch_size)
+    return out
+
+
+@exit_on_error
+def main() -> None:
+    params = load_params()
+    config = section(params, "encoder.embedding")
+    if (ENCODER / SKIPPED).exists() or not ENCODER_CHECKPOINT.exists():
+        for kind in ("image", "spectrum"):
+            write_skipped(FEATURES / kind, f"no trained encoder for data source '{section(params, 'data.source')}'")
+        return
+    model = ContrastiveModel.load_from_checkpoint(ENCODER_CHECKPOINT, map_location="cpu")
+    embedders = {"image": model.image_embedder(), "spectrum": model.spectrum_embedder()}
+    test = {}
+    with tracking.stage_run(Stores.from_params(params), "embed", params={"embedding": config},
+                            tags={"features": "image"}), AstroclipFile(RAW / IMAGES_FILE) as file:
+        for kind, embedder in embedders.items():
+            (FEATURES / kind / SKIPPED).unlink(missing_ok=True)
+            save_object(embedder, FEATURES / kind / FEATURE_ENCODER)
+        for split in schema.SPLITS:
+            frame = prepared_split(split)
+            embeddings = embed_split(file, frame[IMAGE_ROW].to_numpy(), embedders, config["chunk_size"],
+                                     config["batch_size"], split)
+            for kind, matrix in embeddings.items():
+                table = pd.DataFrame(matrix, columns=embedders[kind].names)
+                table.insert(0, schema.ID, frame[schema.ID].to_numpy())
+                write_parquet(table, FEATURES / kind / f"{split}.parquet")
+            if split == "test":
+                test = {"frame": frame, **embeddings}
+        figure = plots.embedding_map(test["image"], test["frame"][schema.REDSHIFT].to_numpy(),
+                                     test["frame"][schema.PHOTSYS].to_numpy(),
+                                     "image embeddings of the test split (PCA)")
+        save_figure(figure, EMBEDDING_PLOTS / "image_pca.png")
+        tracking.log_artifacts([EMBEDDING_PLOTS], artifact_path="plots/embeddings")
+        tracking.log_metrics({"embedding_dim": embedders["image"].dim,
+                              **{f"n_{split}": len(prepared_split(split)) for split in schema.SPLITS}})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Stage train_encoder: the image-spectrum contrastive model on the train split, early-stopped on
+the validation loss; test loss and cross-modal retrieval on the test split."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from common import (ENCODER, ENCODER_CHECKPOINT, ENCODER_PLOTS, RAW, REPORTS, prepared_split, save_figure,
+                    write_skipped)
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import MLFlowLogger
+
+from galaxyprop import plots, tracking
+from galaxyprop.config import Stores, load_params, section
+from galaxyprop.data import schema
+from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.desi import IMAGE_ROW
+from galaxyprop.data.io import atomic_path, write_json
+from galaxyprop.data.sources import IMAGES_FILE
+from galaxyprop.errors import exit_on_error
+from galaxyprop.features.contrastive import ContrastiveModel
+from galaxyprop.features.images import background_noise
+from galaxyprop.features.pairs import PairDataModule
+from galaxyprop.metrics.retrieval import retrieval_metrics
+
+log = logging.getLogger("train_encoder")
+
+
+class EpochHistory(Callback):
+    """Per-epoch losses and wall time, for the loss-curve plot and the benchmark."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ARG002
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ARG002
+        metrics = trainer.callback_metrics   # the epoch's validation has run by now
+        if "val_loss" not in metrics:
+            return
+        self.rows.append({"epoch": trainer.current_epoch, "train_loss": float(metrics["train_loss"]),
+                          "val_loss": float(metrics["val_loss"]), "seconds": time.perf_counter() - self._start})
+
+
+def softening(config: dict, images_path: Path, train_rows: np.ndarray, n_sample: int = 512) -> list[float]:
+    """The asinh softening per band: from params, or the sky noise measured on training cutouts."""
+    if config.get("softening") not in (None, "auto"):
+        return [float(v) for v in config["softening"]]
+    with AstroclipFile(images_path) as images:
+        sample = images.images(np.sort(train_rows[:n_sample]))
+    return [float(v) for v in background_noise(sample)]
+
+
+@exit_on_error
+def main() -> None:
+    params = load_params()
+    model_params, training = section(params, "encoder.model"), section(params, "encoder.training")
+    frames = {split: prepared_split(split) for split in schema.SPLITS}
+    if IMAGE_ROW not in frames["train"]:
+        write_skipped(ENCODER, f"data source '{section(params, 'data.source')}' has no images and spectra")
+        return
+    images_path = RAW / IMAGES_FILE
+    rows = {split: frame[IMAGE_ROW].to_numpy() for split, frame in frames.items()}
+    L.seed_everything(training["seed"], workers=True, verbose=False)
+    config = {**model_params, "softening": softening(model_params, images_path, rows["train"])}
+    model = ContrastiveModel(config, max_epochs=training["max_epochs"])
+    data = PairDataModule(images_path, rows, training["batch_size"], min_image_size=model.config.crop,
+                          num_workers=training["num_workers"], seed=training["seed"])
+    stores = Stores.from_params(params)
+    with tracking.stage_run(stores, "train_encoder", params={"encoder": {**params["encoder"], "model": config}},
+                            tags={"features": "image"}) as run, tempfile.TemporaryDirectory() as tmp:
+        history = EpochHistory()
+        checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1)
+        trainer = L.Trainer(
+            max_epochs=training["max_epochs"], accelerator="auto", devices=1, deterministic=True,
+            callbacks=[EarlyStopping("val_loss", patience=training["patience"]), checkpoint, history,
+                       TQDMProgressBar()],   # plain bars: readable in dvc's log too
+            logger=MLFlowLogger(experiment_name=stores.experiment, tracking_uri=stores.tracking_uri,
+                                run_id=run.info.run_id),
+            log_every_n_steps=10, enable_model_summary=False)
+        trainer.fit(model, datamodule=data)
+        best = ContrastiveModel.load_from_checkpoint(checkpoint.best_model_path, map_location="cpu")
+        test_loss = trainer.test(best, datamodule=data, verbose=False)[0]["test_loss"]
+
+        with AstroclipFile(images_path) as file:
+            test_images = file.images(rows["test"])
+            test_spectra, _ = file.spectra(rows["test"])
+        retrieval = retrieval_metrics(best.image_embedder().transform(test_images),
+                                      best.spectrum_embedder().transform(test_spectra))
+        ENCODER.mkdir(parents=True, exist_ok=True)
+        (ENCODER / "skipped.json").unlink(missing_ok=True)
+        with atomic_path(ENCODER_CHECKPOINT) as out:
+            shutil.copyfile(checkpoint.best_model_path, out)
+        epochs = [row["seconds"] for row in history.rows]
+        summary = {"best_val_loss": float(checkpoint.best_model_score), "test_loss": float(test_loss),
+                   "epochs_trained": len(history.rows),
+                   "best_epoch": int(np.argmin([r["val_loss"] for r in history.rows])),
+                   "seconds_per_epoch": float(np.median(epochs)), "n_train": len(rows["train"]),
+                   "chance_loss": float(np.log(training["batch_size"])),
+                   "n_parameters": best.describe()["n_parameters"], "device": str(trainer.strategy.root_device),
+                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **retrieval}
+        write_json({**summary, "config": best.describe(), "history": history.rows}, ENCODER / "summary.json")
+        write_json(summary, REPORTS / "encoder.json")
+        save_figure(plots.loss_curves(history.rows, "contrastive (InfoNCE) loss"), ENCODER_PLOTS / "loss.png")
+        tracking.log_metrics({f"summary.{k}": v for k, v in summary.items()})
+        tracking.log_artifacts([ENCODER / "summary.json"])
+        tracking.log_artifacts([ENCODER_PLOTS], artifact_path="plots/encoder")
+        log.info("encoder: val loss %.3f, test loss %.3f (chance %.3f); image->spectrum top-5 %.3f "
+                 "(chance %.4f)", summary["best_val_loss"], test_loss, summary["chance_loss"],
+                 retrieval["image_to_spectrum_top5"], retrieval["chance_top5"])
+
+
+if __name__ == "__main__":
+    main()
