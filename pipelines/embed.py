@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import torch
 from common import (ENCODER, ENCODER_CHECKPOINT, FEATURE_ENCODER, FEATURES, RAW, REPORTS, SKIPPED,
                     prepared_split, save_figure, write_skipped)
 from tqdm.auto import tqdm
@@ -28,7 +29,7 @@ EMBEDDING_PLOTS = REPORTS / "plots" / "embeddings"
 
 
 def embed_split(file: AstroclipFile, rows: np.ndarray, embedders: dict, chunk: int, batch_size: int,
-                split: str) -> dict[str, np.ndarray]:
+                split: str, device: str) -> dict[str, np.ndarray]:
     """Embeddings of `rows` for each modality, read `chunk` rows at a time (constant memory)."""
     out = {kind: np.empty((len(rows), e.dim), np.float32) for kind, e in embedders.items()}
     for start in tqdm(range(0, len(rows), chunk), desc=f"embed {split}", unit="chunk"):
@@ -37,7 +38,7 @@ def embed_split(file: AstroclipFile, rows: np.ndarray, embedders: dict, chunk: i
         inputs = {"image": channels_first(inputs["image"], what=f"{file.path}: images", row_ids=block),
                   "spectrum": check_spectra(inputs["spectrum"], f"{file.path}: spectra", block)}
         for kind, embedder in embedders.items():
-            out[kind][start:start + len(block)] = embedder.transform(inputs[kind], batch_size=batch_size)
+            out[kind][start:start + len(block)] = embedder.transform(inputs[kind], batch_size, device=device)
     return out
 
 
@@ -51,7 +52,7 @@ def main() -> None:
         return
     model = ContrastiveModel.load_from_checkpoint(ENCODER_CHECKPOINT, map_location="cpu")
     embedders = {"image": model.image_embedder(), "spectrum": model.spectrum_embedder()}
-    test = {}
+    test, device = {}, "cuda" if torch.cuda.is_available() else "cpu"
     with tracking.stage_run(Stores.from_params(params), "embed", params={"embedding": config},
                             tags={"features": "image"}), AstroclipFile(RAW / IMAGES_FILE) as file:
         for kind, embedder in embedders.items():
@@ -60,7 +61,7 @@ def main() -> None:
         for split in schema.SPLITS:
             frame = prepared_split(split)
             embeddings = embed_split(file, frame[IMAGE_ROW].to_numpy(), embedders, config["chunk_size"],
-                                     config["batch_size"], split)
+                                     config["batch_size"], split, device)
             for kind, matrix in embeddings.items():
                 table = pd.DataFrame(matrix, columns=embedders[kind].names)
                 table.insert(0, schema.ID, frame[schema.ID].to_numpy())

@@ -4,6 +4,7 @@ and external embeddings when params name a file — each folder with the encoder
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import pandas as pd
 from common import FEATURE_ENCODER, FEATURES, prepared_bands, prepared_split, write_skipped
@@ -12,15 +13,20 @@ from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import save_object, write_json, write_parquet
-from galaxyprop.errors import exit_on_error
+from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.external import PrecomputedEmbeddings, join_embeddings, read_external_embeddings
 from galaxyprop.features.photometry import PhotometryFeatures
 
 log = logging.getLogger("features")
 
 
-def photometry_features() -> dict:
-    encoder = PhotometryFeatures(bands=tuple(prepared_bands()["bands"]))
+def photometry_features(config: dict) -> dict:
+    available = prepared_bands()["bands"]
+    bands = config.get("bands") or available
+    unknown = sorted(set(bands) - set(available))
+    if unknown:
+        raise GalaxypropError(f"features.photometry.bands {unknown} are not bands of this source ({available})")
+    encoder = PhotometryFeatures(bands=tuple(bands))
     save_object(encoder, FEATURES / "photometry" / FEATURE_ENCODER)
     for split in schema.SPLITS:
         frame = prepared_split(split)
@@ -45,7 +51,7 @@ def external_features(config: dict) -> dict:
         if report.n_matched == 0:
             log.warning("external embeddings: no id of split '%s' is in %s", split, config["path"])
         write_parquet(joined, folder / f"{split}.parquet")
-        reports[split] = report.__dict__
+        reports[split] = asdict(report)
         log.info("external embeddings, %s: %s", split, report.summary())
     write_json({"path": str(config["path"]), "dim": embeddings.shape[1] - 1, "splits": reports},
                folder / "join_report.json")
@@ -58,7 +64,7 @@ def main() -> None:
     config = section(params, "features")
     with tracking.stage_run(Stores.from_params(params), "features",
                             params={"features": {k: v for k, v in config.items() if k != "compare"}}):
-        metrics = {**photometry_features(), **external_features(config["external"])}
+        metrics = {**photometry_features(config["photometry"]), **external_features(config["external"])}
         tracking.log_metrics(metrics)
 
 

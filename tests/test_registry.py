@@ -89,3 +89,31 @@ def test_registry_errors(store):
         registry.resolve_version("z")
     with pytest.raises(GalaxypropError, match="--force needs --reason"):
         registry.promote("z", None, lambda uri: 0.0, "mse", force=True)
+
+
+def test_metrics_of_heads_on_other_features_are_logged(store):
+    """`knn@photometry` is the contract's key; MLflow forbids `@` in metric names, so it logs `knn:photometry`."""
+    with tracking.stage_run(store, "evaluate") as run:
+        tracking.log_metrics({"z": {"knn@photometry": {"r2": 0.5, "mse": float("nan")}}}, prefix="test.")
+    logged = MlflowClient().get_run(run.info.run_id).data.metrics
+    assert logged == {"test.z.knn:photometry.r2": 0.5}
+
+
+def test_an_image_model_registers_with_a_tensor_signature(store):
+    """A version trained on image embeddings takes (N, 3, H, W) cutouts, declared in its signature."""
+    import torch
+
+    from galaxyprop.features.embedding import ImageEmbedder
+    from galaxyprop.features.networks import ImageEncoder
+
+    torch.manual_seed(0)
+    embedder = ImageEmbedder(ImageEncoder((4, 8), embedding_dim=6), torch.ones(3), crop=16)
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 1, (40, 3, 20, 20)).astype(np.float32)
+    y = rng.uniform(0.05, 0.3, 40)
+    predictor = Predictor("z", embedder, make_head("knn", k=4).fit(embedder.transform(images), y))
+    with tracking.stage_run(store, "register"):
+        version = registry.register_predictor(predictor, images[:5], {"head": "knn", "features": "image"}, {})
+    model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z/{version}")
+    assert model.metadata.get_input_schema().is_tensor_spec()
+    np.testing.assert_allclose(model.predict(images[5:9])["prediction"], predictor.predict(images[5:9])["prediction"])

@@ -68,8 +68,13 @@ def child_run(run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[
         yield run
 
 
+def metric_name(name: str) -> str:
+    """MLflow's name for a metric: `@` (as in `knn@photometry`) is not allowed there, `:` is."""
+    return name.replace("@", ":")
+
+
 def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:
-    finite = {f"{prefix}{k}": float(v) for k, v in flatten(metrics).items()
+    finite = {metric_name(f"{prefix}{k}"): float(v) for k, v in flatten(metrics).items()
               if _is_number(v)}
     if finite:
         mlflow.log_metrics(finite)

@@ -26,6 +26,7 @@ class EncoderConfig:
     embedding_dim: int = 128
     image_widths: tuple[int, ...] = (32, 64, 128)
     spectrum_widths: tuple[int, ...] = (16, 32, 64, 64)
+    aperture_radii: tuple[float, ...] = ()   # px; empty: the CNN alone
     crop: int = 48                  # px of the stamp the encoder sees (AstroCLIP: 144 of 152)
     max_shift: int = 4              # px, augmentation
     softening: tuple[float, ...] = field(default=(1.0, 1.0, 1.0))   # nanomaggies/px of the asinh stretch
@@ -42,7 +43,7 @@ class EncoderConfig:
         if unknown:
             raise GalaxypropError(f"unknown encoder.model params {unknown}; known: {sorted(known)}")
         values = {**params, **overrides}
-        for name in ("image_widths", "spectrum_widths", "softening"):
+        for name in ("image_widths", "spectrum_widths", "softening", "aperture_radii"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -63,7 +64,8 @@ class ContrastiveModel(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.config = EncoderConfig.from_params(config)
-        self.image_encoder = ImageEncoder(self.config.image_widths, self.config.embedding_dim)
+        self.image_encoder = ImageEncoder(self.config.image_widths, self.config.embedding_dim,
+                                          aperture_radii=self.config.aperture_radii)
         self.spectrum_encoder = SpectrumEncoder(self.config.spectrum_widths, self.config.embedding_dim)
         self.register_buffer("softening", torch.tensor(self.config.softening, dtype=torch.float32))
         scale = torch.tensor(float(self.config.logit_scale))

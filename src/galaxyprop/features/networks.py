@@ -76,11 +76,11 @@ class ApertureFluxes(nn.Module):
 
 class ImageEncoder(nn.Module):
     """Residual CNN on stretched (N, 3, H, W) cutouts: a strided stem, one stride-2 block per width,
-    global average pooling (position- and orientation-free), joined with aperture fluxes, then the
-    projection and L2 normalisation."""
+    global average pooling (position- and orientation-free), joined with aperture fluxes when radii
+    are given, then the projection and L2 normalisation."""
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128), embedding_dim: int = 128, in_channels: int = 3,
-                 aperture_radii: Sequence[float] = (2.0, 4.0, 8.0, 16.0)):
+                 aperture_radii: Sequence[float] = ()):
         super().__init__()
         widths = list(widths)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 2, padding=1, bias=False),
@@ -93,8 +93,9 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.blocks(self.stem(images)).mean(dim=(-2, -1))
-        features = torch.cat([pooled, self.apertures(images)], dim=1)
-        return F.normalize(self.project(features), dim=-1)
+        if self.apertures.radii:
+            pooled = torch.cat([pooled, self.apertures(images)], dim=1)
+        return F.normalize(self.project(pooled), dim=-1)
 
 
 class SpectrumEncoder(nn.Module):
