@@ -58,7 +58,7 @@ def embedding_throughput(root: Path, n: int = 2048) -> dict:
     from galaxyprop.data.astroclip_hdf5 import AstroclipFile
     from galaxyprop.features.contrastive import ContrastiveModel
 
-    model = ContrastiveModel.load_from_checkpoint(root / "models/encoder/encoder.ckpt", map_location="cpu")
+    model = ContrastiveModel.load(root / "models/encoder/encoder.pt")
     with AstroclipFile(root / "data/raw/astroclip.h5") as file:
         rows = np.arange(min(n, file.n_rows))
         images, (spectra, _) = file.images(rows), file.spectra(rows)
@@ -113,7 +113,7 @@ def main() -> None:
         noop = timed(["dvc", "repro"], root)
         metrics = json.loads((root / "reports/metrics.json").read_text())
         knn = knn_throughput(root)
-        encoder = json.loads((root / "models/encoder/summary.json").read_text())
+        encoder = json.loads((root / "reports/encoder.json").read_text())
         embedding = embedding_throughput(root)
         sizes = file_sizes(root)
     mock = [mock_throughput(stamp) for stamp in (64, 152)]

@@ -50,7 +50,7 @@ def main() -> None:
         for kind in ("image", "spectrum"):
             write_skipped(FEATURES / kind, f"no trained encoder for data source '{section(params, 'data.source')}'")
         return
-    model = ContrastiveModel.load_from_checkpoint(ENCODER_CHECKPOINT, map_location="cpu")
+    model = ContrastiveModel.load(ENCODER_CHECKPOINT)
     embedders = {"image": model.image_embedder(), "spectrum": model.spectrum_embedder()}
     test, device = {}, "cuda" if torch.cuda.is_available() else "cpu"
     with tracking.stage_run(Stores.from_params(params), "embed", params={"embedding": config},

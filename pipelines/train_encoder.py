@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip_hdf5 import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
-from galaxyprop.data.io import atomic_path, write_json
+from galaxyprop.data.io import write_json
 from galaxyprop.data.sources import IMAGES_FILE
 from galaxyprop.errors import exit_on_error
 from galaxyprop.features.contrastive import ContrastiveModel
@@ -99,20 +98,21 @@ def main() -> None:
                                       best.spectrum_embedder().transform(test_spectra))
         ENCODER.mkdir(parents=True, exist_ok=True)
         (ENCODER / "skipped.json").unlink(missing_ok=True)
-        with atomic_path(ENCODER_CHECKPOINT) as out:
-            shutil.copyfile(checkpoint.best_model_path, out)
-        epochs = [row["seconds"] for row in history.rows]
+        best.save(ENCODER_CHECKPOINT)
+        losses = [{k: row[k] for k in ("epoch", "train_loss", "val_loss")} for row in history.rows]
         summary = {"best_val_loss": float(checkpoint.best_model_score), "test_loss": float(test_loss),
                    "epochs_trained": len(history.rows),
                    "best_epoch": int(np.argmin([r["val_loss"] for r in history.rows])),
-                   "seconds_per_epoch": float(np.median(epochs)), "n_train": len(rows["train"]),
-                   "chance_loss": float(np.log(training["batch_size"])),
-                   "n_parameters": best.describe()["n_parameters"], "device": str(trainer.strategy.root_device),
-                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **retrieval}
-        write_json({**summary, "config": best.describe(), "history": history.rows}, ENCODER / "summary.json")
-        write_json(summary, REPORTS / "encoder.json")
+                   "n_train": len(rows["train"]), "chance_loss": float(np.log(training["batch_size"])),
+                   "n_parameters": best.describe()["n_parameters"], **retrieval}
+        # timings vary from run to run: in the metrics and MLflow, not in the model folder
+        timing = {"seconds_per_epoch": float(np.median([row["seconds"] for row in history.rows])),
+                  "device": str(trainer.strategy.root_device),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        write_json({**summary, "config": best.describe(), "history": losses}, ENCODER / "summary.json")
+        write_json({**summary, **timing}, REPORTS / "encoder.json")
         save_figure(plots.loss_curves(history.rows, "contrastive (InfoNCE) loss"), ENCODER_PLOTS / "loss.png")
-        tracking.log_metrics({f"summary.{k}": v for k, v in summary.items()})
+        tracking.log_metrics({f"summary.{k}": v for k, v in {**summary, **timing}.items()})
         tracking.log_artifacts([ENCODER / "summary.json"])
         tracking.log_artifacts([ENCODER_PLOTS], artifact_path="plots/encoder")
         log.info("encoder: val loss %.3f, test loss %.3f (chance %.3f); image->spectrum top-5 %.3f "

@@ -216,3 +216,18 @@ def test_pair_dataset_names_the_file_rows_of_a_bad_image(tiny_survey, tmp_path):
     data = PairDataModule(broken, {"train": np.arange(64), "val": np.arange(3, 11)}, batch_size=8)
     with pytest.raises(GalaxypropError, match=r"broken.h5: images row 7 has NaN"):
         next(iter(data.val_dataloader()))
+
+
+def test_saved_encoder_round_trips_and_equal_models_give_equal_files(tmp_path):
+    torch.manual_seed(0)
+    model = ContrastiveModel({**SMALL, "softening": [0.1, 0.2, 0.3]})
+    model.save(tmp_path / "a.pt")
+    model.save(tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()   # DVC sees no change
+    loaded = ContrastiveModel.load(tmp_path / "a.pt")
+    assert loaded.config == model.config and not loaded.training
+    images = np.random.default_rng(0).normal(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.image_embedder().transform(images),
+                                  model.eval().image_embedder().transform(images))
+    with pytest.raises(GalaxypropError, match="no trained encoder"):
+        ContrastiveModel.load(tmp_path / "absent.pt")

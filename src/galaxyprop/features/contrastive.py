@@ -6,12 +6,16 @@ Trainer (in the pipeline stage) holds the loop.
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch.nn import functional as F
 
+from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.embedding import ImageEmbedder, SpectrumEmbedder
 from galaxyprop.features.images import asinh_stretch, augment, center_crop
@@ -111,6 +115,24 @@ class ContrastiveModel(L.LightningModule):
 
     def spectrum_embedder(self) -> SpectrumEmbedder:
         return SpectrumEmbedder(self.spectrum_encoder, self.config.spectrum_std_floor)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """The weights and config alone (no optimizer or trainer state), so equal models give equal files."""
+        buffer = io.BytesIO()   # torch.save names the archive after the file: a buffer keeps it fixed
+        torch.save({"config": asdict(self.config), "max_epochs": self.hparams.max_epochs,
+                    "state_dict": self.state_dict()}, buffer)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ContrastiveModel":
+        """A model saved by `save`, on the CPU, in evaluation mode."""
+        if not Path(path).exists():
+            raise GalaxypropError(f"{path}: no trained encoder (run the train_encoder stage)")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(saved["config"], max_epochs=saved["max_epochs"])
+        model.load_state_dict(saved["state_dict"])
+        return model.eval()
 
     def describe(self) -> dict:
         return {**asdict(self.config), "n_parameters": sum(p.numel() for p in self.parameters())}
