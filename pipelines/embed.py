@@ -49,6 +49,7 @@ def main() -> None:
     if (ENCODER / SKIPPED).exists() or not ENCODER_CHECKPOINT.exists():
         for kind in ("image", "spectrum"):
             write_skipped(FEATURES / kind, f"no trained encoder for data source '{section(params, 'data.source')}'")
+        EMBEDDING_PLOTS.mkdir(parents=True, exist_ok=True)
         return
     model = ContrastiveModel.load(ENCODER_CHECKPOINT)
     embedders = {"image": model.image_embedder(), "spectrum": model.spectrum_embedder()}

@@ -65,7 +65,10 @@ def main() -> None:
     model_params, training = section(params, "encoder.model"), section(params, "encoder.training")
     frames = {split: prepared_split(split) for split in schema.SPLITS}
     if IMAGE_ROW not in frames["train"]:
-        write_skipped(ENCODER, f"data source '{section(params, 'data.source')}' has no images and spectra")
+        reason = f"data source '{section(params, 'data.source')}' has no images and spectra"
+        write_skipped(ENCODER, reason)
+        write_json({"skipped": reason}, REPORTS / "encoder.json")
+        ENCODER_PLOTS.mkdir(parents=True, exist_ok=True)
         return
     images_path = RAW / IMAGES_FILE
     rows = {split: frame[IMAGE_ROW].to_numpy() for split, frame in frames.items()}

@@ -95,8 +95,10 @@ def test_metrics_of_heads_on_other_features_are_logged(store):
     """`knn@photometry` is the contract's key; MLflow forbids `@` in metric names, so it logs `knn:photometry`."""
     with tracking.stage_run(store, "evaluate") as run:
         tracking.log_metrics({"z": {"knn@photometry": {"r2": 0.5, "mse": float("nan")}}}, prefix="test.")
-    logged = MlflowClient().get_run(run.info.run_id).data.metrics
-    assert logged == {"test.z.knn:photometry.r2": 0.5}
+        mlflow.log_params(tracking.flatten({"responses": {"*": {"r": "sdss_r0"}}}))
+    logged = MlflowClient().get_run(run.info.run_id).data
+    assert logged.metrics == {"test.z.knn:photometry.r2": 0.5}
+    assert logged.params == {"responses._.r": "sdss_r0"}
 
 
 def test_an_image_model_registers_with_a_tensor_signature(store):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -36,7 +37,7 @@ def flatten(params: Mapping, prefix: str = "") -> dict[str, object]:
     """{'a': {'b': 1}} -> {'a.b': 1}; long values are truncated to MLflow's limit."""
     flat: dict[str, object] = {}
     for key, value in params.items():
-        name = f"{prefix}{key}"
+        name = mlflow_key(f"{prefix}{key}")
         if isinstance(value, Mapping):
             flat.update(flatten(value, f"{name}."))
         else:
@@ -68,13 +69,14 @@ def child_run(run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[
         yield run
 
 
-def metric_name(name: str) -> str:
-    """MLflow's name for a metric: `@` (as in `knn@photometry`) is not allowed there, `:` is."""
-    return name.replace("@", ":")
+def mlflow_key(name: str) -> str:
+    """A param/metric name MLflow accepts: `@` (as in `knn@photometry`) becomes `:`, any other
+    character it forbids (e.g. the `*` of a catalogue's any-PHOTSYS responses) becomes `_`."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("@", ":"))
 
 
 def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:
-    finite = {metric_name(f"{prefix}{k}"): float(v) for k, v in flatten(metrics).items()
+    finite = {mlflow_key(f"{prefix}{k}"): float(v) for k, v in flatten(metrics).items()
               if _is_number(v)}
     if finite:
         mlflow.log_metrics(finite)
