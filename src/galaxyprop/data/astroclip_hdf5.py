@@ -118,6 +118,8 @@ def _read_rows(dataset, rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, np.int64)
     unique, inverse = np.unique(rows, return_inverse=True)
     out = np.empty((len(unique),) + dataset.shape[1:], dataset.dtype)
+    if len(unique) == 0:
+        return out
     breaks = np.flatnonzero(np.diff(unique) != 1) + 1
     for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(unique)], strict=True):
         out[start:stop] = dataset[unique[start]:unique[stop - 1] + 1]
