@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -62,3 +64,19 @@ def write_gst_like(path: Path, rows: slice | np.ndarray, edit=None) -> Path:
 @pytest.fixture
 def small_catalog(tmp_path: Path) -> Path:
     return write_gst_like(tmp_path / "small.fits", slice(0, 200))
+
+
+@contextmanager
+def mlflow_store(uri: str) -> Iterator[None]:
+    """Point MLflow's tracking *and* registry at `uri` for a block, then forget both: a registry URI
+    left behind (it also lands in MLFLOW_REGISTRY_URI) would resolve `models:/` in later tests."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri("")
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)

@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from conftest import mock_config
+from conftest import mlflow_store, mock_config
 from mlflow.tracking import MlflowClient
 from project_copy import copy_project, run
 
@@ -57,8 +57,10 @@ def test_metrics_follow_the_contract(project):
     assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz"}
     for head, values in metrics["z"].items():
         assert set(values) == CONTRACT | PHOTO_Z
-        # a 3-epoch encoder on 500 galaxies is weak; photometry must be good
-        assert values["sigma_mad"] < (0.08 if "photometry" in head else 0.2), head
+        if "photometry" in head:
+            assert values["sigma_mad"] < 0.08 and values["r2"] > 0.3, head
+        else:  # a 3-epoch encoder on 500 galaxies is weak
+            assert values["sigma_mad"] < 0.2, head
     # Same templates as the labels, but dust and SED perturbations beyond their span.
     assert 0.9 < metrics["kcorr_r01"]["kcorrect_specz"]["r2"] < 0.999
     prepare = json.loads((project / "reports/prepare.json").read_text())
@@ -95,11 +97,11 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
     config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 24})
     simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)
     new, _ = read_desi(tmp_path / "new.h5", tmp_path / "new.fits", z_max=0.37)
-    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
-    try:
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         model = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
         version = MlflowClient().get_model_version_by_alias("galaxyprop-z", "candidate")
-        if version.tags["features"] == "image":      # the version takes what it was trained on
+        image_model = version.tags["features"] == "image"
+        if image_model:      # the version takes what it was trained on
             assert model.metadata.get_input_schema().is_tensor_spec()
             with AstroclipFile(tmp_path / "new.h5") as file:
                 inputs = file.cutouts(new["image_row"].to_numpy())
@@ -108,7 +110,8 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
         predicted = model.predict(inputs)
         assert list(predicted.columns) == ["prediction", "spread"] and len(predicted) == len(new)
         dz = (predicted["prediction"] - new["z"].to_numpy()) / (1 + new["z"].to_numpy())
-        assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.2
+        # the photometry bound of the foundation issue; a 3-epoch tiny encoder only gets a loose one
+        assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < (0.2 if image_model else 0.08)
         head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
         lock = yaml.safe_load((project / "dvc.lock").read_text())
         prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
@@ -117,8 +120,6 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
         assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt"}
         assert version.tags["features"] in {"image", "photometry"}
         assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
-    finally:
-        mlflow.set_tracking_uri(None)
 
 
 def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
@@ -151,16 +152,13 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
     assert "required bands ['Q'] are not DESI bands" in failed.stderr.strip().splitlines()[-1]
     assert (project / "data/prepared/train.parquet").read_bytes() == prepared_before
 
-    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
-    try:
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'prepare'",
                                   order_by=["start_time DESC"])
         assert runs.iloc[0]["status"] == "FAILED" and (runs["status"] == "FINISHED").any()
         client = MlflowClient()
         assert str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == \
             str(client.get_model_version_by_alias("galaxyprop-z", "candidate").version)
-    finally:
-        mlflow.set_tracking_uri(None)
     assert run(["dvc", "status"], project).stdout.strip().endswith("Data and pipelines are up to date.")
 
 

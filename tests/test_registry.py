@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
-from conftest import gst_path, sdss_data
+from conftest import gst_path, mlflow_store, sdss_data
 from mlflow.tracking import MlflowClient
 
 from galaxyprop import registry, tracking
@@ -22,9 +22,9 @@ from galaxyprop.predictor import Predictor
 def store(tmp_path):
     stores = Stores(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(),
                     f"sqlite:///{tmp_path}/optuna.db", "galaxyprop-test")
-    tracking.connect(stores)
-    yield stores
-    mlflow.set_tracking_uri(None)
+    with mlflow_store(stores.tracking_uri):
+        tracking.connect(stores)
+        yield stores
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import lightning as L
@@ -33,7 +33,7 @@ class EncoderConfig:
     aperture_radii: tuple[float, ...] = ()   # px; empty: the CNN alone
     crop: int = 48                  # px of the stamp the encoder sees (AstroCLIP: 144 of 152)
     max_shift: int = 4              # px, augmentation
-    softening: tuple[float, ...] = field(default=(1.0, 1.0, 1.0))   # nanomaggies/px of the asinh stretch
+    softening: tuple[float, ...] = (1.0, 1.0, 1.0)   # nanomaggies/px of the asinh stretch
     spectrum_std_floor: float = 0.2
     logit_scale: float = 15.5       # AstroCLIP's fixed value
     learn_logit_scale: bool = False

@@ -7,6 +7,7 @@ the heads were trained on.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ def embedding_names(dim: int) -> list[str]:
     return [f"e{i:03d}" for i in range(dim)]
 
 
-class _Embedder:
+class _Embedder(ABC):
     """Batched, gradient-free inference of one frozen encoder on the CPU (or a given device)."""
 
     input_kind: str
@@ -33,11 +34,13 @@ class _Embedder:
     def names(self) -> list[str]:
         return embedding_names(self.dim)
 
+    @abstractmethod
     def _prepare(self, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The encoder's input from a batch of checked inputs (stretch, crop, normalisation)."""
 
+    @abstractmethod
     def _check(self, inputs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The inputs as a contiguous float32 array, or a clear error for a bad shape or value."""
 
     def transform(self, inputs: np.ndarray, batch_size: int = 256, progress: bool = False,
                   device: str | torch.device = "cpu") -> np.ndarray:
