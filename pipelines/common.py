@@ -78,8 +78,11 @@ def metrics_key(name: str, default_features: str) -> str:
 
 
 def result_of(key: str, default_features: str) -> str:
-    """The result name behind a metrics key (`knn` -> `knn@image`); baselines keep their name."""
-    return key if "@" in key else result_name(key, default_features)
+    """The result name behind a metrics key (`knn` -> `knn@image`); image heads (`cnn`) and the
+    baselines keep their name."""
+    from galaxyprop.heads import FEATURE_HEADS
+
+    return key if "@" in key or key not in FEATURE_HEADS else result_name(key, default_features)
 
 
 def write_skipped(folder: Path, reason: str) -> None:

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import PLOTS, PREDICTIONS, REPORTS, metrics_key, save_figure
+from common import PLOTS, PREDICTIONS, REPORTS, metrics_key, prepared_split, save_figure
 
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
@@ -26,12 +26,44 @@ def split_metrics(frame: pd.DataFrame, target: str, outlier: float, eta: float) 
     return target_metrics(target, frame["true"][ok], frame["prediction"][ok], outlier, eta), int((~ok).sum())
 
 
+def by_redshift_bin(test: pd.DataFrame, target: str, n_bins: int, outlier: float, eta: float) -> list[dict]:
+    edges, bins = quantile_bins(test[schema.REDSHIFT].to_numpy(), n_bins)
+    return [{"z_low": float(edges[b]), "z_high": float(edges[b + 1]), "n": int((bins == b).sum()),
+             **target_metrics(target, test["true"][bins == b], test["prediction"][bins == b], outlier, eta)}
+            for b in range(n_bins) if (bins == b).sum() > 1]
+
+
+def by_field(test: pd.DataFrame, target: str, outlier: float, eta: float) -> dict:
+    """Metrics per photometric system (survey field) of the test galaxies."""
+    return {str(field): {"n": len(rows), **target_metrics(target, rows["true"], rows["prediction"], outlier, eta)}
+            for field, rows in test.groupby(schema.PHOTSYS) if len(rows) > 1}
+
+
+def by_confidence(test: pd.DataFrame, target: str, kept: list[float], outlier: float, eta: float) -> list[dict]:
+    """Metrics on the most confident (smallest spread) fractions of the test galaxies; empty for a
+    head without a usable spread."""
+    spread = test["spread"].to_numpy(float)
+    if not np.isfinite(spread).all() or np.ptp(spread) == 0:
+        return []
+    order = np.argsort(spread, kind="stable")
+    rows = []
+    for fraction in kept:
+        keep = test.iloc[order[:max(2, int(round(fraction * len(test))))]]
+        rows.append({"kept": float(fraction), "n": len(keep), "max_spread": float(keep["spread"].max()),
+                     **target_metrics(target, keep["true"], keep["prediction"], outlier, eta)})
+    return rows
+
+
 @exit_on_error
 def main() -> None:
     params = load_params()
     eta, n_bins = section(params, "evaluation.eta_threshold"), section(params, "evaluation.n_redshift_bins")
-    default_features = section(params, "features.default")
-    test_metrics, val_metrics, by_bin, failures = {}, {}, {}, {}
+    kept, default_features = section(params, "evaluation.kept_fractions"), section(params, "features.default")
+    test_metrics, val_metrics, failures = {}, {}, {}
+    breakdown: dict = {"by_redshift_bin": {}, "by_field": {}, "by_confidence": {}}
+    test_split = prepared_split("test")
+    fields = (test_split.set_index(schema.ID)[schema.PHOTSYS] if schema.PHOTSYS in test_split
+              else pd.Series("*", index=test_split[schema.ID]))
     with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}):
         for target in schema.TARGETS:
             files = sorted((PREDICTIONS / target).glob("*.parquet"))
@@ -41,29 +73,32 @@ def main() -> None:
             residuals = {}
             for path in files:
                 head, predictions = metrics_key(path.stem, default_features), pd.read_parquet(path)
+                if predictions.empty:
+                    log.info("%s: no predictions (the stage was skipped for this source)", path)
+                    continue
                 val = predictions[predictions[schema.SPLIT] == "val"]
                 test = predictions[predictions[schema.SPLIT] == "test"]
                 val_metrics.setdefault(target, {})[head], _ = split_metrics(val, target, outlier, eta)
                 test_metrics.setdefault(target, {})[head], n_failed = split_metrics(test, target, outlier, eta)
                 failures.setdefault(target, {})[head] = n_failed
                 test = test[np.isfinite(test["prediction"])]
-                edges, bins = quantile_bins(test[schema.REDSHIFT].to_numpy(), n_bins)
-                by_bin.setdefault(target, {})[head] = [
-                    {"z_low": float(edges[b]), "z_high": float(edges[b + 1]), "n": int((bins == b).sum()),
-                     **target_metrics(target, test["true"][bins == b], test["prediction"][bins == b], outlier, eta)}
-                    for b in range(n_bins) if (bins == b).sum() > 1]
+                test = test.assign(**{schema.PHOTSYS: fields.loc[test[schema.ID]].to_numpy()})
+                for name, rows in (("by_redshift_bin", by_redshift_bin(test, target, n_bins, outlier, eta)),
+                                   ("by_field", by_field(test, target, outlier, eta)),
+                                   ("by_confidence", by_confidence(test, target, kept, outlier, eta))):
+                    breakdown[name].setdefault(target, {})[head] = rows
                 residuals[head] = (test[schema.REDSHIFT].to_numpy(), (test["prediction"] - test["true"]).to_numpy())
                 save_figure(plots.prediction_vs_truth(test["true"].to_numpy(), test["prediction"].to_numpy(), target,
                                                       f"{head}: {target} on the test split"),
                             PLOTS / f"{target}_{head}_pred_vs_true.png")
             save_figure(plots.residual_vs_redshift(residuals, target), PLOTS / f"{target}_residual_vs_z.png")
-            for head, metrics in test_metrics[target].items():
+            for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if not test_metrics:
             raise GalaxypropError(f"no predictions under {PREDICTIONS}: run the train stages first")
         write_json(test_metrics, REPORTS / "metrics.json")
         write_json(val_metrics, REPORTS / "val_metrics.json")
-        write_json({"by_redshift_bin": by_bin, "failed_predictions": failures}, REPORTS / "metrics_breakdown.json")
+        write_json({**breakdown, "failed_predictions": failures}, REPORTS / "metrics_breakdown.json")
         tracking.log_metrics(test_metrics, prefix="test.")
         tracking.log_metrics(val_metrics, prefix="val.")
         tracking.log_artifacts([REPORTS / "metrics.json", REPORTS / "metrics_breakdown.json"])

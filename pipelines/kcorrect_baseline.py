@@ -1,62 +1,96 @@
-"""Stage kcorrect_specz: the astronomers' baseline, kcorrect on the survey bands at the spectroscopic redshift.
+"""Stages kcorrect_specz and kcorrect_photoz: the astronomers' baseline, kcorrect on the survey bands
+at the spectroscopic redshift (the oracle) or at galaxyprop's best photometric redshift (the fair
+comparison for an image-only model).
 
 The fit runs per photometric system (DESI: north and south have their own filter curves).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 import numpy as np
 import pandas as pd
-from common import REPORTS, prediction_frame, predictions_path, prepared_bands, prepared_split
+from common import (PREDICTIONS, REPORTS, metrics_key, prediction_frame, predictions_path, prepared_bands,
+                    prepared_split)
 
 from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json, write_parquet
-from galaxyprop.errors import exit_on_error
-from galaxyprop.heads.kcorrect_baseline import KcorrectHead
+from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.heads.kcorrect_baseline import ANY_PHOTSYS, kcorrect_by_photsys
+from galaxyprop.metrics import objective_value, target_metrics
 
-log = logging.getLogger("kcorrect_specz")
-TARGET, HEAD = "kcorr_r01", "kcorrect_specz"
-RESPONSE_OUT, BAND_SHIFT = "sdss_r0", 0.1      # the target K(^{0.1}r)
-ANY_PHOTSYS = "*"
+log = logging.getLogger("kcorrect_baseline")
+TARGET = "kcorr_r01"
 
 
-def predict_by_photsys(frame: pd.DataFrame, bands: dict, config: dict) -> tuple[np.ndarray, np.ndarray]:
-    """kcorrect fits of every row with the filter curves of its own photometric system."""
-    value, spread = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
-    photsys = frame[schema.PHOTSYS].to_numpy() if schema.PHOTSYS in frame else np.full(len(frame), ANY_PHOTSYS)
-    for system in np.unique(photsys):
-        rows = photsys == system
-        responses = [bands["responses"][b].get(system, bands["responses"][b].get(ANY_PHOTSYS))
-                     for b in bands["bands"]]
-        mapped = bands["responses"][bands["label_band"]]
-        head = KcorrectHead(tuple(responses), RESPONSE_OUT, mapped.get(system, mapped.get(ANY_PHOTSYS)),
-                            BAND_SHIFT, config["n_mc"], config["seed"])
-        X = KcorrectHead.design_matrix(frame[rows], bands["bands"], frame[schema.REDSHIFT].to_numpy()[rows])
-        prediction = head.fit(X).predict(X)
-        value[rows], spread[rows] = prediction.value, prediction.spread
-    return value, spread
+def photo_z_source(choice: str, params: dict) -> tuple[str, pd.DataFrame]:
+    """The z predictions to fit at: the named result, or the one with the best validation metric."""
+    metric, default = section(params, "targets.z.metric"), section(params, "features.default")
+    results = {metrics_key(p.stem, default): pd.read_parquet(p) for p in sorted((PREDICTIONS / "z").glob("*.parquet"))}
+    results = {k: v for k, v in results.items() if len(v)}
+    if choice != "best":
+        if choice not in results:
+            raise GalaxypropError(f"baselines.kcorrect_photoz.redshift_from: no z predictions '{choice}' "
+                                  f"(have {sorted(results)})")
+        return choice, results[choice]
+    if not results:
+        raise GalaxypropError(f"no z predictions under {PREDICTIONS / 'z'}: run the train stages first")
+
+    def val_score(frame: pd.DataFrame) -> float:
+        val = frame[frame[schema.SPLIT] == "val"]
+        metrics = target_metrics("z", val["true"], val["prediction"], section(params, "targets.z.outlier_threshold"),
+                                 section(params, "evaluation.eta_threshold"))
+        return objective_value(metric, metrics[metric])
+
+    best = min(results, key=lambda k: val_score(results[k]))
+    return best, results[best]
 
 
 @exit_on_error
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redshift", choices=["specz", "photoz"], required=True)
+    args = parser.parse_args()
+    head = f"kcorrect_{args.redshift}"
     params = load_params()
-    config, bands = section(params, f"baselines.{HEAD}"), prepared_bands()
-    with tracking.stage_run(Stores.from_params(params), f"baseline:{HEAD}:{TARGET}",
-                            params={"baseline": config, **bands}, tags={"head": HEAD, "target": TARGET}):
-        frames, failures = [], {}
+    config, bands = section(params, f"baselines.{head}"), prepared_bands()
+    if config.get("bands"):
+        missing = sorted(set(config["bands"]) - set(bands["bands"]))
+        if missing:
+            raise GalaxypropError(f"params baselines.{head}.bands: the source has no band {missing} "
+                                  f"(it has {bands['bands']})")
+        bands = {**bands, "bands": list(config["bands"])}
+    source, photo_z = (photo_z_source(config["redshift_from"], params) if args.redshift == "photoz"
+                       else ("spectroscopic", None))
+    with tracking.stage_run(Stores.from_params(params), f"baseline:{head}:{TARGET}",
+                            params={"baseline": config, "redshift": source, **bands},
+                            tags={"head": head, "target": TARGET}):
+        frames, failures, no_redshift = [], {}, {}
         for split in ("val", "test"):
             frame = prepared_split(split)
-            value, spread = predict_by_photsys(frame, bands, config)
-            failures[split] = int((~np.isfinite(value)).sum())
+            if photo_z is not None:   # the galaxies with a photo-z, fitted at it
+                z = photo_z[photo_z[schema.SPLIT] == split].set_index(schema.ID)["prediction"]
+                no_redshift[split] = int((~frame[schema.ID].isin(z.index)).sum())
+                frame = frame[frame[schema.ID].isin(z.index)].reset_index(drop=True)
+                redshift = np.clip(z.loc[frame[schema.ID]].to_numpy(float), 0.0, None)
+            else:
+                redshift = frame[schema.REDSHIFT].to_numpy(float)
+            value, spread = kcorrect_by_photsys(frame, redshift, bands, config["n_mc"], config["seed"])
+            photsys = frame[schema.PHOTSYS] if schema.PHOTSYS in frame else pd.Series(ANY_PHOTSYS, frame.index)
+            failed = pd.Series(~np.isfinite(value)).groupby(photsys.to_numpy()).sum()
+            failures[split] = {str(k): int(v) for k, v in failed.items()}
             frames.append(prediction_frame(frame, split, TARGET, value, spread))
-        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(TARGET, HEAD))
-        write_json({"failed_fits": failures}, REPORTS / f"{HEAD}.json")
-        log.info("kcorrect fits that failed: %s", failures)
-        tracking.log_metrics({f"failed_fits_{k}": v for k, v in failures.items()})
+        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(TARGET, head))
+        summary = {"redshift": source, "failed_fits": failures,
+                   "failed_fits_total": sum(sum(v.values()) for v in failures.values()),
+                   **({"no_photo_z": no_redshift} if photo_z is not None else {})}
+        write_json(summary, REPORTS / f"{head}.json")
+        log.info("%s at %s redshift; kcorrect fits that failed (by split and PHOTSYS): %s", head, source, failures)
+        tracking.log_metrics({"failed_fits": failures, "failed_fits_total": summary["failed_fits_total"]})
 
 
 if __name__ == "__main__":

@@ -1,43 +1,75 @@
-"""Stage train (head x target): tune the head with Optuna on the validation split, refit, predict."""
+"""Stage train (head x target x features): tune the head with Optuna on the validation split (one
+nested MLflow run per trial, with its curves), keep the best model, predict val and test.
+
+Feature heads (knn, gbt, mlp) learn from a feature source; image heads (cnn) from the cutouts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import resource
+import time
 
 import numpy as np
 import pandas as pd
-from common import (FEATURE_ENCODER, FEATURES, feature_split, metrics_key, model_dir, prediction_frame,
-                    predictions_path, prepared_split, result_name)
+from common import (FEATURE_ENCODER, FEATURES, RAW, feature_split, metrics_key, model_dir, model_inputs,
+                    prediction_frame, predictions_path, prepared_split, result_name, write_skipped)
 
 from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import load_object, write_json, write_parquet
+from galaxyprop.data.sources import IMAGES_FILE
 from galaxyprop.errors import exit_on_error
-from galaxyprop.heads import make_head
+from galaxyprop.features.images import Cutouts
+from galaxyprop.heads import IMAGE_HEADS, Head, make_head
 from galaxyprop.metrics import objective_value, target_metrics
 from galaxyprop.predictor import Predictor
-from galaxyprop.tuning import hyperparameters, tune
+from galaxyprop.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
 
 log = logging.getLogger("train")
 
 
-def load_xy(features: str, split: str, target: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Features, target and catalogue rows of one split: the galaxies that have these features."""
-    table, frame = feature_split(features, split), prepared_split(split)
+def load_xy(head: str, features: str, split: str, target: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Inputs, target and catalogue rows of one split: the feature matrix of the galaxies that have
+    these features, or (image heads) every galaxy's cutouts."""
+    frame = prepared_split(split)
+    if head in IMAGE_HEADS:
+        return model_inputs("images", frame, features), frame[target].to_numpy(float), frame
+    table = feature_split(features, split)
     frame = frame[frame[schema.ID].isin(table[schema.ID])].reset_index(drop=True)
     matrix = table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
     return matrix, frame[target].to_numpy(float), frame
 
 
-def _digest(*arrays: np.ndarray) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
+def digest(*arrays: np.ndarray) -> str:
+    sha = hashlib.sha256()
     for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+        sha.update(np.ascontiguousarray(array).tobytes())
+    return sha.hexdigest()
+
+
+def skip_without_images(target: str, name: str, source: str) -> bool:
+    """Image heads need cutouts: for a catalogue source record why, and leave empty predictions."""
+    if (RAW / IMAGES_FILE).exists():
+        return False
+    write_skipped(model_dir(target, name), f"data source '{source}' has no images")
+    write_parquet(prediction_frame(prepared_split("test").iloc[:0], "test", target, [], []),
+                  predictions_path(target, name))
+    return True
+
+
+def epoch_callbacks(trial) -> list:
+    """For heads trained by epochs: loss curves into the trial's MLflow run, and Optuna's pruning."""
+    from galaxyprop.heads.neural import EpochReporter
+
+    return [EpochReporter(lambda metrics, step: tracking.log_metrics(metrics, step=step)), pruning_callback(trial)]
+
+
+def fit(head: Head, data: dict, callbacks=()) -> Head:
+    return head.fit_tuned(*data["train"][:2], *data["val"][:2], callbacks=callbacks)
 
 
 @exit_on_error
@@ -45,63 +77,86 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--head", required=True)
     parser.add_argument("--target", required=True, choices=sorted(schema.TARGETS))
-    parser.add_argument("--features", default=None, help="feature source (default: params features.default)")
+    parser.add_argument("--features", default=None, help="feature source (default: params features.default; "
+                                                           "image heads take the cutouts)")
     args = parser.parse_args()
     params = load_params()
-    features = args.features or section(params, "features.default")
-    name = result_name(args.head, features)
+    image_head = args.head in IMAGE_HEADS
+    features = "cutouts" if image_head else args.features or section(params, "features.default")
+    name = args.head if image_head else result_name(args.head, features)
     key = metrics_key(name, section(params, "features.default"))
+    if image_head and skip_without_images(args.target, name, section(params, "data.source")):
+        return
     head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
-    X_train, y_train, _ = load_xy(features, "train", args.target)
-    X_val, y_val, val_frame = load_xy(features, "val", args.target)
+    data = {split: load_xy(args.head, features, split, args.target) for split in ("train", "val")}
+    best: dict = {"value": np.inf, "head": None, "trial": None}
 
-    def objective(hyper: dict) -> tuple[float, dict]:
-        head = make_head(args.head, **hyper).fit(X_train, y_train)
+    def objective(hyper: dict, trial) -> tuple[float, dict]:
+        head = make_head(args.head, **hyper)
+        callbacks = epoch_callbacks(trial) if head.trains_by_epoch else []
+        fit(head, data, callbacks)
+        X_val, y_val, _ = data["val"]
         metrics = target_metrics(args.target, y_val, head.predict(X_val).value,
                                  target_params["outlier_threshold"], eta)
-        return objective_value(metric, metrics[metric]), metrics
+        value = objective_value(metric, metrics[metric])
+        tracking.log_metrics({**metrics, "objective": value}, prefix="val_")
+        if value < best["value"]:
+            best.update(value=value, head=head, trial=trial.number)
+        return value, metrics
 
-    # The study is keyed by the data it scores on (the features' bytes, so a retrained encoder
-    # starts a new study) and everything else that changes the objective.
-    lineage = params_hash(_digest(X_train, y_train, X_val, y_val),
-                          head_params["search"], target_params)
+    # The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a
+    # new study) and everything else that changes the objective.
+    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), head_params["search"], target_params)
     study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
     run_name = f"train:{key}:{args.target}"
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, run_name,
                             params={"head": args.head, "target": args.target, "features": features,
-                                    "search": head_params["search"],
+                                    "search": head_params["search"], "pruner": section(params, "tuning.pruner"),
                                     "n_trials": head_params["n_trials"], "study": study_name},
                             tags={"head": key, "target": args.target, "features": features}):
+        start = time.perf_counter()
         study = tune(objective, head_params["search"], n_trials=head_params["n_trials"],
-                     study_name=study_name, storage=stores.optuna_storage,
-                     seed=section(params, "tuning.seed"),
-                     on_trial=lambda trial: tracking.log_trial(trial, run_name))
-        best = study.best_trial
-        log.info("best %s for %s/%s: %s = %.5g with %s", metric, args.head, args.target,
-                 metric, best.user_attrs[metric], best.params)
+                     study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
+                     pruner=make_pruner(section(params, "tuning.pruner")),
+                     trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name))
+        tune_seconds = time.perf_counter() - start
+        trial = study.best_trial
+        hyper = hyperparameters(head_params["search"], trial)
+        log.info("best %s for %s/%s: %.5g (trial %d) with %s", metric, name, args.target,
+                 trial.user_attrs[metric], trial.number, trial.params)
+        # The best trial's model, or (when it ran before an interruption) the same model refitted.
+        head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **hyper), data)
 
-        hyper = hyperparameters(head_params["search"], best)
-        head = make_head(args.head, **hyper).fit(X_train, y_train)
-        encoder = load_object(FEATURES / features / FEATURE_ENCODER, object)
+        encoder = (Cutouts(head.crop) if image_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
         out = model_dir(args.target, name)
         out.mkdir(parents=True, exist_ok=True)
         Predictor(args.target, encoder, head).save(out / "predictor.joblib")
         write_json({"head": args.head, "features": features, "target": args.target, "params": hyper,
-                    "study": study_name,
-                    "best_trial": best.number, f"val_{metric}": best.user_attrs[metric]},
+                    "study": study_name, "best_trial": trial.number, f"val_{metric}": trial.user_attrs[metric],
+                    **({"best_epoch": head.best_epoch_} if head.trains_by_epoch else {})},
                    out / "best_params.json")
 
-        X_test, _, test_frame = load_xy(features, "test", args.target)
-        frames = []
-        for split, X, frame in (("val", X_val, val_frame), ("test", X_test, test_frame)):
+        data["test"] = load_xy(args.head, features, "test", args.target)
+        frames, start, n_predicted = [], time.perf_counter(), 0
+        for split in ("val", "test"):
+            X, _, frame = data[split]
             prediction = head.predict(X)
+            n_predicted += len(X)
             frames.append(prediction_frame(frame, split, args.target, prediction.value, prediction.spread))
+        predict_rate = n_predicted / (time.perf_counter() - start)
         write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, name))
-        tracking.log_metrics({f"best_val_{k}": v for k, v in best.user_attrs.items()})
+        states = [t.state.name for t in study.trials if t.state in FINISHED]
+        write_json({"tune_seconds": round(tune_seconds, 2), "n_complete": states.count("COMPLETE"),
+                    "n_pruned": states.count("PRUNED"), "n_train": len(data["train"][0]),
+                    "predict_galaxies_per_s": round(predict_rate, 1),
+                    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+                   out / "tuning.json")
+        tracking.log_metrics({f"best_val_{k}": v for k, v in trial.user_attrs.items()})
+        tracking.log_metrics({"tune_seconds": tune_seconds, "predict_galaxies_per_s": predict_rate})
         tracking.set_tags({f"best.{k}": v for k, v in hyper.items()})
-        tracking.log_artifacts([out / "best_params.json"])
+        tracking.log_artifacts([out / "best_params.json", out / "tuning.json"])
 
 
 if __name__ == "__main__":

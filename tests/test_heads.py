@@ -103,3 +103,40 @@ def test_predictor_needs_positive_fluxes():
     # magnitudes and the g-r colour
     features = encoder.transform(frame.head(1))
     np.testing.assert_allclose(features[0], [22.5 - 2.5, 22.5 - 2.5 * np.log10(5), -2.5 + 2.5 * np.log10(5)], rtol=1e-6)
+
+
+def test_kcorrect_baseline_uses_each_fields_filters_and_equals_kcorrect_called_directly():
+    import kcorrect.kcorrect
+    from astropy.io import fits
+    from conftest import gst_path
+
+    from galaxyprop.data import schema
+    from galaxyprop.heads.kcorrect_baseline import kcorrect_by_photsys
+
+    data = fits.getdata(gst_path())[:80]
+    flux = np.asarray(data["MODELFLUX"], float)[:, [1, 2, 4]]       # SDSS g,r,z fluxes as if DESI's
+    ivar = np.asarray(data["MODELFLUX_IVAR"], float)[:, [1, 2, 4]]
+    photsys = np.where(np.arange(80) % 3 == 0, "N", "S")
+    frame = pd.DataFrame({schema.PHOTSYS: photsys} | {f"flux_{b}": flux[:, i] for i, b in enumerate("grz")}
+                         | {f"flux_ivar_{b}": ivar[:, i] for i, b in enumerate("grz")})
+    curves = {"N": ["bass_g", "bass_r", "mzls_z"], "S": ["decam_g", "decam_r", "decam_z"]}
+    bands = {"bands": ["g", "r", "z"], "label_band": "r",
+             "responses": {b: {s: curves[s][i] for s in curves} for i, b in enumerate("grz")}}
+    redshift = np.asarray(data["Z"], float)
+    value, _ = kcorrect_by_photsys(frame, redshift, bands)
+    for system, responses in curves.items():
+        rows = photsys == system
+        direct = kcorrect.kcorrect.Kcorrect(responses=responses, responses_out=["sdss_r0"],
+                                            responses_map=[responses[1]], redshift_range=[0.0, 1.0], nredshift=500)
+        coeffs = direct.fit_coeffs(redshift=redshift[rows], maggies=flux[rows] * 1e-9, ivar=ivar[rows] * 1e18)
+        expected = direct.kcorrect(redshift=redshift[rows], coeffs=coeffs, band_shift=0.1)[:, 0]
+        ok = coeffs.sum(axis=1) > 0
+        assert ok.mean() > 0.9
+        np.testing.assert_allclose(value[rows][ok], expected[ok], atol=2e-3)
+        assert np.isnan(value[rows][~ok]).all()
+    # the two fields' filter curves differ enough to matter: the wrong field's curves give other K
+    swapped, _ = kcorrect_by_photsys(frame.assign(**{schema.PHOTSYS: np.where(photsys == "N", "S", "N")}),
+                                     redshift, bands)
+    assert np.nanmax(np.abs(swapped - value)) > 0.01
+    with pytest.raises(GalaxypropError, match=r"band\(s\) \['g', 'r', 'z'\] of photometric system 'X'"):
+        kcorrect_by_photsys(frame.assign(**{schema.PHOTSYS: "X"}), redshift, bands)

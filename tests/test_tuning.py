@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
 import optuna
 import pytest
+from conftest import PROJECT, mlflow_store
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.tuning import hyperparameters, tune
+from galaxyprop.tuning import hyperparameters, make_pruner, pruning_callback, tune
 
 SPACE = {"x": {"low": -5.0, "high": 5.0}, "n": {"low": 1, "high": 8}, "kind": ["a", "b"], "fixed": 3}
 
 
-def objective(params):
+def objective(params, trial=None):  # noqa: ARG001
     assert params["fixed"] == 3 and isinstance(params["n"], int)
     value = (params["x"] - 1.0) ** 2 + (params["kind"] == "b")
     return value, {"loss": value}
 
 
+@contextmanager
+def _record(seen: list, trial):
+    seen.append(trial.number)
+    yield
+
+
 def test_tuning_resumes_to_n_trials_and_is_seeded(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     seen = []
-    study = tune(objective, SPACE, n_trials=6, study_name="s", storage=storage, seed=7, on_trial=seen.append)
+    study = tune(objective, SPACE, n_trials=6, study_name="s", storage=storage, seed=7,
+                 trial_context=lambda trial, params: _record(seen, trial))
     assert len(study.trials) == 6 and len(seen) == 6
     resumed = tune(objective, SPACE, n_trials=10, study_name="s", storage=storage, seed=7)
     assert len(resumed.trials) == 10  # four more, not ten more
@@ -46,3 +60,102 @@ def test_stale_running_trials_are_failed_not_counted(tmp_path):
 def test_bad_search_space(tmp_path):
     with pytest.raises(GalaxypropError, match="needs 'low' and 'high'"):
         tune(objective, {"x": {"low": 1}}, n_trials=1, study_name="s", storage=f"sqlite:///{tmp_path}/o.db", seed=0)
+
+
+class PruneOddTrials(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return trial.number % 2 == 1 and len(trial.intermediate_values) >= 2
+
+
+def test_a_pruned_trial_ends_its_mlflow_run_cleanly(tmp_path):
+    """Real MLP trials with Optuna's Lightning pruning callback, each in a nested MLflow run."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from galaxyprop import tracking
+    from galaxyprop.config import Stores
+    from galaxyprop.heads import make_head
+    from galaxyprop.heads.neural import EpochReporter
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3)).astype(np.float32)
+    y = X[:, 0] + 0.1 * rng.normal(size=400)
+    space = {"learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}, "max_epochs": 6, "patience": 10}
+
+    def objective(params, trial):
+        head = make_head("mlp", width=16, **params)
+        head.fit_tuned(X[:300], y[:300], X[300:], y[300:], callbacks=[
+            EpochReporter(lambda metrics, step: tracking.log_metrics(metrics, step=step)), pruning_callback(trial)])
+        return float(np.mean((head.predict(X[300:]).value - y[300:]) ** 2)), {}
+
+    stores = Stores(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(),
+                    f"sqlite:///{tmp_path}/optuna.db", "test")
+    with mlflow_store(stores.tracking_uri):
+        with tracking.stage_run(stores, "train:mlp:z") as stage:
+            study = tune(objective, space, n_trials=3, study_name="s", storage=stores.optuna_storage, seed=0,
+                         pruner=PruneOddTrials(),
+                         trial_context=lambda trial, params: tracking.trial_run(trial, params, "train:mlp:z"))
+            assert mlflow.active_run().info.run_id == stage.info.run_id   # the stage's run is still the parent
+        client = MlflowClient()
+        runs = {r.data.tags["optuna_trial"]: r for r in client.search_runs(
+            [stage.info.experiment_id], f"tags.mlflow.parentRunId = '{stage.info.run_id}'")}
+        assert client.get_run(stage.info.run_id).info.status == "FINISHED"
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    pruned, complete = runs["1"], runs["0"]
+    assert pruned.info.status == "FINISHED" and pruned.data.tags["optuna_state"] == "PRUNED"
+    assert complete.info.status == "FINISHED" and complete.data.tags["optuna_state"] == "COMPLETE"
+    with mlflow_store(stores.tracking_uri):
+        curve = MlflowClient().get_metric_history(pruned.info.run_id, "val_loss")
+        full = MlflowClient().get_metric_history(complete.info.run_id, "val_loss")
+    assert [m.step for m in curve] == [0, 1]          # its curve up to the epoch it was stopped at
+    assert [m.step for m in full] == list(range(6))
+    assert float(pruned.data.params["learning_rate"]) == study.trials[1].params["learning_rate"]
+
+
+KILLABLE = """
+import sys, time
+from galaxyprop.tuning import tune
+def objective(params, trial):
+    if trial.number >= 2:
+        time.sleep(600)          # the stage is killed here
+    return (params["x"] - 1.0) ** 2, {}
+tune(objective, {"x": {"low": -5.0, "high": 5.0}}, n_trials=5, study_name="s", storage=sys.argv[1], seed=3)
+"""
+
+
+def test_a_killed_study_continues_where_it_stopped(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE, storage], cwd=PROJECT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                study = optuna.load_study(study_name="s", storage=storage)
+                if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 2:
+                    break
+            except KeyError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the tuning process did not complete two trials")
+    finally:
+        process.kill()
+        process.wait()
+    before = optuna.load_study(study_name="s", storage=storage).trials
+    resumed = tune(lambda params, trial: ((params["x"] - 1.0) ** 2, {}), {"x": {"low": -5.0, "high": 5.0}},
+                   n_trials=5, study_name="s", storage=storage, seed=3)
+    states = [t.state.name for t in resumed.trials]
+    assert states.count("COMPLETE") == 5                      # three more, not five more
+    assert [t.params for t in resumed.trials[:2]] == [t.params for t in before[:2]]
+    assert states[2] in ("RUNNING", "FAIL")                   # the killed trial is not counted
+
+
+def test_pruners_from_params():
+    assert isinstance(make_pruner({"kind": "median", "n_startup_trials": 2}), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner({"kind": "hyperband", "min_resource": 1}), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner(None), optuna.pruners.NopPruner)
+    with pytest.raises(GalaxypropError, match="must be one of"):
+        make_pruner({"kind": "asha"})
+    with pytest.raises(GalaxypropError, match="bad arguments for 'median'"):
+        make_pruner({"kind": "median", "patience": 3})

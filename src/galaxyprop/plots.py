@@ -112,3 +112,42 @@ def embedding_map(embeddings: np.ndarray, redshift: np.ndarray, field: np.ndarra
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def metric_vs_redshift(by_bin: dict[str, list[dict]], metric: str, label: str) -> Figure:
+    """A metric in equal-count redshift bins, one line per head ({head: [{z_low, z_high, metric}]})."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for head, rows in by_bin.items():
+        centres = [0.5 * (row["z_low"] + row["z_high"]) for row in rows]
+        ax.plot(centres, [row[metric] for row in rows], marker="o", ms=3, label=head,
+                ls="--" if head.startswith("kcorrect") else "-")
+    ax.set(xlabel="spectroscopic redshift", ylabel=metric, title=f"{label}: {metric} per redshift bin (test)")
+    if metric in ("mse", "eta", "outlier_rate"):
+        ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def confidence_curve(by_confidence: dict[str, list[dict]], metric: str, label: str) -> Figure:
+    """A metric on the most confident fraction of the test set (smallest spreads kept), per head."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for head, rows in by_confidence.items():
+        ax.plot([100 * row["kept"] for row in rows], [row[metric] for row in rows], marker="o", label=head)
+    ax.invert_xaxis()
+    ax.set(xlabel="kept fraction of the test set (%), most confident first", ylabel=metric,
+           title=f"{label}: {metric} after dropping the least confident")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(metrics: dict[str, dict[str, float]], metric: str, label: str) -> Figure:
+    """One bar per head for `metric` ({head: {metric: value}}), best first."""
+    heads = sorted(metrics, key=lambda h: metrics[h][metric], reverse=metric == "r2")
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(heads) + 1.2))
+    ax.barh(heads[::-1], [metrics[h][metric] for h in heads[::-1]],
+            color=["0.6" if h.startswith("kcorrect") else "tab:blue" for h in heads[::-1]])
+    ax.set(xlabel=metric, title=f"{label}: {metric} on the test split")
+    fig.tight_layout()
+    return fig

@@ -75,11 +75,12 @@ def mlflow_key(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name.replace("@", ":"))
 
 
-def log_metrics(metrics: Mapping[str, float], prefix: str = "") -> None:
+def log_metrics(metrics: Mapping[str, float], prefix: str = "", step: int | None = None) -> None:
+    """Log the finite numbers of a (nested) mapping to the active run, at `step` for curves."""
     finite = {mlflow_key(f"{prefix}{k}"): float(v) for k, v in flatten(metrics).items()
               if _is_number(v)}
     if finite:
-        mlflow.log_metrics(finite)
+        mlflow.log_metrics(finite, step=step)
 
 
 def _is_number(value: object) -> bool:
@@ -93,14 +94,30 @@ def set_tags(tags: Mapping[str, object]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
-def log_trial(trial, run_prefix: str) -> None:
-    """A nested run for one finished Optuna trial: its params, objective and metrics."""
-    with mlflow.start_run(run_name=f"{run_prefix}:trial-{trial.number}", nested=True,
-                          tags={"optuna_trial": str(trial.number), "optuna_state": trial.state.name}):
-        mlflow.log_params(flatten(trial.params))
-        if trial.value is not None:
-            mlflow.log_metric("objective", trial.value)
-        log_metrics(trial.user_attrs, prefix="val_")
+@contextmanager
+def trial_run(trial, params: Mapping, run_prefix: str) -> Iterator[mlflow.ActiveRun]:
+    """A nested run for one Optuna trial, open while it trains (so its curves land in it).
+
+    A pruned trial ends FINISHED with the tag `optuna_state=PRUNED`; a failed one ends FAILED;
+    either way the stage's run stays the active parent.
+    """
+    import optuna
+
+    run = mlflow.start_run(run_name=f"{run_prefix}:trial-{trial.number}", nested=True,
+                           tags={"optuna_trial": str(trial.number), "optuna_study": trial.study.study_name})
+    try:
+        mlflow.log_params(flatten(params))
+        yield run
+    except optuna.TrialPruned:
+        mlflow.set_tag("optuna_state", "PRUNED")
+        mlflow.end_run(status="FINISHED")
+        raise
+    except BaseException:
+        mlflow.set_tag("optuna_state", "FAIL")
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.set_tag("optuna_state", "COMPLETE")
+    mlflow.end_run(status="FINISHED")
 
 
 def log_artifacts(paths: list[str | Path], artifact_path: str | None = None) -> None:

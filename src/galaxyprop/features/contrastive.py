@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.embedding import ImageEmbedder, SpectrumEmbedder
-from galaxyprop.features.images import asinh_stretch, augment, center_crop
+from galaxyprop.features.images import prepare_cutouts
 from galaxyprop.features.networks import ImageEncoder, SpectrumEncoder
 from galaxyprop.features.spectra import normalise_spectra
 
@@ -79,9 +79,7 @@ class ContrastiveModel(L.LightningModule):
             self.register_buffer("log_logit_scale", scale.log())
 
     def prepare_images(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        crop, shift = self.config.crop, self.config.max_shift
-        images = augment(images, crop, shift) if train else center_crop(images, crop)
-        return asinh_stretch(images, self.softening)
+        return prepare_cutouts(images, self.softening, self.config.crop, self.config.max_shift, train)
 
     def forward(self, images: torch.Tensor, spectra: torch.Tensor, train: bool = False):
         image_embedding = self.image_encoder(self.prepare_images(images, train))

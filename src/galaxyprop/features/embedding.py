@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from galaxyprop.features.images import asinh_stretch, center_crop, channels_first
+from galaxyprop.features.images import channels_first, prepare_cutouts
 from galaxyprop.features.spectra import check_spectra, normalise_spectra
 
 
@@ -71,7 +71,7 @@ class ImageEmbedder(_Embedder):
         return channels_first(inputs, min_size=self.crop)
 
     def _prepare(self, batch: torch.Tensor) -> torch.Tensor:
-        return asinh_stretch(center_crop(batch, self.crop), self.softening.to(batch.device))
+        return prepare_cutouts(batch, self.softening, self.crop)
 
 
 class SpectrumEmbedder(_Embedder):

@@ -86,3 +86,25 @@ def augment(images: torch.Tensor, crop: int, max_shift: int, generator: torch.Ge
         shifted = center_crop(images[i], crop, int(shifts[i, 0]), int(shifts[i, 1]))
         out[i] = dihedral(shifted, int(elements[i]))
     return out
+
+
+def prepare_cutouts(images: torch.Tensor, softening: torch.Tensor, crop: int, max_shift: int = 0,
+                    train: bool = False) -> torch.Tensor:
+    """What the image networks see: a centred crop (randomly shifted and D4-transformed when
+    training), asinh-stretched per band."""
+    images = augment(images, crop, max_shift) if train else center_crop(images, crop)
+    return asinh_stretch(images, softening.to(images.device))
+
+
+class Cutouts:
+    """The feature encoder of heads that take the cutouts themselves (the supervised CNN): checked
+    (N, 3, H, W) float32 g,r,z images in nanomaggies, unchanged."""
+
+    input_kind = "images"
+    names = ["g", "r", "z"]
+
+    def __init__(self, min_size: int = 1):
+        self.min_size = int(min_size)
+
+    def transform(self, inputs: np.ndarray) -> np.ndarray:
+        return channels_first(inputs, min_size=self.min_size)

@@ -74,12 +74,12 @@ class ApertureFluxes(nn.Module):
         return torch.asinh(sums).flatten(1) / 5.0
 
 
-class ImageEncoder(nn.Module):
-    """Residual CNN on stretched (N, 3, H, W) cutouts: a strided stem, one stride-2 block per width,
+class ImageTrunk(nn.Module):
+    """Residual CNN on stretched (N, 3, H, W) cutouts: a strided stem, one stride-2 block per width and
     global average pooling (position- and orientation-free), joined with aperture fluxes when radii
-    are given, then the projection and L2 normalisation."""
+    are given. Its `n_features` pooled features feed a projection (encoder) or a regressor (CNN head)."""
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128), embedding_dim: int = 128, in_channels: int = 3,
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), in_channels: int = 3,
                  aperture_radii: Sequence[float] = ()):
         super().__init__()
         widths = list(widths)
@@ -89,13 +89,25 @@ class ImageEncoder(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(2, c_in, c_out, stride=1 if i == 0 else 2)
                                       for i, (c_in, c_out) in enumerate(pairs)])
         self.apertures = ApertureFluxes(aperture_radii)
-        self.project = projection(widths[-1] + self.apertures.n_features, embedding_dim)
+        self.n_features = widths[-1] + self.apertures.n_features
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.blocks(self.stem(images)).mean(dim=(-2, -1))
         if self.apertures.radii:
             pooled = torch.cat([pooled, self.apertures(images)], dim=1)
-        return F.normalize(self.project(pooled), dim=-1)
+        return pooled
+
+
+class ImageEncoder(ImageTrunk):
+    """The image trunk, then the projection and L2 normalisation into the shared space."""
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), embedding_dim: int = 128, in_channels: int = 3,
+                 aperture_radii: Sequence[float] = ()):
+        super().__init__(widths, in_channels, aperture_radii)
+        self.project = projection(self.n_features, embedding_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.project(super().forward(images)), dim=-1)
 
 
 class SpectrumEncoder(nn.Module):

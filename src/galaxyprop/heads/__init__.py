@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
+
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.heads.base import Head, Prediction
-from galaxyprop.heads.gbt import GradientBoostingHead
-from galaxyprop.heads.knn import KNNHead
 
-#: Heads that learn from a feature matrix, by the name used in params and metrics.
-FEATURE_HEADS: dict[str, type[Head]] = {
-    KNNHead.name: KNNHead,
-    GradientBoostingHead.name: GradientBoostingHead,
-}
+#: Heads that learn from a feature matrix, by the name used in params and metrics (imported when
+#: made, so loading a KNN model does not import torch).
+FEATURE_HEADS = {"knn": "galaxyprop.heads.knn:KNNHead",
+                 "gbt": "galaxyprop.heads.gbt:GradientBoostingHead",
+                 "mlp": "galaxyprop.heads.mlp:MLPHead"}
+#: Heads that learn from the image cutouts themselves; their results are keyed by the head alone.
+IMAGE_HEADS = {"cnn": "galaxyprop.heads.cnn:CNNHead"}
+
+
+def head_class(name: str) -> type[Head]:
+    heads = {**FEATURE_HEADS, **IMAGE_HEADS}
+    if name not in heads:
+        raise GalaxypropError(f"unknown head '{name}'; choose from {sorted(heads)}")
+    module, _, attribute = heads[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def make_head(name: str, **hyperparameters) -> Head:
-    if name not in FEATURE_HEADS:
-        raise GalaxypropError(f"unknown head '{name}'; choose from {sorted(FEATURE_HEADS)}")
+    cls = head_class(name)
     try:
-        return FEATURE_HEADS[name](**hyperparameters)
+        return cls(**hyperparameters)
     except TypeError as err:
         raise GalaxypropError(f"head '{name}': bad hyperparameters ({err})") from None
 
 
-__all__ = ["FEATURE_HEADS", "Head", "Prediction", "make_head"]
+__all__ = ["FEATURE_HEADS", "IMAGE_HEADS", "Head", "Prediction", "head_class", "make_head"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class Prediction(NamedTuple):
 
 class Head(ABC):
     name: ClassVar[str]
+    trains_by_epoch: ClassVar[bool] = False   # has a validation loss per epoch (early stopping, pruning)
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Head":
@@ -30,6 +31,12 @@ class Head(ABC):
     @abstractmethod
     def predict(self, X: np.ndarray) -> Prediction:
         """Point estimate and spread for features `X`."""
+
+    def fit_tuned(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,  # noqa: ARG002
+                  callbacks: Sequence = ()) -> "Head":  # noqa: ARG002
+        """Fit for a tuning trial. Heads that train by epochs override it to early-stop on the
+        validation split and to report to `callbacks` (Lightning's, e.g. Optuna's pruning)."""
+        return self.fit(X, y)
 
     def get_params(self) -> dict:
         """The constructor's hyperparameters, as given."""
@@ -46,12 +53,17 @@ class Head(ABC):
 
 def check_fit_inputs(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     X = check_features(X)
+    return X, check_target(y, len(X))
+
+
+def check_target(y: np.ndarray, n_rows: int) -> np.ndarray:
+    """The target as a float vector of `n_rows` finite values, or a clear error."""
     y = np.asarray(y, dtype=float).ravel()
-    if len(y) != len(X):
-        raise GalaxypropError(f"features have {len(X)} rows but the target has {len(y)}")
+    if len(y) != n_rows:
+        raise GalaxypropError(f"inputs have {n_rows} rows but the target has {len(y)}")
     if not np.isfinite(y).all():
         raise GalaxypropError(f"target has {int((~np.isfinite(y)).sum())} non-finite values")
-    return X, y
+    return y
 
 
 def check_features(X: np.ndarray, n_features: int | None = None) -> np.ndarray:

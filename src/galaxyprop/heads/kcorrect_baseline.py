@@ -6,8 +6,12 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
+from galaxyprop.errors import GalaxypropError
 from galaxyprop.heads.base import Head, Prediction, check_features
 from galaxyprop.physics.kcorrect_fit import fit_kcorrection
+
+RESPONSE_OUT, BAND_SHIFT = "sdss_r0", 0.1      # the target K(^{0.1}r)
+ANY_PHOTSYS = "*"                              # a catalogue's responses, whatever the row's system
 
 
 class KcorrectHead(Head):
@@ -46,3 +50,26 @@ class KcorrectHead(Head):
                                  self.response_out, self.response_map, self.band_shift,
                                  self.n_mc, self.seed)
         return Prediction(result.kcorrection, result.spread)
+
+
+def kcorrect_by_photsys(frame: pd.DataFrame, redshift: np.ndarray, bands: dict, n_mc: int = 0,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """K(^{0.1}r) of every row fitted at `redshift` with the filter curves of its own photometric system.
+
+    `bands` is the prepare stage's record: `bands` (names), `responses` ({band: {PHOTSYS or '*': curve}})
+    and `label_band` (the observed band K maps from). Failed fits are NaN.
+    """
+    value, spread = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
+    photsys = frame[schema.PHOTSYS].to_numpy() if schema.PHOTSYS in frame else np.full(len(frame), ANY_PHOTSYS)
+    redshift = np.asarray(redshift, float)
+    for system in np.unique(photsys):
+        rows = photsys == system
+        curve = {band: systems.get(system, systems.get(ANY_PHOTSYS)) for band, systems in bands["responses"].items()}
+        missing = [b for b in dict.fromkeys([*bands["bands"], bands["label_band"]]) if curve.get(b) is None]
+        if missing:
+            raise GalaxypropError(f"no filter curve for band(s) {missing} of photometric system '{system}'")
+        head = KcorrectHead(tuple(curve[b] for b in bands["bands"]), RESPONSE_OUT, curve[bands["label_band"]],
+                            BAND_SHIFT, n_mc, seed)
+        X = KcorrectHead.design_matrix(frame[rows], bands["bands"], redshift[rows])
+        value[rows], spread[rows] = head.fit(X).predict(X)
+    return value, spread

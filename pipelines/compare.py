@@ -1,0 +1,59 @@
+"""Stage compare: the head comparison report (reports/comparison.md) and its plots, logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from common import REPORTS, result_of, save_figure
+
+from galaxyprop import plots, tracking
+from galaxyprop.comparison import comparison_markdown
+from galaxyprop.config import Stores, load_params, section
+from galaxyprop.data.io import atomic_path
+from galaxyprop.errors import exit_on_error
+from galaxyprop.heads import IMAGE_HEADS
+
+log = logging.getLogger("compare")
+PLOTS = REPORTS / "plots" / "comparison"
+BASELINE_INPUTS = {"kcorrect_specz": "spec-z", "kcorrect_photoz": "photo-z"}
+MC_DROPOUT = ("mlp", "cnn")   # heads whose spread is MC dropout: their confidence curve is plotted
+
+
+def inputs_of(key: str, default_features: str) -> str:
+    """What a result learned from: a feature source, the cutouts, or a baseline's redshift."""
+    if key in BASELINE_INPUTS:
+        return BASELINE_INPUTS[key]
+    return "cutouts" if key in IMAGE_HEADS else result_of(key, default_features).partition("@")[2]
+
+
+@exit_on_error
+def main() -> None:
+    params = load_params()
+    metrics = json.loads((REPORTS / "metrics.json").read_text())
+    breakdown = json.loads((REPORTS / "metrics_breakdown.json").read_text())
+    default = section(params, "features.default")
+    selection = {target: section(params, f"targets.{target}.metric") for target in metrics}
+    inputs = {key: inputs_of(key, default) for per_target in metrics.values() for key in per_target}
+    with tracking.stage_run(Stores.from_params(params), "compare"):
+        figures = {}
+        for target, metric in selection.items():
+            paths = [PLOTS / f"{target}_{metric}.png", PLOTS / f"{target}_{metric}_vs_z.png"]
+            save_figure(plots.metric_bars(metrics[target], metric, target), paths[0])
+            save_figure(plots.metric_vs_redshift(breakdown["by_redshift_bin"][target], metric, target), paths[1])
+            curves = {h: rows for h, rows in breakdown["by_confidence"].get(target, {}).items()
+                      if rows and h.partition("@")[0] in MC_DROPOUT}
+            if curves:
+                paths.append(PLOTS / f"{target}_{metric}_confidence.png")
+                save_figure(plots.confidence_curve(curves, metric, target), paths[-1])
+            figures[target] = [str(p.relative_to(REPORTS)) for p in paths]
+        report = comparison_markdown(metrics, breakdown, inputs, selection, figures)
+        with atomic_path(REPORTS / "comparison.md") as tmp:
+            tmp.write_text(report)
+        log.info("wrote %s", REPORTS / "comparison.md")
+        tracking.log_artifacts([REPORTS / "comparison.md"])
+        tracking.log_artifacts([PLOTS], artifact_path="plots/comparison")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Neural heads: a trunk (feature standardisation, or a CNN on cutouts) then an MLP with dropout to
+the target, trained with Lightning. MC dropout at prediction gives the mean and the spread.
+
+Only the MLP after the trunk has dropout, so MC prediction runs the trunk once per galaxy and the
+cheap MLP `n_mc` times. Training early-stops on the validation split when one is given and keeps
+the best epoch's weights; the Lightning callbacks a caller passes (e.g. Optuna's pruning) see
+`val_loss`, the MSE on the standardised target.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from abc import abstractmethod
+from typing import Callable, ClassVar, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from galaxyprop.heads.base import Head, Prediction, check_target
+
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=Warning)
+warnings.filterwarnings("ignore", message="You defined a `validation_step` but have no `val_dataloader`")
+
+PREDICT_BATCH = 1024
+
+
+class RegressionNet(nn.Module):
+    """trunk -> [Linear, ReLU, Dropout] x hidden_layers -> Linear to one output."""
+
+    def __init__(self, trunk: nn.Module, n_features: int, hidden_layers: int, width: int, dropout: float):
+        super().__init__()
+        if hidden_layers < 1:
+            raise ValueError(f"hidden_layers must be at least 1 (dropout lives there), got {hidden_layers}")
+        layers: list[nn.Module] = []
+        for i in range(hidden_layers):
+            layers += [nn.Linear(n_features if i == 0 else width, width), nn.ReLU(), nn.Dropout(dropout)]
+        self.trunk = trunk
+        self.regressor = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.regressor(self.trunk(x)).squeeze(-1)
+
+    def dropout_masks(self, n_samples: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """One (n_samples, 1, width) inverted-dropout mask per dropout layer: each sample is one
+        thinned network, applied alike to every galaxy."""
+        masks = []
+        for layer in self.regressor:
+            if isinstance(layer, nn.Dropout):
+                keep = 1.0 - layer.p
+                masks.append(torch.bernoulli(torch.full((n_samples, 1, self.regressor[0].out_features), keep),
+                                             generator=generator) / keep)
+        return masks
+
+    def sample(self, features: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
+        """(n_samples, n) outputs of the thinned networks `masks` on trunk `features` (n, n_features)."""
+        h, remaining = features.unsqueeze(0), iter(masks)
+        for layer in self.regressor:
+            h = h * next(remaining).to(h.device) if isinstance(layer, nn.Dropout) else layer(h)
+        return h.squeeze(-1)
+
+
+class RegressionTask(L.LightningModule):
+    """The loss (MSE on the standardised target) and the optimiser (AdamW, cosine schedule)."""
+
+    def __init__(self, net: RegressionNet, learning_rate: float, weight_decay: float, max_epochs: int):
+        super().__init__()
+        self.net = net
+        self.learning_rate, self.weight_decay, self.max_epochs = learning_rate, weight_decay, max_epochs
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        loss = F.mse_loss(self.net(x), y)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ARG002
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ARG002
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.max_epochs))
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+class BestWeights(Callback):
+    """Keeps the weights of the epoch with the lowest `val_loss` (the last epoch without validation)
+    and the per-epoch loss history."""
+
+    def __init__(self):
+        self.best_loss, self.best_state, self.best_epoch = float("inf"), None, -1
+        self.history: list[dict] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
+        self.history.append({"epoch": task.current_epoch, **metrics})
+        loss = metrics.get("val_loss", -float("inf"))
+        if loss <= self.best_loss or "val_loss" not in metrics:
+            self.best_loss, self.best_epoch = loss, task.current_epoch
+            self.best_state = copy.deepcopy(task.net.state_dict())
+
+
+class EpochReporter(Callback):
+    """Hands each epoch's losses to `report(metrics, step)` (e.g. MLflow curves of a tuning trial):
+    `val_loss` as soon as validation ends, so a trial pruned there still records it."""
+
+    def __init__(self, report: Callable[[dict, int], None]):
+        self.report = report
+
+    def on_validation_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        if not trainer.sanity_checking and "val_loss" in trainer.callback_metrics:
+            self.report({"val_loss": float(trainer.callback_metrics["val_loss"])}, task.current_epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        if "train_loss" in trainer.callback_metrics:
+            self.report({"train_loss": float(trainer.callback_metrics["train_loss"])}, task.current_epoch)
+
+
+class NeuralHead(Head):
+    """The shared training and MC-dropout prediction; subclasses build the trunk and check inputs."""
+
+    trains_by_epoch = True
+    show_progress: ClassVar[bool] = False   # Lightning's per-epoch bar (for heads slow enough to need it)
+
+    def __init__(self, hidden_layers: int = 2, width: int = 128, dropout: float = 0.1,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 128,
+                 max_epochs: int = 50, patience: int = 8, n_mc: int = 50, seed: int = 0):
+        self.hidden_layers = hidden_layers
+        self.width = width
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.n_mc = n_mc
+        self.seed = seed
+
+    @abstractmethod
+    def _check(self, X: np.ndarray) -> np.ndarray:
+        """`X` as a float32 array the trunk takes, or a clear error."""
+
+    @abstractmethod
+    def _trunk(self, X: np.ndarray) -> tuple[nn.Module, int]:
+        """The trunk for training inputs `X` and how many features it gives."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence[Callback] = ()) -> "NeuralHead":
+        """Train on (X, y); with `validation`, early-stop on it and keep the best epoch's weights."""
+        X, y = self._check(X), check_target(y, len(X))
+        L.seed_everything(self.seed, verbose=False)
+        self.target_mean_, self.target_scale_ = float(y.mean()), float(y.std()) or 1.0
+        trunk, n_features = self._trunk(X)
+        net = RegressionNet(trunk, n_features, self.hidden_layers, self.width, self.dropout)
+        task = RegressionTask(net, self.learning_rate, self.weight_decay, self.max_epochs)
+        generator = torch.Generator().manual_seed(self.seed)
+        train = DataLoader(self._dataset(X, y), batch_size=self.batch_size, shuffle=True, generator=generator)
+        val = None
+        best = BestWeights()
+        extra: list[Callback] = [best]
+        if validation is not None:
+            X_val = self._check(validation[0])
+            val = DataLoader(self._dataset(X_val, check_target(validation[1], len(X_val))),
+                             batch_size=PREDICT_BATCH)
+            extra.append(EarlyStopping("val_loss", patience=self.patience, mode="min"))
+        trainer = L.Trainer(max_epochs=self.max_epochs, accelerator="auto", devices=1, logger=False,
+                            enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=self.show_progress, num_sanity_val_steps=0,
+                            callbacks=[*callbacks, *extra], deterministic="warn")
+        trainer.fit(task, train, val)
+        net.load_state_dict(best.best_state)
+        self.net_ = net.cpu().eval()
+        self.history_, self.best_epoch_ = best.history, best.best_epoch
+        return self
+
+    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> "NeuralHead":
+        return self.fit(X, y, (X_val, y_val), callbacks)
+
+    def _dataset(self, X: np.ndarray, y: np.ndarray) -> TensorDataset:
+        scaled = (y - self.target_mean_) / self.target_scale_
+        return TensorDataset(torch.from_numpy(X), torch.from_numpy(scaled.astype(np.float32)))
+
+    def predict(self, X: np.ndarray) -> Prediction:
+        """MC dropout: the mean and standard deviation over `n_mc` thinned networks (seeded, the same
+        for every galaxy, so a galaxy's answer does not depend on the batch it comes in)."""
+        X = self._check(X)
+        net = self.net_.eval()
+        samples = np.empty((len(X), max(1, self.n_mc)), np.float32)
+        with torch.inference_mode():
+            masks = (net.dropout_masks(self.n_mc, torch.Generator().manual_seed(self.seed)) if self.n_mc
+                     else None)
+            for start in range(0, len(X), PREDICT_BATCH):
+                features = net.trunk(torch.from_numpy(X[start:start + PREDICT_BATCH]))
+                out = net.sample(features, masks).T if masks else net.regressor(features)
+                samples[start:start + PREDICT_BATCH] = out.reshape(len(features), -1).numpy()
+        samples = samples.astype(float) * self.target_scale_ + self.target_mean_
+        return Prediction(samples.mean(axis=1), samples.std(axis=1))
+
