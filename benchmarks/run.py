@@ -1,7 +1,8 @@
 """Benchmarks -> reports/bench.json: cold and no-op `dvc repro` on the default params (with the
 data stage timed alone), mock-survey simulation speed per core at 64 and 152 pixels, file sizes
-per 10k galaxies, KNN throughput, the contrastive encoder's time per epoch and peak RSS, and
-embedding throughput (images/s, spectra/s; on the GPU too when there is one).
+per 10k galaxies, KNN throughput, the contrastive encoder's time per epoch and peak RSS,
+embedding throughput (images/s, spectra/s; on the GPU too when there is one), and per head its
+tuning wall time, prediction throughput and its stage's peak RSS.
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 """
@@ -74,6 +75,39 @@ def embedding_throughput(root: Path, n: int = 2048) -> dict:
     return result
 
 
+def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) -> dict:
+    """Per trained head: tuning wall time at the default trial counts (complete and pruned trials) and
+    the train stage's peak RSS (from its tuning.json), and prediction throughput in galaxies/s on
+    `n_features` feature rows (the test split tiled) or `n_images` cutouts."""
+    import pandas as pd
+
+    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.predictor import Predictor
+
+    with AstroclipFile(root / "data/raw/astroclip.h5") as file:
+        cutouts = file.cutouts(np.arange(min(n_images, file.n_rows)))
+    result = {}
+    for summary in sorted((root / "models").glob("*/*/tuning.json")):
+        target, name = summary.parent.parent.name, summary.parent.name
+        head = Predictor.load(summary.parent / "predictor.joblib").head
+        if name == "cnn":
+            inputs = cutouts
+        else:
+            table = pd.read_parquet(root / "data/features" / name.partition("@")[2] / "test.parquet")
+            features = table.drop(columns="id").to_numpy(np.float32)
+            inputs = np.tile(features, (int(np.ceil(n_features / len(features))), 1))[:n_features]
+        head.predict(inputs[:256])                                  # warm-up
+        start = time.perf_counter()
+        head.predict(inputs)
+        rate = len(inputs) / (time.perf_counter() - start)
+        tuning = json.loads(summary.read_text())
+        result.setdefault(target, {})[name] = {
+            "tune_seconds": tuning["tune_seconds"], "n_complete": tuning["n_complete"],
+            "n_pruned": tuning["n_pruned"], "stage_peak_rss_mib": tuning["peak_rss_mib"],
+            "predict_galaxies_per_s": round(rate, 1), "n_predicted": len(inputs)}
+    return result
+
+
 def mock_throughput(stamp: int, n: int = 200) -> dict:
     """Galaxies per second on one core: the population draw, then images + spectra."""
     import yaml
@@ -115,6 +149,7 @@ def main() -> None:
         knn = knn_throughput(root)
         encoder = json.loads((root / "reports/encoder.json").read_text())
         embedding = embedding_throughput(root)
+        heads = heads_benchmark(root)
         sizes = file_sizes(root)
     mock = [mock_throughput(stamp) for stamp in (64, 152)]
     result = {
@@ -132,6 +167,7 @@ def main() -> None:
                     "n_parameters": encoder["n_parameters"],
                     **{k: round(v, 4) for k, v in encoder.items() if k.endswith(("_top1", "_top5", "_loss"))},
                     "embedding": embedding},
+        "heads": heads,
         "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
         "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
     }

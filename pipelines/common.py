@@ -85,6 +85,20 @@ def result_of(key: str, default_features: str) -> str:
     return key if "@" in key or key not in FEATURE_HEADS else result_name(key, default_features)
 
 
+def inputs_of(key: str, default_features: str) -> str:
+    """What a result learned from: a feature source, `cutouts` (image heads), or for the kcorrect
+    baselines the redshift they were fitted at (`spec-z`, `photo-z:<features>`)."""
+    from galaxyprop.heads import IMAGE_HEADS
+
+    name = result_of(key, default_features)
+    head, _, features = name.partition("@")
+    if head == "kcorrect_specz":
+        return "spec-z"
+    if head == "kcorrect_photoz":
+        return f"photo-z:{features or default_features}"
+    return "cutouts" if head in IMAGE_HEADS else features
+
+
 def write_skipped(folder: Path, reason: str) -> None:
     """Record why a stage made no outputs for this source (e.g. a catalogue without images)."""
     import shutil

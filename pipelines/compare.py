@@ -5,26 +5,17 @@ from __future__ import annotations
 import json
 import logging
 
-from common import REPORTS, result_of, save_figure
+from common import REPORTS, inputs_of, save_figure
 
 from galaxyprop import plots, tracking
 from galaxyprop.comparison import comparison_markdown
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import exit_on_error
-from galaxyprop.heads import IMAGE_HEADS
 
 log = logging.getLogger("compare")
 PLOTS = REPORTS / "plots" / "comparison"
-BASELINE_INPUTS = {"kcorrect_specz": "spec-z", "kcorrect_photoz": "photo-z"}
 MC_DROPOUT = ("mlp", "cnn")   # heads whose spread is MC dropout: their confidence curve is plotted
-
-
-def inputs_of(key: str, default_features: str) -> str:
-    """What a result learned from: a feature source, the cutouts, or a baseline's redshift."""
-    if key in BASELINE_INPUTS:
-        return BASELINE_INPUTS[key]
-    return "cutouts" if key in IMAGE_HEADS else result_of(key, default_features).partition("@")[2]
 
 
 @exit_on_error

@@ -12,10 +12,11 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import (PREDICTIONS, REPORTS, metrics_key, prediction_frame, predictions_path, prepared_bands,
-                    prepared_split)
+from common import (PREDICTIONS, REPORTS, inputs_of, metrics_key, prediction_frame, predictions_path,
+                    prepared_bands, prepared_split, result_name)
 
 from galaxyprop import tracking
+from galaxyprop.comparison import IMAGE_INPUTS
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json, write_parquet
@@ -27,8 +28,9 @@ log = logging.getLogger("kcorrect_baseline")
 TARGET = "kcorr_r01"
 
 
-def photo_z_source(choice: str, params: dict) -> tuple[str, pd.DataFrame]:
-    """The z predictions to fit at: the named result, or the one with the best validation metric."""
+def photo_z_source(choice: str, features: str, params: dict) -> tuple[str, pd.DataFrame]:
+    """The z predictions to fit at: the named result, or among the z results learned from `features`
+    (for the image embeddings: every image-only result, the cnn too) the one with the best validation metric."""
     metric, default = section(params, "targets.z.metric"), section(params, "features.default")
     results = {metrics_key(p.stem, default): pd.read_parquet(p) for p in sorted((PREDICTIONS / "z").glob("*.parquet"))}
     results = {k: v for k, v in results.items() if len(v)}
@@ -37,8 +39,11 @@ def photo_z_source(choice: str, params: dict) -> tuple[str, pd.DataFrame]:
             raise GalaxypropError(f"baselines.kcorrect_photoz.redshift_from: no z predictions '{choice}' "
                                   f"(have {sorted(results)})")
         return choice, results[choice]
+    allowed = IMAGE_INPUTS if features in IMAGE_INPUTS else (features,)
+    results = {k: v for k, v in results.items() if inputs_of(k, default) in allowed}
     if not results:
-        raise GalaxypropError(f"no z predictions under {PREDICTIONS / 'z'}: run the train stages first")
+        raise GalaxypropError(f"no z predictions from '{features}' features under {PREDICTIONS / 'z'}: "
+                              "run their train stages first")
 
     def val_score(frame: pd.DataFrame) -> float:
         val = frame[frame[schema.SPLIT] == "val"]
@@ -54,21 +59,25 @@ def photo_z_source(choice: str, params: dict) -> tuple[str, pd.DataFrame]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redshift", choices=["specz", "photoz"], required=True)
+    parser.add_argument("--features", default=None,
+                        help="photoz: fit at the best photo-z learned from these features (default: features.default)")
     args = parser.parse_args()
-    head = f"kcorrect_{args.redshift}"
     params = load_params()
-    config, bands = section(params, f"baselines.{head}"), prepared_bands()
+    baseline = f"kcorrect_{args.redshift}"
+    features = args.features or section(params, "features.default")
+    head = result_name(baseline, features) if args.redshift == "photoz" else baseline
+    config, bands = section(params, f"baselines.{baseline}"), prepared_bands()
     if config.get("bands"):
         missing = sorted(set(config["bands"]) - set(bands["bands"]))
         if missing:
             raise GalaxypropError(f"params baselines.{head}.bands: the source has no band {missing} "
                                   f"(it has {bands['bands']})")
         bands = {**bands, "bands": list(config["bands"])}
-    source, photo_z = (photo_z_source(config["redshift_from"], params) if args.redshift == "photoz"
+    source, photo_z = (photo_z_source(config["redshift_from"], features, params) if args.redshift == "photoz"
                        else ("spectroscopic", None))
     with tracking.stage_run(Stores.from_params(params), f"baseline:{head}:{TARGET}",
                             params={"baseline": config, "redshift": source, **bands},
-                            tags={"head": head, "target": TARGET}):
+                            tags={"head": metrics_key(head, section(params, "features.default")), "target": TARGET}):
         frames, failures, no_redshift = [], {}, {}
         for split in ("val", "test"):
             frame = prepared_split(split)

@@ -38,7 +38,12 @@ def project(tmp_path_factory) -> Path:
         params["heads"]["knn"]["n_trials"] = 3
         params["heads"]["gbt"]["n_trials"] = 2
         params["heads"]["gbt"]["search"]["max_iter"] = 60
+        params["heads"]["mlp"]["n_trials"] = 2
+        params["heads"]["mlp"]["search"].update(max_epochs=4, width=[32])
+        params["heads"]["cnn"]["search"].update(channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
+        params["heads"]["cnn"]["n_trials"] = 1
         params["baselines"]["kcorrect_specz"]["n_mc"] = 2
+        params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
         params["encoder"]["model"].update(embedding_dim=16, image_widths=[8, 16], spectrum_widths=[8, 8, 16],
                                           crop=20, max_shift=2, logit_scale=5.0)
         params["encoder"]["training"].update(max_epochs=3, batch_size=32)
@@ -52,21 +57,55 @@ def project(tmp_path_factory) -> Path:
 def test_metrics_follow_the_contract(project):
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) == {"z", "kcorr_r01"}
-    heads = {"knn", "gbt", "knn@photometry", "gbt@photometry"}   # image embeddings are the default features
+    # image embeddings are the default features; the cnn learns from the cutouts
+    heads = {"knn", "gbt", "mlp", "cnn", "knn@photometry", "gbt@photometry", "mlp@photometry"}
     assert set(metrics["z"]) == heads
-    assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz"}
+    assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz", "kcorrect_photoz", "kcorrect_photoz@photometry"}
     for head, values in metrics["z"].items():
         assert set(values) == CONTRACT | PHOTO_Z
-        if "photometry" in head:
+        if head in ("knn@photometry", "gbt@photometry"):
             assert values["sigma_mad"] < 0.08 and values["r2"] > 0.3, head
-        else:  # a 3-epoch encoder on 500 galaxies is weak
+        else:  # a 3-epoch encoder, a 4-epoch MLP and a 2-epoch CNN on 500 galaxies are weak
             assert values["sigma_mad"] < 0.2, head
     # Same templates as the labels, but dust and SED perturbations beyond their span.
     assert 0.9 < metrics["kcorr_r01"]["kcorrect_specz"]["r2"] < 0.999
+    # at a photo-z the fit is worse than at the spectroscopic redshift
+    assert metrics["kcorr_r01"]["kcorrect_photoz"]["mse"] > metrics["kcorr_r01"]["kcorrect_specz"]["mse"]
+    # kcorrect_photoz: at the best image-only photo-z; @photometry: at the best photometry photo-z
+    photoz = json.loads((project / "reports/kcorrect_photoz@image.json").read_text())
+    assert photoz["redshift"] in {"knn", "gbt", "mlp", "cnn"} and set(photoz["failed_fits"]) == {"val", "test"}
+    photometry = json.loads((project / "reports/kcorrect_photoz@photometry.json").read_text())
+    assert photometry["redshift"].endswith("@photometry")
     prepare = json.loads((project / "reports/prepare.json").read_text())
     assert prepare["n_input"] == 700 and prepare["n_kept"] == sum(prepare["split_sizes"].values())
     assert (project / "reports/plots/evaluation/z_residual_vs_z.png").stat().st_size > 10_000
     assert (project / "reports/plots/data/gallery.png").stat().st_size > 50_000
+
+
+def test_breakdowns_comparison_report_and_trial_runs(project):
+    breakdown = json.loads((project / "reports/metrics_breakdown.json").read_text())
+    fields = breakdown["by_field"]["kcorr_r01"]["mlp"]
+    assert set(fields) == {"N", "S"}
+    test_size = json.loads((project / "reports/prepare.json").read_text())["split_sizes"]["test"]
+    assert fields["N"]["n"] + fields["S"]["n"] == test_size
+    confident = breakdown["by_confidence"]["z"]["mlp"]
+    assert [row["kept"] for row in confident] == [1.0, 0.9, 0.8]
+    assert confident[0]["n"] == test_size and confident[2]["n"] == round(0.8 * test_size)
+    assert confident[2]["max_spread"] <= confident[0]["max_spread"]
+    report = (project / "reports/comparison.md").read_text()
+    assert "| `kcorrect_photoz` | photo-z:image |" in report and "| `cnn` | cutouts |" in report
+    assert "Best image-only head" in report
+    for target, metric in (("kcorr_r01", "mse"), ("z", "sigma_mad")):
+        assert (project / f"reports/plots/comparison/{target}_{metric}_vs_z.png").stat().st_size > 10_000
+        assert f"plots/comparison/{target}_{metric}_confidence.png" in report
+    best = json.loads((project / "models/z/mlp@image/best_params.json").read_text())
+    assert best["params"]["max_epochs"] == 4 and "best_epoch" in best
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+        trials = mlflow.search_runs(search_all_experiments=True,
+                                    filter_string="tags.mlflow.runName LIKE 'train:mlp:z:trial-%'")
+        parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'train:mlp:z'")
+    assert len(trials) == 2 and set(trials["tags.mlflow.parentRunId"]) <= set(parents["run_id"])
+    assert set(trials["status"]) == {"FINISHED"} and trials["metrics.val_loss"].notna().all()
 
 
 def test_encoder_and_embedding_stages(project):
@@ -100,7 +139,7 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         model = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
         version = MlflowClient().get_model_version_by_alias("galaxyprop-z", "candidate")
-        image_model = version.tags["features"] == "image"
+        image_model = version.tags["features"] in ("image", "cutouts")
         if image_model:      # the version takes what it was trained on
             assert model.metadata.get_input_schema().is_tensor_spec()
             with AstroclipFile(tmp_path / "new.h5") as file:
@@ -117,8 +156,8 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
         prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
         assert version.tags["git_commit"] == head
         assert version.tags["data_hash"] == prepared
-        assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt"}
-        assert version.tags["features"] in {"image", "photometry"}
+        assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt", "mlp", "cnn"}
+        assert version.tags["features"] in {"image", "photometry", "cutouts"}
         assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
 
 
@@ -128,9 +167,10 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 5))
     rerun = run(["dvc", "repro"], project).stdout
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
-    # evaluate and register run only if the knn outputs changed; the encoder is untouched
+    # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
     knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry")}
-    assert knn <= ran <= knn | {"evaluate", "register"}
+    photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
+    assert knn <= ran <= knn | photoz | {"evaluate", "compare", "register"}
 
 
 def test_promote_cli_and_bad_input_keep_stores_intact(project):

@@ -10,7 +10,7 @@ from galaxyprop.metrics import objective_value
 COLUMNS = {"kcorr_r01": ["r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"],
            "z": ["sigma_mad", "eta", "bias", "bias_median", "r2", "mae"]}
 TITLES = {"kcorr_r01": "K-correction K(^{0.1}r) (`kcorr_r01`)", "z": "Redshift (`z`)"}
-IMAGE_INPUTS = ("image", "cutouts")   # what an image-only head learns from: embeddings or the cutouts
+IMAGE_INPUTS = ("image", "cutouts")   # what an image-only result learns from: embeddings or the cutouts
 
 
 def table(rows: Mapping[str, Mapping[str, float]], columns: list[str], first: str = "head",
@@ -43,12 +43,11 @@ def findings(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[str, st
         best = image_only[0]
         value = metrics[best][metric]
         lines.append(f"Best image-only head: `{best}` ({metric} {value:.4g}).")
-        for baseline in ("kcorrect_photoz", "kcorrect_specz"):
-            if baseline in metrics:
-                other = metrics[baseline][metric]
-                better = objective_value(metric, value) < objective_value(metric, other)
-                verdict = "beats" if better else "does not beat"
-                lines.append(f"It {verdict} `{baseline}` ({metric} {other:.4g}; ratio {value / other:.3g}).")
+        for baseline in sorted(h for h in metrics if h.startswith("kcorrect_")):
+            other = metrics[baseline][metric]
+            better = objective_value(metric, value) < objective_value(metric, other)
+            lines.append(f"It {'beats' if better else 'does not beat'} `{baseline}` (kcorrect at "
+                         f"{inputs.get(baseline, '?')}: {metric} {other:.4g}; ratio {value / other:.3g}).")
         embedding = [h for h in image_only if inputs[h] == "image"]
         if embedding and "cnn" in metrics:
             value, cnn = metrics[embedding[0]][metric], metrics["cnn"][metric]
