@@ -158,6 +158,8 @@ class NeuralHead(Head):
     def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
             callbacks: Sequence[Callback] = ()) -> "NeuralHead":
         """Train on (X, y); with `validation`, early-stop on it and keep the best epoch's weights."""
+        for fitted in [name for name in vars(self) if name.endswith("_")]:   # a refit starts afresh
+            delattr(self, fitted)
         X, y = self._check(X), check_target(y, len(X))
         L.seed_everything(self.seed, verbose=False)
         self.target_mean_, self.target_scale_ = float(y.mean()), float(y.std()) or 1.0
