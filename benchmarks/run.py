@@ -1,8 +1,9 @@
 """Benchmarks -> reports/bench.json: cold and no-op `dvc repro` on the default params (with the
 data stage timed alone), mock-survey simulation speed per core at 64 and 152 pixels, file sizes
 per 10k galaxies, KNN throughput, the contrastive encoder's time per epoch and peak RSS,
-embedding throughput (images/s, spectra/s; on the GPU too when there is one), and per head its
-tuning wall time, prediction throughput and its stage's peak RSS.
+embedding throughput (images/s, spectra/s; on the GPU too when there is one), per head its
+tuning wall time, prediction throughput and its stage's peak RSS, and CLAP's training time and
+densities/s through its refitted networks and its KNN index as the training set doubles.
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 """
@@ -108,6 +109,47 @@ def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) 
     return result
 
 
+def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", n_queries: int = 20_000) -> dict:
+    """CLAP at the tuned hyperparameters: the pipeline's tuning and ensemble times, then fits of the
+    whole ensemble on half and all of the training split, with densities/s on `n_queries` galaxies
+    through the refitted networks and through the KNN index, to show how each grows with the training set."""
+    import pandas as pd
+    import yaml
+
+    from galaxyprop.heads import make_head
+
+    folder = root / "models" / target / f"clap@{features}"
+    best = json.loads((folder / "best_params.json").read_text())["params"]
+    grid = yaml.safe_load((root / "params.yaml").read_text())["targets"][target]["grid"]
+
+    def split(name):
+        table = pd.read_parquet(root / "data/features" / features / f"{name}.parquet").set_index("id")
+        frame = pd.read_parquet(root / "data/prepared" / f"{name}.parquet").set_index("id").loc[table.index]
+        return table.to_numpy(np.float32), frame[target].to_numpy(float)
+
+    (X, y), validation, (X_test, _) = split("train"), split("val"), split("test")
+    queries = np.tile(X_test, (int(np.ceil(n_queries / len(X_test))), 1))[:n_queries]
+    rows = []
+    for n in (len(X) // 2, len(X)):
+        head = make_head("clap", **best, grid=grid)
+        start = time.perf_counter()
+        head.fit(X[:n], y[:n], validation)
+        fit_s = time.perf_counter() - start
+        rates = {}
+        for path, predict in (("refit", head.predict_pdf), ("knn", head.knn_pdf)):
+            predict(queries[:256])                                   # warm-up (the faiss index is built here)
+            start = time.perf_counter()
+            predict(queries)
+            rates[f"{path}_densities_per_s"] = round(n_queries / (time.perf_counter() - start), 1)
+        rows.append({"n_train": n, "fit_seconds": round(fit_s, 2), **rates})
+    stage = json.loads((folder / "tuning.json").read_text())
+    return {"target": target, "features": features, "n_realisations": best["n_realisations"],
+            "n_bins": grid["n_bins"], "n_queries": n_queries,
+            "pipeline": {k: stage[k] for k in ("tune_seconds", "finalise_seconds", "n_complete")},
+            "by_training_size": rows,
+            "growth_when_training_doubles": {k: round(rows[1][k] / rows[0][k], 2) for k in rows[0] if k != "n_train"}}
+
+
 def mock_throughput(stamp: int, n: int = 200) -> dict:
     """Galaxies per second on one core: the population draw, then images + spectra."""
     import yaml
@@ -150,6 +192,7 @@ def main() -> None:
         encoder = json.loads((root / "reports/encoder.json").read_text())
         embedding = embedding_throughput(root)
         heads = heads_benchmark(root)
+        clap = clap_benchmark(root)
         sizes = file_sizes(root)
     mock = [mock_throughput(stamp) for stamp in (64, 152)]
     result = {
@@ -168,6 +211,7 @@ def main() -> None:
                     **{k: round(v, 4) for k, v in encoder.items() if k.endswith(("_top1", "_top5", "_loss"))},
                     "embedding": embedding},
         "heads": heads,
+        "clap": clap,
         "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
         "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
     }

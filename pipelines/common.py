@@ -15,6 +15,7 @@ RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
 FEATURES = Path("data/features")
 PREDICTIONS = Path("data/predictions")
+DENSITIES = Path("data/densities")          # test-split densities of the heads that give them
 MODELS = Path("models")
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots" / "evaluation"
@@ -123,6 +124,22 @@ def prediction_frame(frame: pd.DataFrame, split: str, target: str, value, spread
     return pd.DataFrame({schema.ID: frame[schema.ID].to_numpy(), schema.SPLIT: split,
                          schema.REDSHIFT: frame[schema.REDSHIFT].to_numpy(),
                          "true": frame[target].to_numpy(), "prediction": value, "spread": spread})
+
+
+def split_inputs(head: str, features: str, split: str, target: str) -> tuple:
+    """Inputs, target and catalogue rows of one split: the feature matrix of the galaxies that have
+    these features, or (image heads) every galaxy's cutouts."""
+    import numpy as np
+
+    from galaxyprop.heads import IMAGE_HEADS
+
+    frame = prepared_split(split)
+    if head in IMAGE_HEADS:
+        return model_inputs("images", frame, features), frame[target].to_numpy(float), frame
+    table = feature_split(features, split)
+    frame = frame[frame[schema.ID].isin(table[schema.ID])].reset_index(drop=True)
+    matrix = table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
+    return matrix, frame[target].to_numpy(float), frame
 
 
 def model_inputs(input_kind: str, frame: pd.DataFrame, features: str):

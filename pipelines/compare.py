@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from common import PLOTS as EVALUATION_PLOTS
 from common import REPORTS, inputs_of, save_figure
 
 from galaxyprop import plots, tracking
@@ -37,6 +38,8 @@ def main() -> None:
             if curves:
                 paths.append(PLOTS / f"{target}_{metric}_confidence.png")
                 save_figure(plots.confidence_curve(curves, metric, target), paths[-1])
+            paths += [p for p in (EVALUATION_PLOTS / f"{target}_pit_histograms.png",
+                                  EVALUATION_PLOTS / f"{target}_pit_qq.png") if p.exists()]
             figures[target] = [str(p.relative_to(REPORTS)) for p in paths]
         report = comparison_markdown(metrics, breakdown, inputs, selection, figures)
         with atomic_path(REPORTS / "comparison.md") as tmp:

@@ -6,16 +6,20 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import PLOTS, PREDICTIONS, REPORTS, metrics_key, prepared_split, save_figure
+from common import DENSITIES, PLOTS, PREDICTIONS, REPORTS, metrics_key, prepared_split, save_figure
 
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
+from galaxyprop.data.density_file import read_densities
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.metrics import quantile_bins, target_metrics
+from galaxyprop.densities import cdf_at
+from galaxyprop.metrics import density_metrics, density_points, quantile_bins, target_metrics
 
 log = logging.getLogger("evaluate")
+#: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).
+MODE_METRICS = {"z": ("sigma_mad", "eta", "bias"), "kcorr_r01": ("sigma_nmad", "mse")}
 
 
 def split_metrics(frame: pd.DataFrame, target: str, outlier: float, eta: float) -> tuple[dict, int]:
@@ -54,6 +58,19 @@ def by_confidence(test: pd.DataFrame, target: str, kept: list[float], outlier: f
     return rows
 
 
+def density_rows(path, test: pd.DataFrame, target: str, outlier: float, eta: float) -> tuple[dict, np.ndarray]:
+    """The density metrics of a model's test densities, its mode's point metrics, and the PIT values."""
+    ids, pdf, grid = read_densities(path)
+    truth = test.set_index(schema.ID)["true"]
+    missing = np.setdiff1d(ids, truth.index)
+    if len(missing):
+        raise GalaxypropError(f"{path}: {len(missing)} ids (e.g. {missing[0]}) are not test galaxies with predictions")
+    y = truth.loc[ids].to_numpy(float)
+    mode = target_metrics(target, y, density_points(pdf, grid)["mode"], outlier, eta)
+    return ({**density_metrics(pdf, grid, y), **{f"{m}_mode": mode[m] for m in MODE_METRICS.get(target, ())}},
+            cdf_at(pdf, grid, y))
+
+
 @exit_on_error
 def main() -> None:
     params = load_params()
@@ -70,7 +87,7 @@ def main() -> None:
             if not files:
                 continue
             outlier = section(params, f"targets.{target}.outlier_threshold")
-            residuals = {}
+            residuals, pits = {}, {}
             for path in files:
                 head, predictions = metrics_key(path.stem, default_features), pd.read_parquet(path)
                 if predictions.empty:
@@ -82,6 +99,10 @@ def main() -> None:
                 test_metrics.setdefault(target, {})[head], n_failed = split_metrics(test, target, outlier, eta)
                 failures.setdefault(target, {})[head] = n_failed
                 test = test[np.isfinite(test["prediction"])]
+                densities = DENSITIES / target / f"{path.stem}.h5"
+                if densities.exists():
+                    rows, pits[head] = density_rows(densities, test, target, outlier, eta)
+                    test_metrics[target][head].update(rows)
                 test = test.assign(**{schema.PHOTSYS: fields.loc[test[schema.ID]].to_numpy()})
                 for name, rows in (("by_redshift_bin", by_redshift_bin(test, target, n_bins, outlier, eta)),
                                    ("by_field", by_field(test, target, outlier, eta)),
@@ -92,6 +113,9 @@ def main() -> None:
                                                       f"{head}: {target} on the test split"),
                             PLOTS / f"{target}_{head}_pred_vs_true.png")
             save_figure(plots.residual_vs_redshift(residuals, target), PLOTS / f"{target}_residual_vs_z.png")
+            if pits:
+                save_figure(plots.pit_histograms(pits, target), PLOTS / f"{target}_pit_histograms.png")
+                save_figure(plots.pit_qq(pits, target), PLOTS / f"{target}_pit_qq.png")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if not test_metrics:

@@ -14,34 +14,23 @@ import time
 
 import numpy as np
 import pandas as pd
-from common import (FEATURE_ENCODER, FEATURES, RAW, feature_split, metrics_key, model_dir, model_inputs,
-                    prediction_frame, predictions_path, prepared_split, result_name, write_skipped)
+from common import (FEATURE_ENCODER, FEATURES, RAW, metrics_key, model_dir, prediction_frame, predictions_path,
+                    prepared_split, result_name, split_inputs, write_skipped)
 
 from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import load_object, write_json, write_parquet
 from galaxyprop.data.sources import IMAGES_FILE
-from galaxyprop.errors import exit_on_error
+from galaxyprop.densities import Grid
+from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.images import Cutouts
-from galaxyprop.heads import IMAGE_HEADS, Head, make_head
-from galaxyprop.metrics import objective_value, target_metrics
+from galaxyprop.heads import IMAGE_HEADS, Head, head_class, make_head
+from galaxyprop.metrics import density_metrics, objective_value, target_metrics
 from galaxyprop.predictor import Predictor
 from galaxyprop.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
 
 log = logging.getLogger("train")
-
-
-def load_xy(head: str, features: str, split: str, target: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Inputs, target and catalogue rows of one split: the feature matrix of the galaxies that have
-    these features, or (image heads) every galaxy's cutouts."""
-    frame = prepared_split(split)
-    if head in IMAGE_HEADS:
-        return model_inputs("images", frame, features), frame[target].to_numpy(float), frame
-    table = feature_split(features, split)
-    frame = frame[frame[schema.ID].isin(table[schema.ID])].reset_index(drop=True)
-    matrix = table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
-    return matrix, frame[target].to_numpy(float), frame
 
 
 def digest(*arrays: np.ndarray) -> str:
@@ -89,17 +78,27 @@ def main() -> None:
         return
     head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
-    data = {split: load_xy(args.head, features, split, args.target) for split in ("train", "val")}
+    data = {split: split_inputs(args.head, features, split, args.target) for split in ("train", "val")}
     best: dict = {"value": np.inf, "head": None, "trial": None}
+    grid = Grid.from_params(target_params["grid"])
+    gives_density = head_class(args.head).gives_density
+    # Heads with densities may tune on a density metric of the validation split (e.g. clap on crps).
+    objective_metric = head_params.get("objective", metric)
+    fixed = {"grid": target_params["grid"]} if head_class(args.head).needs_grid else {}
 
     def objective(hyper: dict, trial) -> tuple[float, dict]:
-        head = make_head(args.head, **hyper)
+        head = make_head(args.head, **hyper, **fixed)
         callbacks = epoch_callbacks(trial) if head.trains_by_epoch else []
         fit(head, data, callbacks)
         X_val, y_val, _ = data["val"]
         metrics = target_metrics(args.target, y_val, head.predict(X_val).value,
                                  target_params["outlier_threshold"], eta)
-        value = objective_value(metric, metrics[metric])
+        if gives_density:
+            metrics.update(density_metrics(head.predict_pdf(X_val, grid), grid, y_val))
+        if objective_metric not in metrics:
+            raise GalaxypropError(f"heads.{args.head}.objective: '{objective_metric}' is not a metric of this head; "
+                                  f"choose from {sorted(metrics)}")
+        value = objective_value(objective_metric, metrics[objective_metric])
         tracking.log_metrics({**metrics, "objective": value}, prefix="val_")
         if value < best["value"]:
             best.update(value=value, head=head, trial=trial.number)
@@ -107,7 +106,8 @@ def main() -> None:
 
     # The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a
     # new study) and everything else that changes the objective.
-    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), head_params["search"], target_params)
+    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), head_params["search"], target_params,
+                          objective_metric)
     study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
     run_name = f"train:{key}:{args.target}"
     stores = Stores.from_params(params)
@@ -124,21 +124,26 @@ def main() -> None:
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
         hyper = hyperparameters(head_params["search"], trial)
-        log.info("best %s for %s/%s: %.5g (trial %d) with %s", metric, name, args.target,
-                 trial.user_attrs[metric], trial.number, trial.params)
-        # The best trial's model, or (when it ran before an interruption) the same model refitted.
-        head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **hyper), data)
+        log.info("best %s for %s/%s: %.5g (trial %d) with %s", objective_metric, name, args.target,
+                 trial.user_attrs[objective_metric], trial.number, trial.params)
+        # The best trial's model, or (when it ran before an interruption) the same model refitted;
+        # then completed (e.g. clap's ensemble grows from the trial's one realisation).
+        start = time.perf_counter()
+        head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **hyper, **fixed), data)
+        head.finalise(*data["train"][:2], *data["val"][:2])
+        finalise_seconds = time.perf_counter() - start
 
         encoder = (Cutouts(head.crop) if image_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
         out = model_dir(args.target, name)
         out.mkdir(parents=True, exist_ok=True)
         Predictor(args.target, encoder, head).save(out / "predictor.joblib")
         write_json({"head": args.head, "features": features, "target": args.target, "params": hyper,
-                    "study": study_name, "best_trial": trial.number, f"val_{metric}": trial.user_attrs[metric],
+                    "study": study_name, "best_trial": trial.number,
+                    **{f"val_{m}": trial.user_attrs[m] for m in dict.fromkeys([metric, objective_metric])},
                     **({"best_epoch": head.best_epoch_} if head.trains_by_epoch else {})},
                    out / "best_params.json")
 
-        data["test"] = load_xy(args.head, features, "test", args.target)
+        data["test"] = split_inputs(args.head, features, "test", args.target)
         frames, start, n_predicted = [], time.perf_counter(), 0
         for split in ("val", "test"):
             X, _, frame = data[split]
@@ -148,7 +153,8 @@ def main() -> None:
         predict_rate = n_predicted / (time.perf_counter() - start)
         write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, name))
         states = [t.state.name for t in study.trials if t.state in FINISHED]
-        write_json({"tune_seconds": round(tune_seconds, 2), "n_complete": states.count("COMPLETE"),
+        write_json({"tune_seconds": round(tune_seconds, 2), "finalise_seconds": round(finalise_seconds, 2),
+                    "n_complete": states.count("COMPLETE"),
                     "n_pruned": states.count("PRUNED"), "n_train": len(data["train"][0]),
                     "predict_galaxies_per_s": round(predict_rate, 1),
                     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},

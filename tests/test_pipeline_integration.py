@@ -18,6 +18,8 @@ from project_copy import copy_project, run
 pytestmark = pytest.mark.integration
 CONTRACT = {"r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"}
 PHOTO_Z = {"sigma_mad", "eta", "bias", "bias_median"}
+DENSITY = {"pit_ks", "pit_cvm", "pit_w1", "pit_outlier_rate", "crps", "coverage_68", "coverage_95"}
+DENSITY_HEADS = {"knn", "mlp", "cnn", "clap", "knn@photometry", "mlp@photometry", "clap@photometry"}
 
 
 def edit_params(root: Path, edit) -> None:
@@ -42,6 +44,9 @@ def project(tmp_path_factory) -> Path:
         params["heads"]["mlp"]["search"].update(max_epochs=4, width=[32])
         params["heads"]["cnn"]["search"].update(channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
         params["heads"]["cnn"]["n_trials"] = 1
+        params["heads"]["clap"]["n_trials"] = 1
+        params["heads"]["clap"]["search"].update(latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32],
+                                                 max_epochs=3, n_realisations=2)
         params["baselines"]["kcorrect_specz"]["n_mc"] = 2
         params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
         params["encoder"]["model"].update(embedding_dim=16, image_widths=[8, 16], spectrum_widths=[8, 8, 16],
@@ -58,15 +63,17 @@ def test_metrics_follow_the_contract(project):
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) == {"z", "kcorr_r01"}
     # image embeddings are the default features; the cnn learns from the cutouts
-    heads = {"knn", "gbt", "mlp", "cnn", "knn@photometry", "gbt@photometry", "mlp@photometry"}
+    heads = {"gbt", "gbt@photometry"} | DENSITY_HEADS
     assert set(metrics["z"]) == heads
     assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz", "kcorrect_photoz", "kcorrect_photoz@photometry"}
     for head, values in metrics["z"].items():
-        assert set(values) == CONTRACT | PHOTO_Z
+        density = DENSITY | {"sigma_mad_mode", "eta_mode", "bias_mode"} if head in DENSITY_HEADS else set()
+        assert set(values) == CONTRACT | PHOTO_Z | density, head
         if head in ("knn@photometry", "gbt@photometry"):
             assert values["sigma_mad"] < 0.08 and values["r2"] > 0.3, head
         else:  # a 3-epoch encoder, a 4-epoch MLP and a 2-epoch CNN on 500 galaxies are weak
             assert values["sigma_mad"] < 0.2, head
+    assert set(metrics["kcorr_r01"]["clap"]) == CONTRACT | DENSITY | {"sigma_nmad_mode", "mse_mode"}
     # Same templates as the labels, but dust and SED perturbations beyond their span.
     assert 0.9 < metrics["kcorr_r01"]["kcorrect_specz"]["r2"] < 0.999
     # at a photo-z the fit is worse than at the spectroscopic redshift
@@ -106,6 +113,33 @@ def test_breakdowns_comparison_report_and_trial_runs(project):
         parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'train:mlp:z'")
     assert len(trials) == 2 and set(trials["tags.mlflow.parentRunId"]) <= set(parents["run_id"])
     assert set(trials["status"]) == {"FINISHED"} and trials["metrics.val_loss"].notna().all()
+
+
+def test_densities_are_written_per_test_galaxy_and_scored(project):
+    import pandas as pd
+
+    from galaxyprop.data.density_file import read_densities
+    from galaxyprop.metrics import density_metrics
+
+    test = pd.read_parquet(project / "data/prepared/test.parquet")
+    written = sorted(p.name for p in (project / "data/densities/z").glob("*.h5"))
+    assert written == ["clap@image.h5", "clap@photometry.h5", "cnn.h5", "knn@image.h5", "knn@photometry.h5",
+                       "mlp@image.h5", "mlp@photometry.h5"]
+    ids, pdf, grid = read_densities(project / "data/densities/z/clap@photometry.h5")
+    assert set(ids) == set(test["id"]) and grid.n_bins == 200 and grid.high == pytest.approx(0.4)
+    np.testing.assert_allclose(pdf.sum(axis=1) * grid.width, 1.0, rtol=1e-4)
+    truth = test.set_index("id").loc[ids, "z"].to_numpy()
+    metrics = json.loads((project / "reports/metrics.json").read_text())["z"]["clap@photometry"]
+    assert density_metrics(pdf, grid, truth)["crps"] == pytest.approx(metrics["crps"], rel=1e-4)
+    # clap's prediction is its density's mean
+    predicted = pd.read_parquet(project / "data/predictions/z/clap@photometry.parquet").set_index("id")
+    mean = (pdf * grid.width) @ grid.centres
+    np.testing.assert_allclose(predicted.loc[ids, "prediction"], mean, atol=1e-5)
+    best = json.loads((project / "models/z/clap@photometry/best_params.json").read_text())
+    assert best["params"]["n_realisations"] == 2 and "val_crps" in best and "val_sigma_mad" in best
+    for target in ("z", "kcorr_r01"):
+        for plot in ("pit_histograms", "pit_qq"):
+            assert (project / f"reports/plots/evaluation/{target}_{plot}.png").stat().st_size > 10_000
 
 
 def test_encoder_and_embedding_stages(project):
@@ -156,7 +190,7 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
         prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
         assert version.tags["git_commit"] == head
         assert version.tags["data_hash"] == prepared
-        assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt", "mlp", "cnn"}
+        assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt", "mlp", "cnn", "clap"}
         assert version.tags["features"] in {"image", "photometry", "cutouts"}
         assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
 
@@ -170,7 +204,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
     knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry")}
     photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
-    assert knn <= ran <= knn | photoz | {"evaluate", "compare", "register"}
+    assert knn <= ran <= knn | photoz | {"densities", "evaluate", "compare", "register"}
 
 
 def test_promote_cli_and_bad_input_keep_stores_intact(project):

@@ -72,6 +72,59 @@ def confidence_table(by_confidence: Mapping[str, list[dict]], metric: str) -> st
     return table(rows, fractions)
 
 
+DENSITY_COLUMNS = ["pit_ks", "pit_w1", "pit_cvm", "pit_outlier_rate", "coverage_68", "coverage_95", "crps"]
+SPREAD_METRIC = {"z": "sigma_mad", "kcorr_r01": "sigma_nmad"}   # point accuracy of a density's mean
+
+
+def density_findings(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[str, str], target: str,
+                     head: str = "clap") -> list[str]:
+    """For each result of `head`: is it better calibrated (lower PIT KS and W1) than every other head
+    with densities, is its 68 % coverage within 3 points, and how far is its mean from the best
+    point head on the same inputs (image-only heads together)?"""
+    with_density = [h for h in metrics if "pit_ks" in metrics[h]]
+    ours = [h for h in with_density if h.partition("@")[0] == head]
+    others = [h for h in with_density if h not in ours]
+    point = SPREAD_METRIC[target]
+    lines = []
+    for name in ours:
+        parts = []
+        for metric in ("pit_ks", "pit_w1"):
+            value = metrics[name][metric]
+            if others:
+                rival = min(others, key=lambda h: metrics[h][metric])
+                verdict = "below" if value < metrics[rival][metric] else "NOT below"
+                parts.append(f"{metric} {value:.4g}, {verdict} every other head's (best: `{rival}` "
+                             f"{metrics[rival][metric]:.4g})")
+            else:
+                parts.append(f"{metric} {value:.4g}")
+        coverage = 100 * metrics[name]["coverage_68"]
+        parts.append(f"68 % coverage {coverage:.1f} % ({'within' if abs(coverage - 68.27) <= 3 else 'OUTSIDE'} "
+                     f"±3 points), 95 % coverage {100 * metrics[name]['coverage_95']:.1f} %")
+        group = IMAGE_INPUTS if inputs.get(name) in IMAGE_INPUTS else (inputs.get(name),)
+        rivals = [h for h in metrics if h not in ours and inputs.get(h) in group and point in metrics[h]]
+        if rivals:
+            best = min(rivals, key=lambda h: metrics[h][point])
+            ratio = metrics[name][point] / metrics[best][point]
+            parts.append(f"{point} of its mean {metrics[name][point]:.4g} vs the best point head on the same "
+                         f"inputs `{best}` {metrics[best][point]:.4g} ({100 * (ratio - 1):+.1f} %, "
+                         f"{'within' if ratio <= 1.10 else 'BEYOND'} 10 %)")
+        lines.append(f"`{name}`: " + "; ".join(parts) + ".")
+    return lines
+
+
+def density_section(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[str, str], target: str) -> list[str]:
+    """The calibration table of the heads with densities (best PIT KS first) and its findings."""
+    heads = sorted((h for h in metrics if "pit_ks" in metrics[h]), key=lambda h: metrics[h]["pit_ks"])
+    if not heads:
+        return []
+    columns = [*DENSITY_COLUMNS, SPREAD_METRIC[target], f"{SPREAD_METRIC[target]}_mode"]
+    return ["### Calibration of the densities",
+            "A calibrated density puts the truth below its q-quantile a fraction q of the time: PIT uniform "
+            "(KS, CvM, W1 near 0), 68/95 % coverage at 0.683/0.954; CRPS rewards calibration and sharpness.",
+            table({h: metrics[h] for h in heads}, columns, extra=inputs),
+            "\n".join(f"- {line}" for line in density_findings(metrics, inputs, target))]
+
+
 def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[str, str],
                         selection: Mapping[str, str], plots: Mapping[str, list[str]]) -> str:
     """The whole report: per target a ranked table, the findings, per-field and confidence tables,
@@ -87,6 +140,7 @@ def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[st
         parts += [f"## {TITLES[target]}", f"Ranked by {metric}, the selection metric.",
                   table({h: metrics[target][h] for h in order}, COLUMNS[target], extra=inputs),
                   "\n".join(f"- {line}" for line in findings(metrics[target], inputs, metric))]
+        parts += density_section(metrics[target], inputs, target)
         if breakdown.get("by_field", {}).get(target):
             parts += [f"### {metric} per survey field", field_table(breakdown["by_field"][target], metric)]
         if any(breakdown.get("by_confidence", {}).get(target, {}).values()):

@@ -151,3 +151,37 @@ def metric_bars(metrics: dict[str, dict[str, float]], metric: str, label: str) -
     ax.set(xlabel=metric, title=f"{label}: {metric} on the test split")
     fig.tight_layout()
     return fig
+
+
+def pit_histograms(pits: dict[str, np.ndarray], label: str, n_bins: int = 20) -> Figure:
+    """One PIT histogram per head (a calibrated density gives a flat one), with the uniform level
+    and its 2-sigma Poisson band."""
+    n = len(pits)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for ax, (head, pit) in zip(axes.ravel(), pits.items(), strict=False):  # spare axes hidden below
+        expected = len(pit) / n_bins
+        ax.hist(np.clip(pit, 0, 1), bins=n_bins, range=(0, 1), color="steelblue")
+        ax.axhline(expected, color="k", lw=1)
+        ax.axhspan(expected - 2 * np.sqrt(expected), expected + 2 * np.sqrt(expected), color="k", alpha=0.1)
+        ax.set(title=head, xlabel="PIT")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{label}: PIT histograms on the test split")
+    fig.tight_layout()
+    return fig
+
+
+def pit_qq(pits: dict[str, np.ndarray], label: str) -> Figure:
+    """Quantiles of each head's PIT against the uniform's: the diagonal is perfect calibration;
+    below it at the start and above at the end means over-confident densities."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    q = np.linspace(0, 1, 101)
+    for head, pit in pits.items():
+        ax.plot(q, np.quantile(np.clip(pit, 0, 1), q), label=head)
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
+    ax.set(xlabel="uniform quantile", ylabel="PIT quantile", title=f"{label}: PIT QQ plot", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -11,7 +11,8 @@ from galaxyprop.heads.base import Head, Prediction
 #: made, so loading a KNN model does not import torch).
 FEATURE_HEADS = {"knn": "galaxyprop.heads.knn:KNNHead",
                  "gbt": "galaxyprop.heads.gbt:GradientBoostingHead",
-                 "mlp": "galaxyprop.heads.mlp:MLPHead"}
+                 "mlp": "galaxyprop.heads.mlp:MLPHead",
+                 "clap": "galaxyprop.heads.clap:ClapHead"}
 #: Heads that learn from the image cutouts themselves; their results are keyed by the head alone.
 IMAGE_HEADS = {"cnn": "galaxyprop.heads.cnn:CNNHead"}
 

@@ -10,6 +10,7 @@ from typing import ClassVar, NamedTuple, Sequence
 import numpy as np
 
 from galaxyprop.data.io import load_object, save_object
+from galaxyprop.densities import Grid
 from galaxyprop.errors import GalaxypropError
 
 
@@ -23,6 +24,8 @@ class Prediction(NamedTuple):
 class Head(ABC):
     name: ClassVar[str]
     trains_by_epoch: ClassVar[bool] = False   # has a validation loss per epoch (early stopping, pruning)
+    gives_density: ClassVar[bool] = False     # implements `predict_pdf`
+    needs_grid: ClassVar[bool] = False        # learns its densities on the target's grid (constructor `grid`)
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Head":
@@ -31,6 +34,15 @@ class Head(ABC):
     @abstractmethod
     def predict(self, X: np.ndarray) -> Prediction:
         """Point estimate and spread for features `X`."""
+
+    def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
+        """(n, grid.n_bins) probability densities of the target for features `X`."""
+        raise GalaxypropError(f"head '{self.name}' gives no probability density")
+
+    def finalise(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> "Head":  # noqa: ARG002
+        """After tuning, complete the best trial's model (e.g. grow an ensemble that tuning scored
+        one member of); most heads are complete already."""
+        return self
 
     def fit_tuned(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,  # noqa: ARG002
                   callbacks: Sequence = ()) -> "Head":  # noqa: ARG002

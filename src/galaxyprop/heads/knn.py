@@ -5,12 +5,14 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from galaxyprop.densities import Grid, histogram_densities
 from galaxyprop.features.scaling import make_scaler
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs
 
 
 class KNNHead(Head):
     name = "knn"
+    gives_density = True
 
     def __init__(self, k: int = 64, weights: str = "distance", scaling: str = "standard"):
         self.k = k
@@ -62,3 +64,8 @@ class KNNHead(Head):
         mean = (weights * targets).sum(axis=1) / norm
         variance = (weights * (targets - mean[:, None]) ** 2).sum(axis=1) / norm
         return Prediction(mean, np.sqrt(variance))
+
+    def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
+        """The raw histogram of the neighbours' targets, weighted as for the point estimate."""
+        distances, indices = self.neighbours(X)
+        return histogram_densities(self.train_target_[indices], self.neighbour_weights(distances), grid)

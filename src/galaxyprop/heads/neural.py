@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from galaxyprop.densities import Grid, gaussian_densities
 from galaxyprop.heads.base import Head, Prediction, check_target
 
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -68,18 +69,22 @@ class RegressionNet(nn.Module):
         return h.squeeze(-1)
 
 
-class RegressionTask(L.LightningModule):
-    """The loss (MSE on the standardised target) and the optimiser (AdamW, cosine schedule)."""
+class LossTask(L.LightningModule):
+    """A network, its loss (`loss(batch)`) and the optimiser every head uses: AdamW with a cosine
+    schedule. Logs `train_loss` and `val_loss` per epoch."""
 
-    def __init__(self, net: RegressionNet, learning_rate: float, weight_decay: float, max_epochs: int):
+    def __init__(self, net: nn.Module, learning_rate: float, weight_decay: float, max_epochs: int):
         super().__init__()
         self.net = net
         self.learning_rate, self.weight_decay, self.max_epochs = learning_rate, weight_decay, max_epochs
 
+    @abstractmethod
+    def loss(self, batch) -> torch.Tensor:
+        """The batch's mean loss."""
+
     def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
-        loss = F.mse_loss(self.net(x), y)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        loss = self.loss(batch)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ARG002
@@ -92,6 +97,14 @@ class RegressionTask(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.max_epochs))
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+class RegressionTask(LossTask):
+    """MSE on the standardised target."""
+
+    def loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        return F.mse_loss(self.net(x), y)
 
 
 class BestWeights(Callback):
@@ -127,10 +140,28 @@ class EpochReporter(Callback):
             self.report({"train_loss": float(trainer.callback_metrics["train_loss"])}, task.current_epoch)
 
 
+def train_task(task: L.LightningModule, train: DataLoader, val: DataLoader | None, *, max_epochs: int,
+               patience: int, callbacks: Sequence[Callback] = (), show_progress: bool = False) -> BestWeights:
+    """Lightning's loop for every network of the heads: with `val`, early stopping on `val_loss`;
+    `task.net` ends with the best epoch's weights, on the CPU, in evaluation mode."""
+    best = BestWeights()
+    extra: list[Callback] = [best]
+    if val is not None:
+        extra.append(EarlyStopping("val_loss", patience=patience, mode="min"))
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=show_progress,
+                        num_sanity_val_steps=0, callbacks=[*callbacks, *extra], deterministic="warn")
+    trainer.fit(task, train, val)
+    task.net.load_state_dict(best.best_state)
+    task.net.cpu().eval()
+    return best
+
+
 class NeuralHead(Head):
     """The shared training and MC-dropout prediction; subclasses build the trunk and check inputs."""
 
     trains_by_epoch = True
+    gives_density = True
     show_progress: ClassVar[bool] = False   # Lightning's per-epoch bar (for heads slow enough to need it)
 
     def __init__(self, hidden_layers: int = 2, width: int = 128, dropout: float = 0.1,
@@ -169,20 +200,13 @@ class NeuralHead(Head):
         generator = torch.Generator().manual_seed(self.seed)
         train = DataLoader(self._dataset(X, y), batch_size=self.batch_size, shuffle=True, generator=generator)
         val = None
-        best = BestWeights()
-        extra: list[Callback] = [best]
         if validation is not None:
             X_val = self._check(validation[0])
             val = DataLoader(self._dataset(X_val, check_target(validation[1], len(X_val))),
                              batch_size=PREDICT_BATCH)
-            extra.append(EarlyStopping("val_loss", patience=self.patience, mode="min"))
-        trainer = L.Trainer(max_epochs=self.max_epochs, accelerator="auto", devices=1, logger=False,
-                            enable_checkpointing=False, enable_model_summary=False,
-                            enable_progress_bar=self.show_progress, num_sanity_val_steps=0,
-                            callbacks=[*callbacks, *extra], deterministic="warn")
-        trainer.fit(task, train, val)
-        net.load_state_dict(best.best_state)
-        self.net_ = net.cpu().eval()
+        best = train_task(task, train, val, max_epochs=self.max_epochs, patience=self.patience,
+                          callbacks=callbacks, show_progress=self.show_progress)
+        self.net_ = net
         self.history_, self.best_epoch_ = best.history, best.best_epoch
         return self
 
@@ -209,3 +233,8 @@ class NeuralHead(Head):
         samples = samples.astype(float) * self.target_scale_ + self.target_mean_
         return Prediction(samples.mean(axis=1), samples.std(axis=1))
 
+
+    def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
+        """A Gaussian with the MC-dropout mean and spread."""
+        prediction = self.predict(X)
+        return gaussian_densities(prediction.value, prediction.spread, grid)

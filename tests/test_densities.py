@@ -1,0 +1,122 @@
+"""Density utilities and metrics on toys with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from galaxyprop.data.density_file import read_densities, write_densities
+from galaxyprop.densities import (Grid, cdf_at, gaussian_densities, harmonic_mean, histogram_densities, moments,
+                                  resample)
+from galaxyprop.errors import GalaxypropError
+from galaxyprop.metrics import crps, density_metrics, w1_to_uniform
+
+GRID = Grid(-2.0, 2.0, 400)
+
+
+def gaussian_toy(n: int, true_sigma: float, claimed_sigma: float, shift: float = 0.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(0.0, 0.3, n)
+    y = mean + rng.normal(0.0, true_sigma, n)
+    return gaussian_densities(mean + shift, np.full(n, claimed_sigma), GRID), y
+
+
+def test_calibrated_gaussians_give_uniform_pit():
+    pdf, y = gaussian_toy(5000, 0.1, 0.1)
+    m = density_metrics(pdf, GRID, y)
+    assert m["pit_ks"] < 0.025 and m["pit_w1"] < 0.012 and m["pit_outlier_rate"] < 0.002
+    assert abs(m["coverage_68"] - 0.6827) < 0.02 and abs(m["coverage_95"] - 0.9545) < 0.01
+
+
+def test_over_confident_gaussians_give_a_u_shaped_pit():
+    pdf, y = gaussian_toy(5000, 0.1, 0.03)
+    pit = cdf_at(pdf, GRID, y)
+    counts = np.histogram(pit, bins=10, range=(0, 1))[0]
+    assert counts[0] > 3 * counts[4] and counts[-1] > 3 * counts[5]      # U-shaped
+    m = density_metrics(pdf, GRID, y)
+    assert m["pit_ks"] > 0.25 and m["coverage_68"] < 0.35 and m["pit_outlier_rate"] > 0.1
+
+
+def test_crps_of_a_point_mass_is_the_absolute_error():
+    pdf = np.zeros((4, GRID.n_bins))
+    pdf[:, 250] = 1.0 / GRID.width          # all the mass in one bin centred at c
+    c = GRID.centres[250]
+    y = np.array([c + 0.7, c - 1.1, 5.0, -3.0])   # the last two off the grid
+    # A bin of width h instead of a Dirac: |c - y| - h / 6 exactly.
+    np.testing.assert_allclose(crps(pdf, GRID, y), np.abs(c - y) - GRID.width / 6, atol=1e-12)
+
+
+def test_crps_of_a_gaussian_matches_the_closed_form():
+    pdf, y = gaussian_toy(300, 0.1, 0.1, seed=1)
+    mean = moments(pdf, GRID)[0]
+    z = (y - mean) / 0.1
+    expected = 0.1 * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    np.testing.assert_allclose(crps(pdf, GRID, y), expected, atol=5e-4)
+
+
+def test_w1_to_uniform_matches_scipy():
+    rng = np.random.default_rng(2)
+    pit = rng.beta(2.0, 5.0, 20000)
+    counts = np.histogram(pit, bins=200, range=(0, 1))[0]
+    expected = stats.wasserstein_distance(pit, np.linspace(0, 1, 20001))
+    assert w1_to_uniform(counts) == pytest.approx(expected, abs=2e-3)
+    assert w1_to_uniform(np.ones(20)) == pytest.approx(0.0)
+    # all in the first of 10 bins: F - u = 9u on [0, 0.1], then 1 - u: 0.045 + 0.405
+    assert w1_to_uniform(np.eye(10)[0]) == pytest.approx(0.45, rel=1e-12)
+
+
+def test_harmonic_mean_combination():
+    grid = Grid(0.0, 1.0, 4)
+    p = np.array([[2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 2.0, 0.0]])
+    combined = harmonic_mean(p, grid, floor=1e-3)
+    raw = 2 / (1 / np.maximum(p, 1e-3)).sum(axis=0)          # n / sum 1/p_i before renormalising
+    np.testing.assert_allclose(combined, raw / (raw.sum() * grid.width))
+    assert combined[3] < 1e-2                                  # a zero in any member keeps the bin near zero
+    same = gaussian_densities(np.array([0.3]), np.array([0.05]), GRID)
+    # the floor (2.5e-4, 0.1 % of the mass) is all that changes
+    np.testing.assert_allclose(harmonic_mean(np.stack([same, same, same]), GRID), same, rtol=2e-3, atol=3e-4)
+    # Two members that disagree: the harmonic mean sits between them and is narrower than their mixture.
+    a, b = (gaussian_densities(np.array([m]), np.array([0.1]), GRID) for m in (-0.1, 0.1))
+    mean, std = moments(harmonic_mean(np.stack([a, b]), GRID), GRID)
+    assert abs(mean[0]) < 1e-6 and std[0] < moments(0.5 * (a + b), GRID)[1][0]
+
+
+def test_histogram_densities_and_resampling_keep_the_mass():
+    values = np.array([[0.0, 0.0, 0.5, 1.5], [-1.0, -1.0, -1.0, 3.0]])
+    pdf = histogram_densities(values, None, GRID)
+    np.testing.assert_allclose(pdf.sum(axis=1) * GRID.width, 1.0)
+    assert cdf_at(pdf, GRID, np.array([0.25, 0.0]))[0] == pytest.approx(0.5, abs=0.01)
+    coarse = resample(pdf, GRID, Grid(-2.0, 2.0, 40))
+    np.testing.assert_allclose(coarse.sum(axis=1) * 0.1, 1.0)
+    np.testing.assert_allclose(moments(coarse, Grid(-2.0, 2.0, 40))[0], moments(pdf, GRID)[0], atol=0.05)
+
+
+def test_density_file_round_trip_and_bad_file(tmp_path):
+    pdf, _ = gaussian_toy(5, 0.1, 0.1)
+    write_densities(tmp_path / "d.h5", np.arange(5) + 100, pdf, GRID, target="z")
+    ids, back, grid = read_densities(tmp_path / "d.h5")
+    assert list(ids) == [100, 101, 102, 103, 104] and grid == GRID
+    np.testing.assert_allclose(back, pdf, rtol=1e-6, atol=1e-30)   # stored as float32
+    (tmp_path / "bad.h5").write_text("not hdf5")
+    with pytest.raises(GalaxypropError, match="bad.h5"):
+        read_densities(tmp_path / "bad.h5")
+    with pytest.raises(GalaxypropError, match="n_bins"):
+        Grid.from_params({"low": 0, "high": 1})
+
+
+def test_density_findings_judge_clap_against_the_other_heads():
+    from galaxyprop.comparison import density_findings
+
+    base = {"pit_cvm": 0.1, "pit_outlier_rate": 0.0, "crps": 0.02, "coverage_95": 0.95}
+    metrics = {"clap": {**base, "pit_ks": 0.015, "pit_w1": 0.005, "coverage_68": 0.70, "sigma_mad": 0.0385},
+               "knn": {**base, "pit_ks": 0.020, "pit_w1": 0.004, "coverage_68": 0.66, "sigma_mad": 0.0390},
+               "gbt": {"sigma_mad": 0.0340},
+               "mlp@photometry": {**base, "pit_ks": 0.3, "pit_w1": 0.2, "coverage_68": 0.2, "sigma_mad": 0.02}}
+    inputs = {"clap": "image", "knn": "image", "gbt": "image", "mlp@photometry": "photometry"}
+    (line,) = density_findings(metrics, inputs, "z")
+    assert "pit_ks 0.015, below every other head's (best: `knn` 0.02)" in line
+    assert "pit_w1 0.005, NOT below every other head's (best: `knn` 0.004)" in line
+    assert "68 % coverage 70.0 % (within ±3 points)" in line
+    # the best point head on image inputs is gbt (photometry's mlp is not a fair rival): +13.2 %
+    assert "`gbt` 0.034 (+13.2 %, BEYOND 10 %)" in line
