@@ -112,15 +112,18 @@ def density_findings(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping
     return lines
 
 
-def density_section(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[str, str], target: str) -> list[str]:
+def density_section(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[str, str], target: str,
+                    n_test: int | None = None) -> list[str]:
     """The calibration table of the heads with densities (best PIT KS first) and its findings."""
     heads = sorted((h for h in metrics if "pit_ks" in metrics[h]), key=lambda h: metrics[h]["pit_ks"])
     if not heads:
         return []
     columns = [*DENSITY_COLUMNS, SPREAD_METRIC[target], f"{SPREAD_METRIC[target]}_mode"]
+    noise = (f" With {n_test} test galaxies, perfectly calibrated densities still give a PIT KS statistic up to "
+             f"{1.358 / n_test ** 0.5:.3f} (95 %): differences below that are noise." if n_test else "")
     return ["### Calibration of the densities",
             "A calibrated density puts the truth below its q-quantile a fraction q of the time: PIT uniform "
-            "(KS, CvM, W1 near 0), 68/95 % coverage at 0.683/0.954; CRPS rewards calibration and sharpness.",
+            "(KS, CvM, W1 near 0), 68/95 % coverage at 0.683/0.954; CRPS rewards calibration and sharpness." + noise,
             table({h: metrics[h] for h in heads}, columns, extra=inputs),
             "\n".join(f"- {line}" for line in density_findings(metrics, inputs, target))]
 
@@ -140,7 +143,8 @@ def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[st
         parts += [f"## {TITLES[target]}", f"Ranked by {metric}, the selection metric.",
                   table({h: metrics[target][h] for h in order}, COLUMNS[target], extra=inputs),
                   "\n".join(f"- {line}" for line in findings(metrics[target], inputs, metric))]
-        parts += density_section(metrics[target], inputs, target)
+        fields = next(iter(breakdown.get("by_field", {}).get(target, {}).values()), {})
+        parts += density_section(metrics[target], inputs, target, sum(f["n"] for f in fields.values()) or None)
         if breakdown.get("by_field", {}).get(target):
             parts += [f"### {metric} per survey field", field_table(breakdown["by_field"][target], metric)]
         if any(breakdown.get("by_confidence", {}).get(target, {}).values()):
