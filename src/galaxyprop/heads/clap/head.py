@@ -17,7 +17,8 @@ from galaxyprop.heads.clap.adaptive_knn import AdaptiveKNN
 from galaxyprop.heads.clap.projection import ProjectionNet, fit_projection
 from galaxyprop.heads.clap.refit import DensityNet, fit_density_net
 
-MIN_BATCHES = 16
+MIN_BATCHES = 16          # fewest optimiser steps per epoch of the networks
+PREDICT_BLOCK = 16384     # galaxies per block at prediction
 
 
 @dataclass
@@ -127,10 +128,16 @@ class ClapHead(Head):
         return Realisation(projection, knn, density_net)
 
     def _combine(self, X: np.ndarray, grid: Grid | None, density) -> np.ndarray:
+        """The harmonic mean of the realisations' densities, a block of galaxies at a time (memory
+        stays bounded for a survey-size catalogue)."""
         X = check_features(X, self.n_features_)
         own = self.density_grid
-        pdfs = np.stack([density(r, r.projection.transform(X)) for r in self.realisations_])
-        return resample(harmonic_mean(pdfs, own, self.floor), own, grid or own)
+        out = np.empty((len(X), (grid or own).n_bins))
+        for start in range(0, len(X), PREDICT_BLOCK):
+            block = X[start:start + PREDICT_BLOCK]
+            pdfs = np.stack([density(r, r.projection.transform(block)) for r in self.realisations_])
+            out[start:start + PREDICT_BLOCK] = resample(harmonic_mean(pdfs, own, self.floor), own, grid or own)
+        return out
 
     def predict_pdf(self, X: np.ndarray, grid: Grid | None = None) -> np.ndarray:
         """The ensemble's densities from the refitted networks (no neighbour search)."""
