@@ -14,8 +14,8 @@ from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.densities import cdf_at
-from galaxyprop.metrics import density_metrics, density_points, quantile_bins, target_metrics
+from galaxyprop.densities import cdf_at, mode
+from galaxyprop.metrics import density_metrics, quantile_bins, target_metrics
 
 log = logging.getLogger("evaluate")
 #: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).
@@ -66,8 +66,8 @@ def density_rows(path, test: pd.DataFrame, target: str, outlier: float, eta: flo
     if len(missing):
         raise GalaxypropError(f"{path}: {len(missing)} ids (e.g. {missing[0]}) are not test galaxies with predictions")
     y = truth.loc[ids].to_numpy(float)
-    mode = target_metrics(target, y, density_points(pdf, grid)["mode"], outlier, eta)
-    return ({**density_metrics(pdf, grid, y), **{f"{m}_mode": mode[m] for m in MODE_METRICS.get(target, ())}},
+    at_mode = target_metrics(target, y, mode(pdf, grid), outlier, eta)
+    return ({**density_metrics(pdf, grid, y), **{f"{m}_mode": at_mode[m] for m in MODE_METRICS.get(target, ())}},
             cdf_at(pdf, grid, y))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxyprop.metrics.density import crps, density_metrics, density_points, pit_metrics, w1_to_uniform
+from galaxyprop.metrics.density import crps, density_metrics, pit_metrics, w1_to_uniform
 from galaxyprop.metrics.point import (is_better, objective_value, redshift_metrics,
                                       regression_metrics, sigma_nmad)
 
@@ -24,6 +24,6 @@ def target_metrics(target: str, y_true: np.ndarray, y_pred: np.ndarray,
     return metrics
 
 
-__all__ = ["crps", "density_metrics", "density_points", "is_better", "objective_value", "pit_metrics",
+__all__ = ["crps", "density_metrics", "is_better", "objective_value", "pit_metrics",
            "quantile_bins", "redshift_metrics", "regression_metrics", "sigma_nmad", "target_metrics",
            "w1_to_uniform"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from galaxyprop.densities import Grid, cdf_at, cdf_at_edges, mode, moments
+from galaxyprop.densities import Grid, cdf_at, cdf_at_edges
 
 PIT_OUTLIER = 1e-4   # PIT below this or above 1 - this: the truth is in a tail the density calls impossible
 
@@ -72,8 +72,3 @@ def density_metrics(pdf: np.ndarray, grid: Grid, values: np.ndarray) -> dict[str
     """The contract's density metrics (`pit_*`, `crps`, `coverage_*`) of densities at the truths."""
     return {**pit_metrics(cdf_at(pdf, grid, values)), "crps": float(np.mean(crps(pdf, grid, values)))}
 
-
-def density_points(pdf: np.ndarray, grid: Grid) -> dict[str, np.ndarray]:
-    """The point estimates a density gives: its mean (with its standard deviation) and its mode."""
-    mean, std = moments(pdf, grid)
-    return {"mean": mean, "std": std, "mode": mode(pdf, grid)}
