@@ -136,7 +136,7 @@ def main() -> None:
         encoder = (Cutouts(head.crop) if image_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
         out = model_dir(args.target, name)
         out.mkdir(parents=True, exist_ok=True)
-        Predictor(args.target, encoder, head).save(out / "predictor.joblib")
+        Predictor(args.target, encoder, head, grid).save(out / "predictor.joblib")
         write_json({"head": args.head, "features": features, "target": args.target, "params": hyper,
                     "study": study_name, "best_trial": trial.number,
                     **{f"val_{m}": trial.user_attrs[m] for m in dict.fromkeys([metric, objective_metric])},

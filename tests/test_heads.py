@@ -95,7 +95,12 @@ def test_predictor_needs_positive_fluxes():
     encoder = PhotometryFeatures(bands=("g", "r"))
     frame = pd.DataFrame({"flux_g": np.full(200, 10.0), "flux_r": np.linspace(5, 50, 200)})
     predictor = Predictor("z", encoder, make_head("knn", k=5).fit(encoder.transform(frame), y))
-    assert list(predictor.predict(frame.head(3)).columns) == ["prediction", "spread"]
+    out = predictor.predict(frame.head(3))
+    assert list(out.columns) == ["prediction", "spread", "q16", "q50", "q84"]
+    # without a density grid the quantiles are a Gaussian's: the median is the estimate, ±0.9945σ at 16/84 %
+    np.testing.assert_allclose(out["q50"], out["prediction"])
+    np.testing.assert_allclose(out["q84"] - out["q50"], 0.99446 * out["spread"], rtol=1e-4)
+    np.testing.assert_allclose(out["q50"] - out["q16"], 0.99446 * out["spread"], rtol=1e-4)
     with pytest.raises(GalaxypropError, match="row 1: column 'flux_r' must be a positive finite flux"):
         predictor.predict(frame.head(3).assign(flux_r=[1.0, -2.0, 3.0]))
     with pytest.raises(GalaxypropError, match="lacks flux columns \\['flux_g'\\]"):

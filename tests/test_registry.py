@@ -15,7 +15,9 @@ from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import make_head
 from galaxyprop.metrics import target_metrics
+from galaxyprop.densities import Grid
 from galaxyprop.predictor import Predictor
+from galaxyprop.promotion import Gate
 
 
 @pytest.fixture
@@ -38,17 +40,24 @@ def register(store, train, test, shuffle: bool) -> str:
     y = train["z"].to_numpy()
     if shuffle:  # a model that learned nothing
         y = np.random.default_rng(0).permutation(y)
-    predictor = Predictor("z", encoder, make_head("knn", k=16).fit(encoder.transform(train), y))
+    predictor = Predictor("z", encoder, make_head("knn", k=16).fit(encoder.transform(train), y), Grid(0, 0.8, 400))
     with tracking.stage_run(store, "register"):
         return registry.register_predictor(predictor, test.head(5), {"head": "knn", "git_commit": "abc"},
                                            {"mse": 0.1})
 
 
 def mse_on(test):
-    def score(uri: str) -> float:
-        predicted = mlflow.pyfunc.load_model(uri).predict(test)["prediction"]
-        return target_metrics("z", test["z"], predicted, 0.05)["mse"]
-    return score
+    """The promotion evaluation: overall and per survey field (here two halves of the test rows)."""
+    fields = {"all": slice(None), "north": slice(0, len(test) // 2), "south": slice(len(test) // 2, None)}
+
+    def evaluate(uri: str) -> dict[str, float]:
+        predicted = mlflow.pyfunc.load_model(uri).predict(test)["prediction"].to_numpy()
+        return {f: target_metrics("z", test["z"].to_numpy()[rows], predicted[rows], 0.05)["mse"]
+                for f, rows in fields.items()}
+    return evaluate
+
+
+GATE = Gate("mse", field_tolerance=0.1, drift_limit=0.01)
 
 
 def test_register_load_and_gate(store, galaxies):
@@ -61,25 +70,50 @@ def test_register_load_and_gate(store, galaxies):
 
     loaded = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
     assert loaded.metadata.get_input_schema().input_names() == [f"flux_{b}" for b in "ugriz"]
-    predicted = loaded.predict(test)["prediction"].to_numpy()
-    assert target_metrics("z", test["z"], predicted, 0.05)["sigma_mad"] < 0.03
+    predicted = loaded.predict(test)
+    assert list(predicted.columns) == ["prediction", "spread", "q16", "q50", "q84", "density"]
+    assert target_metrics("z", test["z"], predicted["prediction"], 0.05)["sigma_mad"] < 0.03
+    # the quantiles are the density's: ordered, the median inside the central 68 % of the truths' spread
+    assert (predicted["q16"] <= predicted["q50"]).all() and (predicted["q50"] <= predicted["q84"]).all()
+    truth = test["z"].to_numpy()
+    inside = ((truth >= predicted["q16"]) & (truth <= predicted["q84"])).mean()
+    assert 0.5 < inside < 0.9
+    assert np.allclose([np.sum(d) * 0.002 for d in predicted["density"]], 1.0, atol=1e-5)
 
-    first = registry.promote("z", None, mse_on(test), "mse")
+    first = registry.promote("z", None, mse_on(test), GATE)
     assert first.promoted and "first promotion" in first.message
+    assert set(client.get_model_version("galaxyprop-z", good).tags) >= {"eval_north_mse", "eval_all_mse"}
 
     bad = register(store, train, test, shuffle=True)
-    with pytest.raises(registry.PromotionRefused, match=r"candidate v2 = [0-9.e-]+, production v1 = [0-9.e-]+"):
-        registry.promote("z", None, mse_on(test), "mse")
+    with pytest.raises(registry.PromotionRefused, match=r"worse overall \(mse [0-9.e-]+ vs production [0-9.e-]+\)"):
+        registry.promote("z", None, mse_on(test), GATE)
     assert str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == good
 
-    forced = registry.promote("z", bad, mse_on(test), "mse", force=True, reason="testing the override")
+    forced = registry.promote("z", bad, mse_on(test), GATE, force=True, reason="testing the override")
     assert forced.promoted
     assert client.get_model_version("galaxyprop-z", bad).tags["force_reason"] == "testing the override"
 
     better = register(store, train, test, shuffle=False)
-    accepted = registry.promote("z", better, mse_on(test), "mse")
+    # drift on the north field: its mse must meet the limit outright; a limit it misses refuses
+    with pytest.raises(registry.PromotionRefused, match=r"drift detected on 'north': mse there = [0-9.e-]+ misses"):
+        registry.promote("z", better, mse_on(test), Gate("mse", 0.1, drift_limit=1e-6), drifted=["north"])
+    accepted = registry.promote("z", better, mse_on(test), GATE, drifted=["north"])
     assert accepted.promoted and str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == better
     assert client.get_model_version("galaxyprop-z", better).tags["previous_production"] == bad
+    assert client.get_model_version("galaxyprop-z", better).tags["drift_verdict"] == "drift on ['north']"
+
+    # rollback walks back the promotions in force: better -> bad -> good, then nothing is left
+    assert registry.rollback("z", "bad release").version == bad
+    assert registry.rollback("z", "also bad").version == good
+    with pytest.raises(GalaxypropError, match="first production version; nothing to roll back to"):
+        registry.rollback("z", "again")
+    moves = registry.history("z")
+    assert [(m.action, m.version, m.previous) for m in moves] == [
+        ("promote", good, None), ("force", bad, good), ("promote", better, bad),
+        ("rollback", bad, better), ("rollback", good, bad)]
+    assert moves[1].why.startswith("forced: testing the override") and moves[3].why.endswith("bad release")
+    assert all(m.by and m.at for m in moves)
+    assert [str(v.version) for v in registry.versions("z")] == [better, bad, good]
 
 
 def test_registry_errors(store):
@@ -88,7 +122,7 @@ def test_registry_errors(store):
     with pytest.raises(GalaxypropError, match="has no version or alias 'candidate'"):
         registry.resolve_version("z")
     with pytest.raises(GalaxypropError, match="--force needs --reason"):
-        registry.promote("z", None, lambda uri: 0.0, "mse", force=True)
+        registry.promote("z", None, lambda uri: {"all": 0.0}, GATE, force=True)
 
 
 def test_metrics_of_heads_on_other_features_are_logged(store):

@@ -118,6 +118,19 @@ def moments(pdf: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(np.maximum(variance, 0.0))
 
 
+def quantiles(pdf: np.ndarray, grid: Grid, probabilities: np.ndarray) -> np.ndarray:
+    """(n, len(probabilities)) values where each density's piecewise-linear CDF reaches each probability."""
+    cdf = cdf_at_edges(np.atleast_2d(pdf), grid)
+    out = np.empty((len(cdf), len(probabilities)))
+    rows = np.arange(len(cdf))
+    for j, p in enumerate(probabilities):
+        index = np.clip((cdf < p).sum(axis=-1) - 1, 0, grid.n_bins - 1)
+        below, above = cdf[rows, index], cdf[rows, index + 1]
+        rise = np.where(above > below, above - below, 1.0)
+        out[:, j] = grid.edges[index] + np.clip((p - below) / rise, 0.0, 1.0) * grid.width
+    return out
+
+
 def mode(pdf: np.ndarray, grid: Grid) -> np.ndarray:
     return grid.centres[np.argmax(pdf, axis=-1)]
 

@@ -43,3 +43,18 @@ def dvc_output_hash(path: str | Path, lock_path: str | Path = "dvc.lock") -> str
             if Path(out["path"]).as_posix().rstrip("/") == wanted:
                 return out.get("md5")
     return None
+
+
+def workspace_output_change(path: str | Path, root: str | Path = ".") -> str | None:
+    """How the workspace copy of DVC output `path` differs from what dvc.lock records ('modified',
+    'deleted', ...), or None when it matches."""
+    from dvc.repo import Repo
+
+    wanted = Path(path).as_posix().rstrip("/")
+    with Repo(str(root)) as repo:
+        status = repo.status(targets=[wanted])
+    for entries in status.values():
+        for entry in entries:
+            if isinstance(entry, dict) and wanted in entry.get("changed outs", {}):
+                return entry["changed outs"][wanted]
+    return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
+import json
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import mlflow
 import numpy as np
@@ -20,13 +21,15 @@ from mlflow.tracking import MlflowClient
 
 import galaxyprop
 from galaxyprop.data import schema
+from galaxyprop import promotion
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.metrics import is_better
 from galaxyprop.predictor import Predictor
+from galaxyprop.promotion import Gate
 from galaxyprop.serving import PREDICTOR_ARTIFACT
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
+HISTORY_TAG = "history."
 
 
 def model_name(target: str) -> str:
@@ -99,16 +102,52 @@ class PromotionResult:
 
 
 class PromotionRefused(GalaxypropError):
-    """The candidate is worse than production on the promotion metric."""
+    """The candidate failed the promotion gate."""
 
 
-def promote(target: str, version: str | None, score: Callable[[str], float], metric: str,
-            force: bool = False, reason: str | None = None) -> PromotionResult:
-    """Move `production` to the candidate if `score(model_uri)` on `metric` is no worse than production's.
+@dataclass(frozen=True)
+class Move:
+    """One move of the `production` alias, as the registered model's history records it."""
 
-    `score` recomputes the metric on the same test split for both versions. `force` needs a
-    `reason`, which is recorded as a tag. The first promotion needs no comparison.
-    """
+    action: str              # promote | force | rollback
+    version: str
+    previous: str | None
+    at: str
+    by: str
+    why: str
+
+
+def history(target: str) -> list[Move]:
+    """Every move of `production`, oldest first (tags `history.NNNNNN` on the registered model)."""
+    name = model_name(target)
+    try:
+        tags = MlflowClient().get_registered_model(name).tags
+    except MlflowException:
+        raise GalaxypropError(f"no registered model '{name}'") from None
+    return [Move(**json.loads(tags[key])) for key in sorted(k for k in tags if k.startswith(HISTORY_TAG))]
+
+
+def _move_production(target: str, action: str, version: str, previous: str | None, why: str,
+                     version_tags: Mapping[str, str] | None = None) -> Move:
+    """Point `production` at `version` and record who, when and why: on the version and in the history."""
+    name = model_name(target)
+    client = MlflowClient()
+    move = Move(action, version, previous, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                getpass.getuser(), why)
+    for key, value in {**(version_tags or {}), "promoted_at": move.at, "promoted_by": move.by, "promotion_note": why,
+                       "previous_production": previous or "none"}.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    client.set_registered_model_alias(name, PRODUCTION, version)
+    client.set_registered_model_tag(name, f"{HISTORY_TAG}{len(history(target)):06d}", json.dumps(asdict(move)))
+    return move
+
+
+def promote(target: str, version: str | None, evaluate: Callable[[str], dict[str, float]], gate: Gate,
+            drifted: Sequence[str] = (), force: bool = False, reason: str | None = None) -> PromotionResult:
+    """Move `production` to the candidate if it passes `gate` (see `promotion.problems`).
+
+    `evaluate(model_uri)` gives the metric overall (`all`) and on each field of the test split, for
+    the candidate and production alike. `force` needs a `reason`, recorded with the move."""
     if force and not reason:
         raise GalaxypropError("--force needs --reason \"...\" saying why")
     name = model_name(target)
@@ -117,26 +156,60 @@ def promote(target: str, version: str | None, score: Callable[[str], float], met
     production = None if current is None else str(current.version)
     if production == candidate:
         return PromotionResult(False, candidate, f"{name} version {candidate} is already production")
-    if production is None:
-        note = "first promotion"
-    else:
-        cand_value = score(f"models:/{name}/{candidate}")
-        prod_value = score(f"models:/{name}/{production}")
-        comparison = (f"{metric} on the test split: candidate v{candidate} = {cand_value:.6g}, "
-                      f"production v{production} = {prod_value:.6g}")
-        if not is_better(metric, cand_value, prod_value) and not force:
-            raise PromotionRefused(f"refused to promote {name}: candidate is worse ({comparison})")
-        note = comparison
-    client = MlflowClient()
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    tags = {"promoted_at": now, "promoted_by": getpass.getuser(), "promotion_note": note,
-            "previous_production": production or "none"}
+    cand_eval = evaluate(f"models:/{name}/{candidate}")
+    prod_eval = None if production is None else evaluate(f"models:/{name}/{production}")
+    found = promotion.problems(gate, cand_eval, prod_eval, drifted)
+    note = f"{gate.metric} on the test split: candidate v{candidate}: {promotion.describe(cand_eval)}"
+    note += "; first promotion" if prod_eval is None else f"; production v{production}: {promotion.describe(prod_eval)}"
+    if drifted:
+        note += f"; drift detected on {list(drifted)}"
+    if found and not force:
+        raise PromotionRefused(f"refused to promote {name} v{candidate}: " + "; ".join(found) + f" ({note})")
+    tags = {f"eval_{field}_{gate.metric}": f"{value:.6g}" for field, value in cand_eval.items()}
+    tags["drift_verdict"] = f"drift on {list(drifted)}" if drifted else "no drift detected or no drift summary"
     if force:
         tags["force_reason"] = reason
-    for key, value in tags.items():
-        client.set_model_version_tag(name, candidate, key, value)
-    client.set_registered_model_alias(name, PRODUCTION, candidate)
+        note = f"forced: {reason}; overriding: {'; '.join(found) or 'nothing'}; {note}"
+    _move_production(target, "force" if force else "promote", candidate, production, note, tags)
     return PromotionResult(True, candidate, f"promoted {name} version {candidate} to production ({note})")
+
+
+def production_stack(moves: Sequence[Move]) -> list[str]:
+    """The versions production went through that a rollback can return to: promotions push, rollbacks pop."""
+    stack: list[str] = []
+    for move in moves:
+        if move.action == "rollback":
+            stack.pop()
+        else:
+            stack.append(move.version)
+    return stack
+
+
+def rollback(target: str, reason: str) -> PromotionResult:
+    """Move `production` back to the version it was before the latest promotion still in force."""
+    if not reason:
+        raise GalaxypropError("rollback needs --reason \"...\" saying why")
+    name = model_name(target)
+    current = alias_version(target, PRODUCTION)
+    if current is None:
+        raise GalaxypropError(f"{name} has no production version to roll back")
+    stack = production_stack(history(target))
+    if not stack or stack[-1] != str(current.version):
+        raise GalaxypropError(f"{name}: production is v{current.version} but its history ends at "
+                              f"{'v' + stack[-1] if stack else 'nothing'} (the alias was moved outside galaxyprop); "
+                              "promote a version with `galaxyprop promote --version N` instead")
+    if len(stack) < 2:
+        raise GalaxypropError(f"{name}: v{current.version} was the first production version; nothing to roll back to")
+    previous = stack[-2]
+    _move_production(target, "rollback", previous, stack[-1], f"rollback from v{stack[-1]}: {reason}")
+    return PromotionResult(True, previous, f"rolled {name} production back from version {stack[-1]} to {previous}")
+
+
+def versions(target: str) -> list:
+    """Every registered version of the target's model, newest first (MLflow ModelVersion objects)."""
+    name = model_name(target)
+    found = MlflowClient().search_model_versions(f"name = '{name}'")
+    return sorted(found, key=lambda v: int(v.version), reverse=True)
 
 
 def load_model(target: str, ref: str | None = None):

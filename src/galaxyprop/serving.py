@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from galaxyprop.errors import GalaxypropError
 from galaxyprop.predictor import Predictor
 
 PREDICTOR_ARTIFACT = "predictor"
@@ -12,12 +16,22 @@ PREDICTOR_ARTIFACT = "predictor"
 
 class PredictorModel(mlflow.pyfunc.PythonModel):
     """What the version was trained on in (catalogue fluxes in nanomaggies, g,r,z cutouts
-    (N, 3, H, W) in nanomaggies/pixel, or embeddings), prediction and spread out."""
+    (N, 3, H, W) in nanomaggies/pixel, or embeddings); out: prediction, spread, q16/q50/q84 and,
+    for a density head, the density on the target's grid."""
 
     def load_context(self, context) -> None:
         self.predictor = Predictor.load(context.artifacts[PREDICTOR_ARTIFACT])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
-        if self.predictor.input_kind == "catalog" and not isinstance(model_input, pd.DataFrame):
-            model_input = pd.DataFrame(model_input)
-        return self.predictor.predict(model_input)
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002
+        """Bad input (NaN or infinite values, a wrong shape or column) is the caller's error:
+        an MLflow INVALID_PARAMETER_VALUE, which the scoring server answers with HTTP 400."""
+        try:
+            if self.predictor.input_kind == "catalog":
+                model_input = pd.DataFrame(model_input)
+            else:
+                model_input = np.asarray(model_input)
+            if len(model_input) == 0:
+                raise GalaxypropError("the input has no rows")
+            return self.predictor.predict(model_input)
+        except GalaxypropError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None

@@ -25,3 +25,10 @@ def flux_column(band: str) -> str:
 
 def ivar_column(band: str) -> str:
     return f"flux_ivar_{band}"
+
+#: Survey fields by PHOTSYS, as reports and the promotion gate name them.
+FIELDS = {"N": "north", "S": "south"}
+
+
+def field_name(photsys: str) -> str:
+    return FIELDS.get(str(photsys).strip(), str(photsys).strip().lower())

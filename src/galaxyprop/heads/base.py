@@ -39,6 +39,10 @@ class Head(ABC):
         """(n, grid.n_bins) probability densities of the target for features `X`."""
         raise GalaxypropError(f"head '{self.name}' gives no probability density")
 
+    def predict_with_pdf(self, X: np.ndarray, grid: Grid) -> tuple[Prediction, np.ndarray]:
+        """Point estimate, spread and densities together (heads override it to share the work)."""
+        return self.predict(X), self.predict_pdf(X, grid)
+
     def finalise(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> "Head":  # noqa: ARG002
         """After tuning, complete the best trial's model (e.g. grow an ensemble that tuning scored
         one member of); most heads are complete already."""

@@ -57,15 +57,22 @@ class KNNHead(Head):
         return np.where(exact.any(axis=1, keepdims=True), exact.astype(float), weights)
 
     def predict(self, X: np.ndarray) -> Prediction:
+        """The weighted mean and standard deviation of the neighbours' targets."""
+        return self._summarise(*self.neighbours(X))
+
+    def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
+        """The raw histogram of the neighbours' targets, weighted as for the point estimate."""
+        return self.predict_with_pdf(X, grid)[1]
+
+    def predict_with_pdf(self, X: np.ndarray, grid: Grid) -> tuple[Prediction, np.ndarray]:
         distances, indices = self.neighbours(X)
+        pdf = histogram_densities(self.train_target_[indices], self.neighbour_weights(distances), grid)
+        return self._summarise(distances, indices), pdf
+
+    def _summarise(self, distances: np.ndarray, indices: np.ndarray) -> Prediction:
         weights = self.neighbour_weights(distances)
         targets = self.train_target_[indices]
         norm = weights.sum(axis=1)
         mean = (weights * targets).sum(axis=1) / norm
         variance = (weights * (targets - mean[:, None]) ** 2).sum(axis=1) / norm
         return Prediction(mean, np.sqrt(variance))
-
-    def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
-        """The raw histogram of the neighbours' targets, weighted as for the point estimate."""
-        distances, indices = self.neighbours(X)
-        return histogram_densities(self.train_target_[indices], self.neighbour_weights(distances), grid)

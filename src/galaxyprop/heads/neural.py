@@ -236,5 +236,8 @@ class NeuralHead(Head):
 
     def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
         """A Gaussian with the MC-dropout mean and spread."""
+        return self.predict_with_pdf(X, grid)[1]
+
+    def predict_with_pdf(self, X: np.ndarray, grid: Grid) -> tuple[Prediction, np.ndarray]:
         prediction = self.predict(X)
-        return gaussian_densities(prediction.value, prediction.spread, grid)
+        return prediction, gaussian_densities(prediction.value, prediction.spread, grid)

@@ -150,3 +150,7 @@ class ClapHead(Head):
     def predict(self, X: np.ndarray) -> Prediction:
         """The mean and standard deviation of each galaxy's density."""
         return Prediction(*moments(self.predict_pdf(X), self.density_grid))
+
+    def predict_with_pdf(self, X: np.ndarray, grid: Grid) -> tuple[Prediction, np.ndarray]:
+        own = self.predict_pdf(X)
+        return Prediction(*moments(own, self.density_grid)), resample(own, self.density_grid, grid)

@@ -1,0 +1,223 @@
+"""The registry commands: promote, rollback, history, models, lineage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from galaxyprop import registry, tracking
+from galaxyprop.config import Stores, load_params, section
+from galaxyprop.data import schema
+from galaxyprop.errors import GalaxypropError, reading
+from galaxyprop.promotion import OVERALL, Gate, drifted_fields
+
+EXIT_REFUSED = 1
+EXIT_DATA_DIFFERS = 3
+PREPARED = "data/prepared"
+
+
+def connect(args: argparse.Namespace) -> dict:
+    params = load_params(args.params)
+    if getattr(args, "target", None):
+        registry.model_name(args.target)   # an unknown target fails before any store is touched
+    tracking.connect(Stores.from_params(params))
+    return params
+
+
+def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A plain-text table with a header and aligned columns."""
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def model_input(model, test: pd.DataFrame, test_path: Path, images_path: Path):
+    """The test rows as the model takes them: catalogue columns, or cutouts from the image file."""
+    input_schema = model.metadata.get_input_schema()
+    if not input_schema.is_tensor_spec():
+        missing = [c for c in input_schema.input_names() if c not in test.columns]
+        if missing:
+            raise GalaxypropError(f"{test_path}: lacks the model's input columns {missing}")
+        return test[input_schema.input_names()]
+    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.desi import IMAGE_ROW
+
+    if IMAGE_ROW not in test.columns:
+        raise GalaxypropError(f"{test_path}: the model takes image cutouts but the test split has no '{IMAGE_ROW}'")
+    with AstroclipFile(images_path) as file:
+        return file.cutouts(test[IMAGE_ROW].to_numpy())
+
+
+def evaluator(args: argparse.Namespace, params: dict, metric: str):
+    """`evaluate(model_uri)`: the metric on the whole test split and on each survey field in it."""
+    import mlflow.pyfunc
+
+    from galaxyprop.metrics import target_metrics
+
+    test_path = Path(args.test_data)
+    if not test_path.exists():
+        raise GalaxypropError(f"{test_path}: test split not found (run `dvc repro` or pass --test-data)")
+    with reading(test_path, "test split"):
+        test = pd.read_parquet(test_path)
+    if args.target not in test.columns:
+        raise GalaxypropError(f"{test_path}: no column '{args.target}' with the true values")
+    target = section(params, f"targets.{args.target}")
+    groups = {OVERALL: test.index}
+    if schema.PHOTSYS in test.columns:
+        groups.update({schema.field_name(f): rows.index for f, rows in test.groupby(schema.PHOTSYS)})
+
+    def evaluate(model_uri: str) -> dict[str, float]:
+        model = mlflow.pyfunc.load_model(model_uri)
+        predicted = model.predict(model_input(model, test, test_path, Path(args.images)))["prediction"].to_numpy()
+        truth = test[args.target].to_numpy()
+        out = {}
+        for field, rows in groups.items():
+            at = test.index.get_indexer(rows)
+            metrics = target_metrics(args.target, truth[at], predicted[at], target["outlier_threshold"],
+                                     section(params, "evaluation.eta_threshold"))
+            if metric not in metrics:
+                raise GalaxypropError(f"unknown metric '{metric}' for {args.target}; choose from {sorted(metrics)}")
+            out[field] = float(metrics[metric])
+        return out
+    return evaluate
+
+
+def drift_verdict(path: Path) -> list[str]:
+    """Fields with detected drift in the drift summary at `path` (none if there is no summary yet)."""
+    if not path.exists():
+        return []
+    with reading(path, "drift summary"):
+        summary = json.loads(path.read_text())
+    return drifted_fields(summary)
+
+
+def promote(args: argparse.Namespace) -> int:
+    params = connect(args)
+    metric = args.metric or section(params, f"targets.{args.target}.metric")
+    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), args.target, metric)
+    drifted = drift_verdict(Path(args.drift_summary))
+    try:
+        result = registry.promote(args.target, args.version, evaluator(args, params, metric), gate, drifted,
+                                  args.force, args.reason)
+    except registry.PromotionRefused as refused:
+        print(f"galaxyprop: {refused}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(result.message)
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    connect(args)
+    print(registry.rollback(args.target, args.reason).message)
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    connect(args)
+    moves = registry.history(args.target)
+    if not moves:
+        print(f"{registry.model_name(args.target)}: production has never been set")
+        return 0
+    rows = [{"when (UTC)": m.at.replace("T", " ").removesuffix("+00:00"), "action": m.action,
+             "production": f"v{m.version}", "from": f"v{m.previous}" if m.previous else "-", "by": m.by,
+             "why": m.why} for m in moves]
+    print(table(rows, ["when (UTC)", "action", "production", "from", "by", "why"]))
+    return 0
+
+
+def _short(value: str | None, n: int = 8) -> str:
+    return (value or "-")[:n]
+
+
+def models(args: argparse.Namespace) -> int:
+    params = connect(args)
+    rows = []
+    for target in [args.target] if args.target else sorted(schema.TARGETS):
+        metric = section(params, f"targets.{target}.metric")
+        for v in registry.versions(target):
+            tags = v.tags
+            created = datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+            rows.append({"model": v.name, "version": v.version, "aliases": ",".join(v.aliases) or "-",
+                         "head": tags.get("head", "?"), "features": tags.get("features", "?"),
+                         "dataset": tags.get("dataset", "?"), f"val {metric}": tags.get(f"val_{metric}", "-"),
+                         f"test {metric}": tags.get(f"test_{metric}", "-"), "created (UTC)": created,
+                         "git": _short(tags.get("git_commit")), "data": _short(tags.get("data_hash")),
+                         "run": _short(v.run_id)})
+    if not rows:
+        print("no registered models yet: run `dvc repro` (its register stage registers the candidates)")
+        return 0
+    columns = list(rows[0])
+    print(table(rows, columns))
+    return 0
+
+
+def lineage(args: argparse.Namespace) -> int:
+    """Where a version came from, the command that reproduces it, and whether the workspace data matches."""
+    from galaxyprop.provenance import dvc_output_hash, workspace_output_change
+
+    connect(args)
+    version = registry.resolve_version(args.target, args.version)
+    tags = version.tags
+    commit, data_hash = tags.get("git_commit", "unknown"), tags.get("data_hash", "unknown")
+    print(f"{version.name} version {version.version} (aliases: {', '.join(version.aliases) or 'none'})")
+    facts = {"head": f"{tags.get('head', '?')}@{tags.get('features', '?')}", "dataset": tags.get("dataset", "?"),
+             "run": f"{version.run_id} (MLflow)", "git commit": commit, "data hash": f"{PREPARED} md5 {data_hash}",
+             "params hash": tags.get("params_hash", "?")}
+    for key, value in facts.items():
+        print(f"  {key:<12} {value}")
+    clean = commit.removesuffix("-dirty")
+    print(f"  {'reproduce':<12} git checkout {clean} && dvc checkout && dvc repro")
+    if commit.endswith("-dirty"):
+        print(f"  {'':<12} (the working tree had uncommitted changes: the commit alone may not reproduce it)")
+    locked = dvc_output_hash(PREPARED)
+    change = workspace_output_change(PREPARED) if locked else "missing from dvc.lock"
+    if locked == data_hash and change is None:
+        print(f"  {'workspace':<12} data matches: {PREPARED} is md5 {locked}")
+        return 0
+    detail = change or f"dvc.lock has md5 {locked}"
+    print(f"  {'workspace':<12} data DIFFERS from this version's: {PREPARED} {detail}; "
+          f"run the command above to get the version's data")
+    return EXIT_DATA_DIFFERS
+
+
+def add_commands(commands) -> None:
+    """The registry subcommands of `galaxyprop`."""
+    p = commands.add_parser("promote", help="move `production` to a candidate that passes the gate")
+    p.add_argument("target", help="z or kcorr_r01")
+    p.add_argument("--version", help="model version to promote (default: the `candidate` alias)")
+    p.add_argument("--metric", help="metric to compare (default: params targets.<target>.metric)")
+    p.add_argument("--test-data", default="data/prepared/test.parquet", help="test split to evaluate on")
+    p.add_argument("--images", default="data/raw/astroclip.h5",
+                   help="AstroCLIP-layout file with the test split's cutouts (image models)")
+    p.add_argument("--drift-summary", default="reports/drift/summary.json",
+                   help="drift verdicts per field (read when it exists)")
+    p.add_argument("--force", action="store_true", help="promote even if the gate refuses (needs --reason)")
+    p.add_argument("--reason", help="why a forced promotion is right; recorded with the move")
+    p.set_defaults(func=promote)
+
+    p = commands.add_parser("rollback", help="move `production` back to the previous production version")
+    p.add_argument("target")
+    p.add_argument("--reason", required=True, help="why; recorded with the move")
+    p.set_defaults(func=rollback)
+
+    p = commands.add_parser("history", help="every move of `production`: who, when, why")
+    p.add_argument("target")
+    p.set_defaults(func=history)
+
+    p = commands.add_parser("models", help="registered versions with aliases, head, dataset, metrics, lineage")
+    p.add_argument("target", nargs="?", help="one target (default: all)")
+    p.set_defaults(func=models)
+
+    p = commands.add_parser("lineage", help="a version's commit, data hash and the command reproducing it")
+    p.add_argument("target")
+    p.add_argument("version", help="version number or alias (production, candidate)")
+    p.set_defaults(func=lineage)
