@@ -265,3 +265,108 @@ def test_ui_serves_the_project_store_on_localhost(project):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post(url: str, body: bytes) -> tuple[int, dict | str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_served_production_answers_like_the_model_in_process(project):
+    """make run -> promote -> serve -> HTTP predictions of real cutouts equal the pyfunc's; bad payloads get 400."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    import pandas as pd
+
+    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+
+    run(["galaxyprop", "promote", "kcorr_r01"], project)
+    test = pd.read_parquet(project / "data/prepared/test.parquet").head(12)
+    with AstroclipFile(project / "data/raw/astroclip.h5") as file:
+        images = file.cutouts(test["image_row"].to_numpy())
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+        expected = mlflow.pyfunc.load_model("models:/galaxyprop-kcorr_r01@production").predict(images)
+
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(["galaxyprop", "serve", "kcorr_r01", "--port", str(port)], cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/invocations"
+    try:
+        for _ in range(240):  # up to about two minutes for the server to come up
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                try:
+                    server.wait(timeout=0.5)
+                    raise AssertionError("galaxyprop serve exited before serving")
+                except subprocess.TimeoutExpired:
+                    continue
+        status, body = post(url, json.dumps({"inputs": images.tolist()}).encode())
+        assert status == 200, body
+        served = pd.DataFrame(body["predictions"])
+        assert list(served.columns) == list(expected.columns)
+        columns = ["prediction", "spread", "q16", "q50", "q84"]
+        np.testing.assert_allclose(served[columns], expected[columns], rtol=1e-9, atol=1e-12)
+        if "density" in expected:
+            np.testing.assert_allclose(np.stack(served["density"]), np.stack(expected["density"]), rtol=1e-6)
+
+        with_nan = images[:2].copy()
+        with_nan[1, 0, 3, 3] = np.nan
+        malformed = {"wrong shape": json.dumps({"inputs": images[:2, :2].tolist()}),
+                     "NaN pixel": json.dumps({"inputs": with_nan.tolist()}),
+                     "strings": json.dumps({"inputs": [["a", "b"]]}),
+                     "not JSON": "{inputs: [1, 2",
+                     "no rows": json.dumps({"inputs": []})}
+        for what, payload in malformed.items():
+            status, body = post(url, payload.encode())
+            assert 400 <= status < 500, (what, status, body)
+        assert "images row 1 has NaN or infinite pixels" in post(url, malformed["NaN pixel"].encode())[1]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_models_history_rollback_and_lineage_cli(project):
+    run(["galaxyprop", "promote", "kcorr_r01"], project, check=False)   # first promotion, if not done yet
+    listing = run(["galaxyprop", "models"], project).stdout
+    assert "galaxyprop-kcorr_r01" in listing and "production" in listing and "candidate" in listing
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+
+    history = run(["galaxyprop", "history", "kcorr_r01"], project).stdout
+    assert "promote" in history and "first promotion" in history
+    refused = run(["galaxyprop", "rollback", "kcorr_r01", "--reason", "test"], project, check=False)
+    assert refused.returncode == 2 and "nothing to roll back to" in refused.stderr
+
+    lineage = run(["galaxyprop", "lineage", "kcorr_r01", "production"], project)
+    assert f"git checkout {head} && dvc checkout && dvc repro" in lineage.stdout
+    assert "data matches" in lineage.stdout
+    test_split = project / "data/prepared/test.parquet"
+    original = test_split.read_bytes()
+    try:
+        test_split.unlink()
+        test_split.write_bytes(original[:-100] + b"\0" * 100)
+        differs = run(["galaxyprop", "lineage", "kcorr_r01", "production"], project, check=False)
+        assert differs.returncode == 3 and "data DIFFERS" in differs.stdout and "modified" in differs.stdout
+    finally:
+        test_split.unlink()
+        test_split.write_bytes(original)
+    assert run(["galaxyprop", "lineage", "kcorr_r01", "production"], project).returncode == 0

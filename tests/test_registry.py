@@ -153,3 +153,24 @@ def test_an_image_model_registers_with_a_tensor_signature(store):
     model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z/{version}")
     assert model.metadata.get_input_schema().is_tensor_spec()
     np.testing.assert_allclose(model.predict(images[5:9])["prediction"], predictor.predict(images[5:9])["prediction"])
+
+
+def test_the_gate_reads_drift_per_field_and_allows_field_noise():
+    from galaxyprop.promotion import drifted_fields, problems
+
+    summary = {"south_vs_north": {"detected": True}, "south_train_vs_south_test": {"detected": True},
+               "south_vs_batch": {"detected": False}}
+    assert drifted_fields(summary) == ["north"]          # a control within the reference field is not a field
+    with pytest.raises(GalaxypropError, match="'southnorth' is not named <reference>_vs_<current>"):
+        drifted_fields({"southnorth": {"detected": True}})
+    gate = Gate("sigma_mad", field_tolerance=0.1, drift_limit=0.03)
+    production = {"all": 0.020, "north": 0.025, "south": 0.018}
+    assert problems(gate, {"all": 0.019, "north": 0.0270, "south": 0.017}, production) == []   # +8 % on north
+    found = problems(gate, {"all": 0.019, "north": 0.0280, "south": 0.017}, production)       # +12 %
+    assert found == ["worse on 'north' by more than 10% (sigma_mad 0.028 vs production 0.025)"]
+    assert problems(gate, {"all": 0.019, "north": 0.035}, None, drifted=["north"]) == [
+        "drift detected on 'north': sigma_mad there = 0.035 misses the limit 0.03"]
+    assert problems(gate, {"all": 0.019, "south": 0.02}, None, drifted=["north"]) == [
+        "drift detected on 'north' but the test data has no galaxies from it to evaluate on"]
+    assert problems(Gate("r2"), {"all": 0.9, "north": float("nan")}, {"all": 0.95}) == [
+        "no finite r2 on ['north']", "worse overall (r2 0.9 vs production 0.95)"]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from galaxyprop.data.io import atomic_path, write_json, write_parquet
 from galaxyprop.errors import GalaxypropError, reading
+from galaxyprop.serving import input_error
 
 KEY = "TARGETID"
 ID_COLUMNS = ("TARGETID", "targetid", "id", "ID", "objid", "OBJID")
@@ -199,7 +200,13 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
             part = parts / f"part-{start:012d}.parquet"
             if not part.exists():
                 ids, inputs = load()
-                predicted = model.predict(inputs)
+                try:
+                    predicted = model.predict(inputs)
+                except Exception as error:
+                    message = input_error(error)
+                    if message is None:
+                        raise
+                    raise GalaxypropError(f"{input_path}: rows {start}-{start + len(ids) - 1}: {message}") from None
                 if not densities:
                     predicted = predicted.drop(columns=["density"], errors="ignore")
                 predicted.insert(0, KEY, ids)

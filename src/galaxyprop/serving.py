@@ -35,3 +35,10 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
             return self.predictor.predict(model_input)
         except GalaxypropError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def input_error(error: Exception) -> str | None:
+    """The one-line message of a model's complaint about its input (None for any other error)."""
+    if isinstance(error, MlflowException) and error.error_code == "INVALID_PARAMETER_VALUE":
+        return str(error.message).splitlines()[0][:500]
+    return None

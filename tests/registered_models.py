@@ -1,0 +1,74 @@
+"""Two small registered models in a temporary MLflow store: a catalogue-in and an image-in one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from conftest import gst_path, sdss_data
+
+from galaxyprop import registry, tracking
+from galaxyprop.config import Stores
+from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS, astroclip_writer
+from galaxyprop.data.catalog import CatalogSpec, read_catalog
+from galaxyprop.densities import Grid
+from galaxyprop.heads import make_head
+from galaxyprop.predictor import Predictor
+
+STAMP = 20
+
+
+@dataclass
+class Models:
+    root: Path
+    catalogue_uri: str
+    image_uri: str
+    catalogue: object           # the loaded pyfunc models
+    image: object
+    galaxies: pd.DataFrame      # held-out SDSS galaxies the catalogue model did not train on
+    images: np.ndarray          # (n, 3, STAMP, STAMP) cutouts the image model did not train on
+
+
+def stores(root: Path) -> Stores:
+    return Stores(f"sqlite:///{root}/mlflow.db", (root / "artifacts").as_uri(), f"sqlite:///{root}/optuna.db",
+                  "galaxyprop-test")
+
+
+def register_models(root: Path, params: dict) -> Models:
+    """Register both models in the store at `root` (the caller points MLflow at it)."""
+    import torch
+
+    from galaxyprop.features.embedding import ImageEmbedder
+    from galaxyprop.features.networks import ImageEncoder
+    from galaxyprop.features.photometry import PhotometryFeatures
+
+    tracking.connect(stores(root))
+    frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(sdss_data(params)), max_rows=1500, seed=0)
+    train, test = frame.iloc[:1200], frame.iloc[1200:].reset_index(drop=True)
+    photometry = PhotometryFeatures()
+    catalogue = Predictor("z", photometry, make_head("knn", k=16).fit(photometry.transform(train), train["z"]),
+                          Grid(0.0, 0.8, 200))
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    embedder = ImageEmbedder(ImageEncoder((4, 8), embedding_dim=6), torch.ones(3), crop=16)
+    images = rng.normal(0, 1, (400, 3, STAMP, STAMP)).astype(np.float32)
+    y = rng.uniform(-0.3, 0.3, 200)
+    image = Predictor("kcorr_r01", embedder, make_head("knn", k=8).fit(embedder.transform(images[:200]), y),
+                      Grid(-0.6, 0.5, 110))
+    with tracking.stage_run(stores(root), "register"):
+        catalogue_version = registry.register_predictor(catalogue, test.head(5), {"head": "knn"}, {})
+        image_version = registry.register_predictor(image, images[:5], {"head": "knn"}, {})
+    uris = f"models:/galaxyprop-z/{catalogue_version}", f"models:/galaxyprop-kcorr_r01/{image_version}"
+    return Models(root, *uris, *(mlflow.pyfunc.load_model(u) for u in uris), test, images[200:])
+
+
+def write_astroclip(path: Path, images: np.ndarray, targetids: np.ndarray) -> Path:
+    """An AstroCLIP-layout file holding `images` (n, 3, H, W) in its (n, H, W, 3) layout."""
+    n = len(images)
+    with astroclip_writer(path, n, images.shape[-1]) as writer:
+        zeros = np.zeros((n, N_SPECTRUM_PIXELS), np.float32)
+        writer.write(0, np.moveaxis(images, 1, -1), zeros, zeros, np.zeros(n), targetids)
+    return path

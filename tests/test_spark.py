@@ -1,0 +1,39 @@
+"""The registered models through `mlflow.pyfunc.spark_udf` on a local Spark session equal pyfunc's answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import mlflow_store
+from registered_models import register_models, stores
+
+from galaxyprop.spark import local_session, spark_predict
+
+pytest.importorskip("pyspark", reason="pyspark is in the dev extra; it needs Java 17 or 21")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, params):
+    root = tmp_path_factory.mktemp("store")
+    with mlflow_store(stores(root).tracking_uri):
+        yield register_models(root, params)
+
+
+def test_spark_udf_equals_pyfunc_for_catalogue_and_image_models(models, tmp_path):
+    fluxes = [f"flux_{b}" for b in "ugriz"]
+    catalogue = models.galaxies[fluxes].assign(TARGETID=np.arange(len(models.galaxies)))
+    cutouts = pd.DataFrame({"TARGETID": np.arange(len(models.images)),
+                            "image": list(models.images.reshape(len(models.images), -1))})
+    with local_session(cores=2, scratch=tmp_path) as spark:
+        by_flux = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue), fluxes,
+                                ["TARGETID"]).toPandas().sort_values("TARGETID")
+        frame = spark.createDataFrame(cutouts, schema="TARGETID long, image array<float>")
+        by_image = spark_predict(spark, models.image_uri, frame, ["image"], ["TARGETID"],
+                                 densities=True).toPandas().sort_values("TARGETID")
+    want = models.catalogue.predict(models.galaxies[fluxes])
+    np.testing.assert_allclose(by_flux[["prediction", "spread", "q16", "q50", "q84"]],
+                               want[["prediction", "spread", "q16", "q50", "q84"]], rtol=1e-9)
+    want = models.image.predict(models.images)
+    np.testing.assert_allclose(by_image[["prediction", "q16", "q84"]], want[["prediction", "q16", "q84"]], rtol=1e-6)
+    np.testing.assert_allclose(np.stack(by_image["density"]), np.stack(want["density"]), rtol=1e-6)
