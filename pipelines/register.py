@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from common import PREPARED, REPORTS, model_dir, model_inputs, prepared_split, result_of
+from common import PREPARED, REPORTS, inputs_of, model_dir, model_inputs, prepared_split, result_of
 
 from galaxyprop import registry, tracking
 from galaxyprop.config import Stores, load_params, params_hash, section
@@ -40,7 +40,7 @@ def main() -> None:
             metric = section(params, f"targets.{target}.metric")
             head = best_head(val_metrics, candidates, metric)
             name = result_of(head, default_features)
-            head_name, _, features = name.partition("@")
+            head_name, features = name.partition("@")[0], inputs_of(head, default_features)
             predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
             tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
                     "features": features, "dataset": section(params, "data.source"), "target": target,

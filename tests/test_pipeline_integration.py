@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import mlflow
 import numpy as np
@@ -235,7 +237,11 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
     assert run(["dvc", "status"], project).stdout.strip().endswith("Data and pipelines are up to date.")
 
 
-def test_ui_serves_the_project_store_on_localhost(project):
+@contextmanager
+def galaxyprop_server(project: Path, command: list[str], ready_path: str) -> Iterator[str]:
+    """`galaxyprop <command> --port P` in its own process group, once GET `ready_path` answers; yields
+    its base URL and stops the group by its PID at the end."""
+    import signal
     import socket
     import subprocess
     import urllib.request
@@ -244,35 +250,35 @@ def test_ui_serves_the_project_store_on_localhost(project):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen(["galaxyprop", "ui", "--port", str(port)], cwd=project, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(["galaxyprop", *command, "--port", str(port)], cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/search"
-        body = None
         for _ in range(240):  # up to about two minutes for the server to come up
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    body = json.loads(response.read())
+                urllib.request.urlopen(base + ready_path, timeout=2).close()
                 break
             except OSError:
                 try:
                     server.wait(timeout=0.5)
-                    raise AssertionError("galaxyprop ui exited before serving")
+                    raise AssertionError(f"galaxyprop {command[0]} exited before serving")
                 except subprocess.TimeoutExpired:
                     continue
-        assert body is not None, "galaxyprop ui did not answer"
-        assert {m["name"] for m in body["registered_models"]} == {"galaxyprop-z", "galaxyprop-kcorr_r01"}
+        else:
+            raise AssertionError(f"galaxyprop {command[0]} did not answer")
+        yield base
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
-def free_port() -> int:
-    import socket
+def test_ui_serves_the_project_store_on_localhost(project):
+    import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    with galaxyprop_server(project, ["ui"], "/health") as base:
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response:
+            body = json.loads(response.read())
+    assert {m["name"] for m in body["registered_models"]} == {"galaxyprop-z", "galaxyprop-kcorr_r01"}
 
 
 def post(url: str, body: bytes) -> tuple[int, dict | str]:
@@ -289,10 +295,6 @@ def post(url: str, body: bytes) -> tuple[int, dict | str]:
 
 def test_served_production_answers_like_the_model_in_process(project):
     """make run -> promote -> serve -> HTTP predictions of real cutouts equal the pyfunc's; bad payloads get 400."""
-    import signal
-    import subprocess
-    import urllib.request
-
     import pandas as pd
 
     from galaxyprop.data.astroclip_hdf5 import AstroclipFile
@@ -304,22 +306,8 @@ def test_served_production_answers_like_the_model_in_process(project):
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         expected = mlflow.pyfunc.load_model("models:/galaxyprop-kcorr_r01@production").predict(images)
 
-    port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen(["galaxyprop", "serve", "kcorr_r01", "--port", str(port)], cwd=project, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/invocations"
-    try:
-        for _ in range(240):  # up to about two minutes for the server to come up
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                try:
-                    server.wait(timeout=0.5)
-                    raise AssertionError("galaxyprop serve exited before serving")
-                except subprocess.TimeoutExpired:
-                    continue
+    with galaxyprop_server(project, ["serve", "kcorr_r01"], "/ping") as base:
+        url = f"{base}/invocations"
         status, body = post(url, json.dumps({"inputs": images.tolist()}).encode())
         assert status == 200, body
         served = pd.DataFrame(body["predictions"])
@@ -340,9 +328,6 @@ def test_served_production_answers_like_the_model_in_process(project):
             status, body = post(url, payload.encode())
             assert 400 <= status < 500, (what, status, body)
         assert "images row 1 has NaN or infinite pixels" in post(url, malformed["NaN pixel"].encode())[1]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_models_history_rollback_and_lineage_cli(project):

@@ -22,7 +22,9 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor.load(context.artifacts[PREDICTOR_ARTIFACT])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ARG002
+    # The hint (pandas or numpy, which MLflow leaves alone) only silences MLflow's warning: the
+    # signature declares the input, columns or a tensor, whichever the version was trained on.
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ARG002
         """Bad input (NaN or infinite values, a wrong shape or column) is the caller's error:
         an MLflow INVALID_PARAMETER_VALUE, which the scoring server answers with HTTP 400."""
         try:
