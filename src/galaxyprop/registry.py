@@ -206,9 +206,16 @@ def rollback(target: str, reason: str) -> PromotionResult:
 
 
 def versions(target: str) -> list:
-    """Every registered version of the target's model, newest first (MLflow ModelVersion objects)."""
+    """Every registered version of the target's model with its aliases, newest first (MLflow
+    ModelVersion objects; a search leaves the aliases out, so they come from the model)."""
     name = model_name(target)
-    found = MlflowClient().search_model_versions(f"name = '{name}'")
+    client = MlflowClient()
+    found = client.search_model_versions(f"name = '{name}'")
+    if not found:
+        return []
+    aliases = client.get_registered_model(name).aliases
+    for version in found:
+        version.aliases[:] = sorted(a for a, v in aliases.items() if str(v) == str(version.version))
     return sorted(found, key=lambda v: int(v.version), reverse=True)
 
 

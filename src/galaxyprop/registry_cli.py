@@ -140,23 +140,23 @@ def _short(value: str | None, n: int = 8) -> str:
 
 def models(args: argparse.Namespace) -> int:
     params = connect(args)
-    rows = []
+    tables = []
     for target in [args.target] if args.target else sorted(schema.TARGETS):
         metric = section(params, f"targets.{target}.metric")
+        rows = []
         for v in registry.versions(target):
             tags = v.tags
             created = datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
-            rows.append({"model": v.name, "version": v.version, "aliases": ",".join(v.aliases) or "-",
-                         "head": tags.get("head", "?"), "features": tags.get("features", "?"),
-                         "dataset": tags.get("dataset", "?"), f"val {metric}": tags.get(f"val_{metric}", "-"),
+            rows.append({"version": v.version, "aliases": ",".join(v.aliases) or "-", "head": tags.get("head", "?"),
+                         "features": tags.get("features", "?"), "dataset": tags.get("dataset", "?"),
+                         f"val {metric}": tags.get(f"val_{metric}", "-"),
                          f"test {metric}": tags.get(f"test_{metric}", "-"), "created (UTC)": created,
                          "git": _short(tags.get("git_commit")), "data": _short(tags.get("data_hash")),
                          "run": _short(v.run_id)})
-    if not rows:
-        print("no registered models yet: run `dvc repro` (its register stage registers the candidates)")
-        return 0
-    columns = list(rows[0])
-    print(table(rows, columns))
+        if rows:
+            tables.append(f"{registry.model_name(target)}\n{table(rows, list(rows[0]))}")
+    print("\n\n".join(tables) if tables else
+          "no registered models yet: run `dvc repro` (its register stage registers the candidates)")
     return 0
 
 
