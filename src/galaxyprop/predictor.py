@@ -49,11 +49,7 @@ class Predictor:
     def gives_density(self) -> bool:
         return self.head.gives_density and self.grid is not None
 
-    @property
-    def output_columns(self) -> list[str]:
-        return ["prediction", "spread", *QUANTILE_COLUMNS] + ([DENSITY_COLUMN] if self.gives_density else [])
-
-    def predict(self, inputs: pd.DataFrame | np.ndarray, densities: bool = True) -> pd.DataFrame:
+    def predict(self, inputs: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """Point estimate, spread and 16/50/84 % quantiles for every row of `inputs` (as the feature
         encoder takes them); for a density head also its density on `grid` (float32 per row).
 
@@ -69,7 +65,7 @@ class Predictor:
         out = pd.DataFrame({"prediction": np.asarray(result.value, float),
                             "spread": np.asarray(result.spread, float),
                             **dict(zip(QUANTILE_COLUMNS, levels.T, strict=True))})
-        if pdf is not None and densities:
+        if pdf is not None:
             out[DENSITY_COLUMN] = list(pdf.astype(np.float32))
         return out
 

@@ -20,8 +20,8 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import galaxyprop
-from galaxyprop.data import schema
 from galaxyprop import promotion
+from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.predictor import Predictor
 from galaxyprop.promotion import Gate
