@@ -69,7 +69,7 @@ def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator
     return file.n_rows, chunks()
 
 
-class _Table:
+class CatalogueFile:
     """A catalogue file read `size` rows of some columns at a time (Parquet, FITS or CSV)."""
 
     def __init__(self, path: Path):
@@ -94,13 +94,18 @@ class _Table:
                                       "(use .h5 in the AstroCLIP layout, .parquet, .fits or .csv)")
         self.by_lower = {n.lower(): n for n in self.names}
 
-    def find(self, wanted: list[str]) -> list[str]:
+    def find(self, wanted: list[str], needed_by: str = "the model") -> list[str]:
         """The file's names of the `wanted` columns, matched case-insensitively."""
         missing = [c for c in wanted if c.lower() not in self.by_lower]
         if missing:
-            raise GalaxypropError(f"{self.path}: lacks column(s) {missing} that the model needs; "
+            raise GalaxypropError(f"{self.path}: lacks column(s) {missing} that {needed_by} needs; "
                                   f"it has {self.names[:20]}")
         return [self.by_lower[c.lower()] for c in wanted]
+
+    def read(self, columns: list[str]) -> pd.DataFrame:
+        """These columns of every row."""
+        parts = list(self.batches(columns, 1 << 20))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
     def batches(self, columns: list[str], size: int) -> Iterator[pd.DataFrame]:
         if self.suffix in (".parquet", ".pq"):
@@ -125,7 +130,7 @@ def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Ite
     if len(need.shape) == 4 or (len(need.shape) == 2 and need.shape[1] == N_SPECTRUM_PIXELS):
         raise GalaxypropError(f"{path}: the model takes image cutouts or spectra; "
                               "give it an AstroCLIP-layout HDF5 file")
-    table = _Table(path)
+    table = CatalogueFile(path)
     id_column = next((c for c in ID_COLUMNS if c in table.names), None)
     if id_column is None:
         raise GalaxypropError(f"{path}: no id column (one of {list(ID_COLUMNS)})")

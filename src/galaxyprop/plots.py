@@ -185,3 +185,34 @@ def pit_qq(pits: dict[str, np.ndarray], label: str) -> Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def drift_scores(verdicts: dict[str, dict], column_threshold: float, method: str) -> Figure:
+    """Per-column drift scores of each comparison (photometry and predictions) against the test's
+    threshold, and each comparison's embedding drift score."""
+    names = list(verdicts)
+    columns = list(dict.fromkeys(c for v in verdicts.values() for c in v.get("column_scores", {})))
+    predicted = list(dict.fromkeys(t for v in verdicts.values() for t in v.get("prediction_drift", {})))
+    rows = columns + [f"prediction {t}" for t in predicted]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.32 * len(rows) * len(names) / 2 + 2.5),
+                                      gridspec_kw={"width_ratios": [3, 1]})
+    height = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        v = verdicts[name]
+        scores = [v.get("column_scores", {}).get(c, np.nan) for c in columns]
+        scores += [v.get("prediction_drift", {}).get(t, {}).get("score", np.nan) for t in predicted]
+        left.barh(np.arange(len(rows)) + i * height, scores, height, label=name)
+    left.axvline(column_threshold, color="k", ls="--", lw=1, label=f"threshold {column_threshold:g}")
+    left.set_yticks(np.arange(len(rows)) + 0.4 - height / 2, rows)
+    left.invert_yaxis()
+    left.set(xlabel=f"drift score ({method})", title="per-column drift")
+    left.legend(fontsize=7)
+    embedded = [n for n in names if verdicts[n].get("embedding_drift_score") is not None]
+    right.bar(range(len(embedded)), [verdicts[n]["embedding_drift_score"] for n in embedded],
+              color=["tab:red" if verdicts[n]["embedding_detected"] else "tab:green" for n in embedded])
+    for threshold in {verdicts[n].get("embedding_threshold") for n in embedded} - {None}:
+        right.axhline(threshold, color="k", ls="--", lw=1)
+    right.set_xticks(range(len(embedded)), embedded, rotation=30, ha="right", fontsize=7)
+    right.set(ylabel="embedding drift score (dashed: threshold)", title="image embeddings\n(red: drift detected)")
+    fig.tight_layout()
+    return fig

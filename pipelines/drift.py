@@ -1,0 +1,112 @@
+"""Stage drift: the reference field's training galaxies against every other field and against its
+own held-out test galaxies (the no-drift control), with the registered candidates' predictions;
+and the detector's false-alarm rate over random splits of the reference field."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+from common import FEATURES, REPORTS, SKIPPED, model_inputs, prepared_bands, prepared_split, save_figure
+
+from galaxyprop import registry, tracking
+from galaxyprop.config import Stores, load_params, section
+from galaxyprop.data import schema
+from galaxyprop.data.io import write_json
+from galaxyprop.drift import DriftSettings, compare, false_alarm_rate
+from galaxyprop.drift_samples import field_mask, predict, to_sample
+from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.metrics import target_metrics
+
+DRIFT = REPORTS / "drift"
+HTML = DRIFT / "html"
+PLOTS = REPORTS / "plots" / "drift"
+log = logging.getLogger("drift")
+
+
+def galaxies() -> pd.DataFrame:
+    """Every prepared galaxy with its split."""
+    return pd.concat([prepared_split(s).assign(**{schema.SPLIT: s}) for s in schema.SPLITS], ignore_index=True)
+
+
+def image_embeddings(frame: pd.DataFrame) -> np.ndarray | None:
+    """The embed stage's image embeddings of these galaxies (None for a source without images)."""
+    if (FEATURES / "image" / SKIPPED).exists():
+        return None
+    table = pd.concat([pd.read_parquet(FEATURES / "image" / f"{s}.parquet") for s in schema.SPLITS])
+    return table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
+
+
+def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Each target's registered candidate (reports/registered.json) on these galaxies."""
+    registered = json.loads((REPORTS / "registered.json").read_text())
+    models = {t: registry.load_model(t, entry["version"]) for t, entry in registered.items()}
+    needs_images = any(m.metadata.get_input_schema().is_tensor_spec() for m in models.values())
+    cutouts = model_inputs("images", frame, "image") if needs_images else None
+    skipped: dict[str, str] = {}
+    predictions = predict(models, frame, cutouts, skipped, progress=True)
+    if skipped:
+        raise GalaxypropError(f"reports/registered.json names models that cannot take this pipeline's galaxies "
+                              f"(the registry and the workspace disagree; rerun `dvc repro -f register`): {skipped}")
+    return predictions
+
+
+@exit_on_error
+def main() -> None:
+    params = load_params()
+    spec = section(params, "drift")
+    settings = DriftSettings.from_params(spec.get("tests") or {})
+    reference_field = spec["reference_field"]
+    eta = section(params, "evaluation.eta_threshold")
+
+    def metrics_of(target, truth, predicted):
+        keep = section(params, f"targets.{target}.metric")
+        return {keep: target_metrics(target, truth, predicted, section(params, f"targets.{target}.outlier_threshold"),
+                                     eta)[keep]}
+
+    with tracking.stage_run(Stores.from_params(params), "drift", params={"drift": spec}):
+        frame = galaxies()
+        bands = prepared_bands()["bands"]
+        every = to_sample("all", frame, bands, image_embeddings(frame), candidate_predictions(frame))
+        split = frame[schema.SPLIT].to_numpy()
+        in_reference = field_mask(frame, reference_field)
+        reference = every.take(np.flatnonzero(in_reference & (split == "train")), reference_field)
+        fields = sorted(set(frame[schema.PHOTSYS].map(schema.field_name)) - {reference_field})
+        pairs = [(reference, every.take(np.flatnonzero(field_mask(frame, f) & (split == "test")), f)) for f in fields]
+        pairs.append((every.take(np.flatnonzero(in_reference & (split == "train")), f"{reference_field}_train"),
+                      every.take(np.flatnonzero(in_reference & (split == "test")), f"{reference_field}_test")))
+
+        shutil.rmtree(HTML, ignore_errors=True)
+        summary = {}
+        for ref, cur in pairs:
+            comparison = compare(ref, cur, settings, embedding_map=bool(spec.get("embedding_map")),
+                                 metrics_of=metrics_of)
+            comparison.save_html(HTML / f"{comparison.name}.html")
+            summary[comparison.name] = comparison.verdict
+            log.info("%s: detected=%s (share of drifted columns %s, embedding score %s)", comparison.name,
+                     comparison.verdict["detected"], comparison.verdict.get("share_drifted"),
+                     comparison.verdict.get("embedding_drift_score"))
+        control_pair = pairs[-1]
+        control = false_alarm_rate(every.take(np.flatnonzero(in_reference)), len(control_pair[0]),
+                                   len(control_pair[1]), int(spec["control_splits"]), settings,
+                                   seed=int(spec.get("seed", 0)), progress=True)
+        log.info("control: %d random splits of %s, false-alarm rate %.2f", control["n_splits"], reference_field,
+                 control["false_alarm_rate"])
+
+        write_json(summary, DRIFT / "summary.json")
+        write_json(control, DRIFT / "control.json")
+        from galaxyprop.plots import drift_scores
+
+        save_figure(drift_scores(summary, settings.column_threshold, settings.column_method),
+                    PLOTS / "drift_scores.png")
+        tracking.log_metrics(summary)
+        tracking.log_metrics(control, prefix="control.")
+        tracking.log_artifacts([DRIFT], "drift")
+        tracking.log_artifacts([PLOTS], "plots/drift")
+
+
+if __name__ == "__main__":
+    main()
