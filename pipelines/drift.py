@@ -16,7 +16,7 @@ from galaxyprop import registry, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json
-from galaxyprop.drift import DriftSettings, compare, false_alarm_rate
+from galaxyprop.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
 from galaxyprop.drift_samples import field_mask, predict, to_sample
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.metrics import target_metrics
@@ -100,7 +100,7 @@ def main() -> None:
         write_json(control, DRIFT / "control.json")
         from galaxyprop.plots import drift_scores
 
-        save_figure(drift_scores(summary, settings.column_threshold, settings.column_method),
+        save_figure(drift_scores(summary, settings.column_method, settings.column_method in P_VALUE_TESTS),
                     PLOTS / "drift_scores.png")
         tracking.log_metrics(summary)
         tracking.log_metrics(control, prefix="control.")

@@ -1,4 +1,4 @@
-"""The user's commands: `galaxyprop promote|rollback|history|models|lineage|predict|serve|ui`."""
+"""The user's commands: `galaxyprop promote|rollback|history|models|lineage|predict|drift|serve|ui`."""
 
 from __future__ import annotations
 
@@ -57,12 +57,14 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from galaxyprop import drift_cli
     from galaxyprop.registry_cli import add_commands
 
     parser = argparse.ArgumentParser(prog="galaxyprop", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="the project's params file")
     commands = parser.add_subparsers(dest="command", required=True)
     add_commands(commands)
+    drift_cli.add_command(commands)
 
     predict = commands.add_parser("predict", help="predict a file of any size in chunks, to Parquet keyed by TARGETID")
     predict.add_argument("target")

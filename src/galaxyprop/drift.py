@@ -28,13 +28,19 @@ PREDICTION_PREFIX = "pred_"
 EMBEDDINGS = "image_embeddings"
 
 
+#: Evidently's per-column tests whose score is a p-value (drift below the threshold); the others are distances.
+P_VALUE_TESTS = {"ks", "t_test", "anderson", "cramer_von_mises", "mannw", "es", "epps_singleton", "empirical_mmd",
+                 "chisquare", "z", "fisher_exact", "g_test"}
+
+
 @dataclass(frozen=True)
 class DriftSettings:
     """Every knob of the detector (params.yaml `drift.tests`)."""
 
-    column_method: str = "wasserstein"      # Evidently stat test per column (wasserstein: W1 / std of the reference)
-    column_threshold: float = 0.1           # its threshold (distances: drift at or above; p-value tests: below)
-    drift_share: float = 0.25               # photometry drifts when this share of its columns does
+    column_method: str = "ks"               # Evidently stat test per column (photometry and predictions)
+    alarm_rate: float = 0.05                # p-value tests: chance that a batch like the reference drifts on any column
+    column_threshold: float | None = None   # None: alarm_rate / number of tested columns (Bonferroni); distances: required
+    drift_share: float | None = None        # photometry drifts when this share of its columns does; None: any one
     embedding_method: str = "model"         # model (classifier ROC AUC) | mmd
     embedding_threshold: float | None = None    # None: Evidently's default (model 0.55, mmd 0.015)
     embedding_bootstrap: bool | None = None     # None: Evidently's rule, a bootstrap test below 1000 reference rows
@@ -49,9 +55,26 @@ class DriftSettings:
         if settings.embedding_method not in ("model", "mmd"):
             raise GalaxypropError(f"params drift.tests.embedding_method: '{settings.embedding_method}' is not "
                                   "one of model, mmd")
-        if not 0 < settings.drift_share <= 1:
-            raise GalaxypropError(f"params drift.tests.drift_share must be in (0, 1], got {settings.drift_share}")
+        if settings.drift_share is not None and not 0 < settings.drift_share <= 1:
+            raise GalaxypropError(f"params drift.tests.drift_share must be in (0, 1] or null, got {settings.drift_share}")
+        if settings.column_threshold is None and settings.column_method not in P_VALUE_TESTS:
+            raise GalaxypropError(f"params drift.tests.column_threshold must be set for the distance test "
+                                  f"'{settings.column_method}' (alarm_rate applies to p-value tests: "
+                                  f"{sorted(P_VALUE_TESTS)})")
+        if not 0 < settings.alarm_rate < 1:
+            raise GalaxypropError(f"params drift.tests.alarm_rate must be in (0, 1), got {settings.alarm_rate}")
         return settings
+
+    def threshold_for(self, n_columns: int) -> float:
+        """The per-column threshold when `n_columns` columns are tested together."""
+        if self.column_threshold is not None:
+            return float(self.column_threshold)
+        return self.alarm_rate / max(n_columns, 1)
+
+    def photometry_drifts(self, n_drifted: int, n_columns: int) -> bool:
+        if self.drift_share is None:
+            return n_drifted > 0
+        return n_drifted / n_columns >= self.drift_share
 
     def embedding_drift_method(self, n_reference: int):
         from evidently.metrics.embeddings import MMDDriftMethod, ModelDriftMethod
@@ -256,11 +279,12 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
         raise GalaxypropError(f"drift: '{reference.name}' and '{current.name}' share nothing to compare "
                               "(photometry, embeddings or predictions)")
 
-    test = dict(method=settings.column_method, threshold=settings.column_threshold)
+    threshold = settings.threshold_for(len(columns) + len(predicted))
+    test = dict(method=settings.column_method, threshold=threshold)
     metrics: list = []
     if columns:
-        metrics.append(DriftedColumnsCount(columns=columns, drift_share=settings.drift_share,
-                                           num_method=settings.column_method, num_threshold=settings.column_threshold))
+        metrics.append(DriftedColumnsCount(columns=columns, num_method=settings.column_method, num_threshold=threshold,
+                                           drift_share=settings.drift_share or 0.5 / len(columns)))
     metrics += [ValueDrift(column=c, **test) for c in columns + predicted]
     verdict: dict = {"n_reference": len(reference), "n_current": len(current)}
     embedding = None
@@ -288,7 +312,7 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
         drifted = [c for c in columns if flags[c]]
         verdict.update(share_drifted=len(drifted) / len(columns), drifted_columns=drifted,
                        column_scores={c: scores[c] for c in columns},
-                       photometry_detected=len(drifted) / len(columns) >= settings.drift_share)
+                       photometry_detected=settings.photometry_drifts(len(drifted), len(columns)))
         parts.append(verdict["photometry_detected"])
     if embedding is not None:
         verdict.update(embedding_drift_score=embedding["score"], embedding_detected=embedding["detected"],
@@ -303,7 +327,7 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
     if quality:
         verdict["metrics"] = quality
     verdict["detected"] = any(parts)
-    verdict["settings"] = {"column_method": settings.column_method, "column_threshold": settings.column_threshold,
+    verdict["settings"] = {"column_method": settings.column_method, "column_threshold": threshold,
                            "drift_share": settings.drift_share}
     return Comparison(name, _finite(verdict), snapshot)
 

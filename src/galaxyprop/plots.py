@@ -187,25 +187,33 @@ def pit_qq(pits: dict[str, np.ndarray], label: str) -> Figure:
     return fig
 
 
-def drift_scores(verdicts: dict[str, dict], column_threshold: float, method: str) -> Figure:
-    """Per-column drift scores of each comparison (photometry and predictions) against the test's
-    threshold, and each comparison's embedding drift score."""
+def drift_scores(verdicts: dict[str, dict], method: str, p_value: bool) -> Figure:
+    """Per-column drift of each comparison (photometry and predictions) against its threshold
+    (p-values as -log10 p: longer bars drift more), and each comparison's embedding drift score."""
     names = list(verdicts)
     columns = list(dict.fromkeys(c for v in verdicts.values() for c in v.get("column_scores", {})))
     predicted = list(dict.fromkeys(t for v in verdicts.values() for t in v.get("prediction_drift", {})))
     rows = columns + [f"prediction {t}" for t in predicted]
+
+    def shown(score):
+        return -np.log10(max(score, 1e-300)) if p_value and score is not None else score
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.32 * len(rows) * len(names) / 2 + 2.5),
                                       gridspec_kw={"width_ratios": [3, 1]})
     height = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         v = verdicts[name]
-        scores = [v.get("column_scores", {}).get(c, np.nan) for c in columns]
-        scores += [v.get("prediction_drift", {}).get(t, {}).get("score", np.nan) for t in predicted]
-        left.barh(np.arange(len(rows)) + i * height, scores, height, label=name)
-    left.axvline(column_threshold, color="k", ls="--", lw=1, label=f"threshold {column_threshold:g}")
+        scores = [v.get("column_scores", {}).get(c) for c in columns]
+        scores += [v.get("prediction_drift", {}).get(t, {}).get("score") for t in predicted]
+        bars = left.barh(np.arange(len(rows)) + i * height, [np.nan if x is None else shown(x) for x in scores],
+                         height, label=name)
+        left.axvline(shown(v["settings"]["column_threshold"]), color=bars.patches[0].get_facecolor(), ls="--", lw=1)
     left.set_yticks(np.arange(len(rows)) + 0.4 - height / 2, rows)
     left.invert_yaxis()
-    left.set(xlabel=f"drift score ({method})", title="per-column drift")
+    if p_value:
+        left.set_xscale("symlog", linthresh=10)
+    left.set(xlabel=f"-log10 p ({method})" if p_value else f"drift score ({method})",
+             title="per-column drift (dashed: each comparison's threshold)")
     left.legend(fontsize=7)
     embedded = [n for n in names if verdicts[n].get("embedding_drift_score") is not None]
     right.bar(range(len(embedded)), [verdicts[n]["embedding_drift_score"] for n in embedded],
