@@ -4,7 +4,9 @@ per 10k galaxies, KNN throughput, the contrastive encoder's time per epoch and p
 embedding throughput (images/s, spectra/s; on the GPU too when there is one), per head its
 tuning wall time, prediction throughput and its stage's peak RSS, CLAP's training time and
 densities/s through its refitted networks and its KNN index as the training set doubles, and the
-registered image-in model served over HTTP and batch-predicted over a file (benchmarks/serving.py).
+registered image-in model served over HTTP and batch-predicted over a file (benchmarks/serving.py),
+and drift detection: the stage, the embedding methods and HTML reports against rows and dimensions,
+false alarms against batch size (benchmarks/drift.py).
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 """
@@ -25,6 +27,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 from project_copy import copy_project, run  # noqa: E402
+from drift import drift_benchmarks  # noqa: E402
 from serving import serving_benchmarks  # noqa: E402
 
 
@@ -199,6 +202,7 @@ def main() -> None:
         heads = heads_benchmark(root)
         clap = clap_benchmark(root)
         serving = serving_benchmarks(root)
+        drift = drift_benchmarks(root)
         sizes = file_sizes(root)
     mock = [mock_throughput(stamp) for stamp in (64, 152)]
     result = {
@@ -219,6 +223,7 @@ def main() -> None:
         "heads": heads,
         "clap": clap,
         "serving": serving,
+        "drift": drift,
         "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
         "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
     }

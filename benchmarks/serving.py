@@ -139,14 +139,18 @@ def serving_benchmarks(root: Path, model: str = "candidate") -> dict:
             "batch_predict": batch_benchmark(root, model, images), "served": served_benchmark(root, model, served)}
 
 
-def main() -> None:
-    root = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else PROJECT
-    result = serving_benchmarks(root)
+def merge_into_bench(section: str, result: dict) -> None:
+    """Put one benchmark's figures into reports/bench.json under `section`, keeping the rest."""
     out = PROJECT / "reports" / "bench.json"
     bench = json.loads(out.read_text()) if out.exists() else {}
-    bench["serving"] = result
+    bench[section] = result
     out.write_text(json.dumps(bench, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    root = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else PROJECT
+    merge_into_bench("serving", serving_benchmarks(root))
 
 
 if __name__ == "__main__":

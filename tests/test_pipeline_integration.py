@@ -54,6 +54,9 @@ def project(tmp_path_factory) -> Path:
         params["encoder"]["model"].update(embedding_dim=16, image_widths=[8, 16], spectrum_widths=[8, 8, 16],
                                           crop=20, max_shift=2, logit_scale=5.0)
         params["encoder"]["training"].update(max_epochs=3, batch_size=32)
+        params["drift"]["control_splits"] = 3
+        # The tiny models are far from the real drift limits; the gate's refusal is tested with strict ones.
+        params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}
 
     edit_params(root, tiny)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], root)
@@ -355,3 +358,47 @@ def test_models_history_rollback_and_lineage_cli(project):
         test_split.unlink()
         test_split.write_bytes(original)
     assert run(["galaxyprop", "lineage", "kcorr_r01", "production"], project).returncode == 0
+
+
+def test_drift_stage_cli_and_the_promotion_gate(project, tmp_path):
+    summary = json.loads((project / "reports/drift/summary.json").read_text())
+    assert set(summary) == {"south_vs_north", "south_train_vs_south_test"}
+    for name, verdict in summary.items():
+        assert {"share_drifted", "embedding_drift_score", "detected"} <= set(verdict)
+        assert set(verdict["prediction_drift"]) == {"z", "kcorr_r01"} and set(verdict["metrics"]) == {"z", "kcorr_r01"}
+        html = (project / f"reports/drift/html/{name}.html").read_text()
+        assert "Drift in embeddings" in html and "magerr_r" in html
+    assert json.loads((project / "reports/drift/control.json").read_text())["n_splits"] == 3
+    assert (project / "reports/plots/drift/drift_scores.png").stat().st_size > 10_000
+
+    # A batch a user brings: the survey's own files with every flux 50 % brighter.
+    from astropy.io import fits
+
+    catalog = tmp_path / "brighter.fits"
+    with fits.open(project / "data/raw/fastspec.fits", memmap=False) as hdul:
+        for band in "GRZ":
+            hdul["METADATA"].data[f"FLUX_{band}"] *= 1.5
+        hdul.writeto(catalog)
+    out = tmp_path / "drift"
+    checked = run(["galaxyprop", "drift", "--current", "data/raw/astroclip.h5", "--current-catalog", str(catalog),
+                   "--model", "candidate", "--out", str(out)], project, check=False)
+    assert checked.returncode == 3, checked.stderr[-2000:]
+    verdict = json.loads((out / "summary.json").read_text())["south_train_vs_astroclip"]
+    assert verdict["detected"] and {"mag_g", "mag_r", "mag_z"} <= set(verdict["drifted_columns"])
+    assert verdict["embedding_drift_score"] is not None and set(verdict["prediction_drift"]) == {"z", "kcorr_r01"}
+
+    # The gate: drift on north and a limit the candidate misses -> refused; --force --reason -> promoted.
+    run(["dvc", "repro", "--single-item", "--force", "register"], project)    # a new candidate version
+    drift_summary = tmp_path / "summary.json"
+    drift_summary.write_text(json.dumps({"south_vs_north": {"detected": True},
+                                         "south_train_vs_south_test": {"detected": False}}))
+    edit_params(project, lambda p: p["registry"]["promotion"]["drift_limits"]["z"].__setitem__("sigma_mad", 1e-6))
+    promote = ["galaxyprop", "promote", "z", "--drift-summary", str(drift_summary)]
+    refused = run(promote, project, check=False)
+    assert refused.returncode == 1
+    assert "drift detected on 'north': sigma_mad there = " in refused.stderr
+    assert "misses the limit 1e-06" in refused.stderr
+    forced = run([*promote, "--force", "--reason", "north checked by hand"], project)
+    assert "forced: north checked by hand; overriding: drift detected on 'north'" in forced.stdout
+    history = run(["galaxyprop", "history", "z"], project).stdout
+    assert "force" in history and "north checked by hand" in history

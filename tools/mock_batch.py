@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="galaxies in the batch")
     parser.add_argument("--seed", type=int, default=7, help="a seed other than the survey's gives new galaxies")
     parser.add_argument("--seeing-scale", type=float, default=1.0, help="multiply the field's seeing FWHM")
-    parser.add_argument("--depth-offset", type=float, default=0.0, help="add to the field's depths (mag; < 0: shallower)")
+    parser.add_argument("--depth-offset", type=float, default=0.0, help="add to the depths (mag; < 0: shallower)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     config = MockConfig.from_params(batch_params(load_params(args.params), args.field, args.n, args.seed,

@@ -39,7 +39,7 @@ class DriftSettings:
 
     column_method: str = "ks"               # Evidently stat test per column (photometry and predictions)
     alarm_rate: float = 0.05                # p-value tests: chance that a batch like the reference drifts on any column
-    column_threshold: float | None = None   # None: alarm_rate / number of tested columns (Bonferroni); distances: required
+    column_threshold: float | None = None   # None: alarm_rate / tested columns (Bonferroni); distances: required
     drift_share: float | None = None        # photometry drifts when this share of its columns does; None: any one
     embedding_method: str = "model"         # model (classifier ROC AUC) | mmd
     embedding_threshold: float | None = None    # None: Evidently's default (model 0.55, mmd 0.015)
@@ -56,7 +56,8 @@ class DriftSettings:
             raise GalaxypropError(f"params drift.tests.embedding_method: '{settings.embedding_method}' is not "
                                   "one of model, mmd")
         if settings.drift_share is not None and not 0 < settings.drift_share <= 1:
-            raise GalaxypropError(f"params drift.tests.drift_share must be in (0, 1] or null, got {settings.drift_share}")
+            raise GalaxypropError(f"params drift.tests.drift_share must be in (0, 1] or null, got "
+                                  f"{settings.drift_share}")
         if settings.column_threshold is None and settings.column_method not in P_VALUE_TESTS:
             raise GalaxypropError(f"params drift.tests.column_threshold must be set for the distance test "
                                   f"'{settings.column_method}' (alarm_rate applies to p-value tests: "
@@ -169,7 +170,7 @@ def _embedding_columns(dim: int) -> list[str]:
 
 
 def _frame(sample: Sample, columns: list[str], predictions: list[str], with_embeddings: bool) -> pd.DataFrame:
-    parts = []
+    parts = [pd.DataFrame(index=pd.RangeIndex(len(sample)))]
     if columns:
         parts.append(sample.photometry[columns].reset_index(drop=True).astype(float))
     if predictions:
