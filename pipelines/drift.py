@@ -17,7 +17,7 @@ from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json
 from galaxyprop.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
-from galaxyprop.drift_samples import field_mask, predict, to_sample
+from galaxyprop.drift_samples import field_mask, field_names, predict, to_sample
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.metrics import target_metrics
 
@@ -71,11 +71,14 @@ def main() -> None:
         frame = galaxies()
         bands = prepared_bands()["bands"]
         every = to_sample("all", frame, bands, image_embeddings(frame), candidate_predictions(frame))
-        split = frame[schema.SPLIT].to_numpy()
+        split, names = frame[schema.SPLIT].to_numpy(), field_names(frame)
+        if reference_field not in names and len(set(names)) == 1:
+            log.info("no field '%s' in this source: its one field '%s' is the reference", reference_field, names[0])
+            reference_field = names[0]
         in_reference = field_mask(frame, reference_field)
         reference = every.take(np.flatnonzero(in_reference & (split == "train")), reference_field)
-        fields = sorted(set(frame[schema.PHOTSYS].map(schema.field_name)) - {reference_field})
-        pairs = [(reference, every.take(np.flatnonzero(field_mask(frame, f) & (split == "test")), f)) for f in fields]
+        fields = sorted(set(names) - {reference_field})
+        pairs = [(reference, every.take(np.flatnonzero((names == f) & (split == "test")), f)) for f in fields]
         pairs.append((every.take(np.flatnonzero(in_reference & (split == "train")), f"{reference_field}_train"),
                       every.take(np.flatnonzero(in_reference & (split == "test")), f"{reference_field}_test")))
 

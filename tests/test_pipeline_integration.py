@@ -208,7 +208,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
     knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry")}
     photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
-    assert knn <= ran <= knn | photoz | {"densities", "evaluate", "compare", "register"}
+    assert knn <= ran <= knn | photoz | {"densities", "evaluate", "compare", "register", "drift"}
 
 
 def test_promote_cli_and_bad_input_keep_stores_intact(project):

@@ -161,12 +161,20 @@ def to_sample(name: str, frame: pd.DataFrame, bands: Sequence[str], embeddings: 
                   frame[labels].reset_index(drop=True) if labels else None, field_name)
 
 
-def field_mask(frame: pd.DataFrame, field_name: str) -> np.ndarray:
-    """Rows of one survey field (by PHOTSYS); an error naming the fields there are if it has none."""
+ALL_FIELDS = "all"
+
+
+def field_names(frame: pd.DataFrame) -> np.ndarray:
+    """Each galaxy's survey field (`north`/`south` by PHOTSYS); `all` for a catalogue without PHOTSYS."""
     if schema.PHOTSYS not in frame.columns:
-        raise GalaxypropError(f"the data has no '{schema.PHOTSYS}' column to pick the field '{field_name}' by")
-    names = frame[schema.PHOTSYS].map(schema.field_name)
-    mask = (names == field_name).to_numpy()
+        return np.full(len(frame), ALL_FIELDS, dtype=object)
+    return frame[schema.PHOTSYS].map(schema.field_name).to_numpy(dtype=object)
+
+
+def field_mask(frame: pd.DataFrame, field_name: str) -> np.ndarray:
+    """Rows of one survey field; an error naming the fields there are if it has none."""
+    names = field_names(frame)
+    mask = names == field_name
     if not mask.any():
-        raise GalaxypropError(f"no galaxies of field '{field_name}'; the data has {sorted(names.unique())}")
+        raise GalaxypropError(f"no galaxies of field '{field_name}'; the data has {sorted(set(names))}")
     return mask

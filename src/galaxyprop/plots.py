@@ -224,3 +224,32 @@ def drift_scores(verdicts: dict[str, dict], method: str, p_value: bool) -> Figur
     right.set(ylabel="embedding drift score (dashed: threshold)", title="image embeddings\n(red: drift detected)")
     fig.tight_layout()
     return fig
+
+
+def adaptation_bars(result: dict, targets: list[str]) -> Figure:
+    """Per target, each training variant's metric on each field's test galaxies; the legend gives how
+    well a classifier tells the fields apart from the variant's last hidden layer (0.5: not at all)."""
+    if not targets:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no adaptation: {result.get('skipped', 'nothing to adapt')}", ha="center", va="center")
+        return fig
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4), squeeze=False)
+    for ax, target in zip(axes[0], targets, strict=True):
+        entry = result[target]
+        metric = entry["metric"]
+        variants = [v for v in entry if v != "metric"]
+        fields = list(entry[variants[0]][metric])
+        width = 0.8 / len(variants)
+        for i, variant in enumerate(variants):
+            auc = ", ".join(f"{a:.2f}" for a in entry[variant]["field_classifier_auc"].values())
+            ax.bar(np.arange(len(fields)) + i * width, [entry[variant][metric][f] for f in fields], width,
+                   label=f"{variant} (field AUC {auc})")
+        ax.set_xticks(np.arange(len(fields)) + 0.4 - width / 2, fields)
+        ax.set_ylim(0, 1.35 * max(entry[v][metric][f] for v in variants for f in fields))   # room for the legend
+        ax.set(ylabel=f"{metric} on the test split", title=f"{target}: trained on the reference field, "
+               "adversarially adapted, or on both", xlabel="field")
+        ax.title.set_fontsize(8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
