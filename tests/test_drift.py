@@ -165,3 +165,11 @@ def test_drift_cli_exit_codes_report_and_errors(tmp_path, capsys):
     assert code == 2 and err.strip() == f"galaxyprop: error: {empty}: no rows to compare"
     code, _, err = drift_cli(tmp_path, capsys, tmp_path / "missing.parquet")
     assert code == 2 and "missing.parquet: file not found" in err
+
+
+def test_a_band_never_measured_is_named(reference):
+    frame = catalogue(100, 10)
+    frame["flux_ivar_W1"] = 0.0
+    with pytest.raises(GalaxypropError, match="photometry of 'unmeasured': column 'magerr_W1' has infinite values or "
+                                              "no measured value"):
+        compare(reference, to_sample("unmeasured", frame, BANDS), DriftSettings())

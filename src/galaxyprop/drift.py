@@ -100,7 +100,6 @@ class Sample:
     embeddings: np.ndarray | None = None      # (n, d) image embeddings
     predictions: pd.DataFrame | None = None   # one column per target: the model's point estimate
     labels: pd.DataFrame | None = None        # one column per target: the true value
-    field_name: str | None = None             # the survey field, where the sample is one
 
     def __len__(self) -> int:
         for part in (self.photometry, self.embeddings, self.predictions, self.labels):
@@ -114,7 +113,7 @@ class Sample:
                 return None
             return part[rows] if isinstance(part, np.ndarray) else part.iloc[rows].reset_index(drop=True)
         return Sample(name or self.name, pick(self.photometry), pick(self.embeddings), pick(self.predictions),
-                      pick(self.labels), self.field_name)
+                      pick(self.labels))
 
 
 @dataclass
@@ -154,11 +153,15 @@ def _check_pair(reference: Sample, current: Sample) -> None:
                                   f"dimensions, those of '{current.name}' {current.embeddings.shape[1]}")
     for sample in (reference, current):
         for name, part in (("photometry", sample.photometry), ("embeddings", sample.embeddings)):
-            if part is not None:
-                values = np.asarray(part, float)
-                if np.isinf(values).any() or np.isnan(values).all(axis=0).any():
-                    raise GalaxypropError(f"drift: {name} of '{sample.name}' has infinite values or an all-missing "
-                                          "column")
+            if part is None:
+                continue
+            values = np.asarray(part, float)
+            bad = np.isinf(values).any(axis=0) | np.isnan(values).all(axis=0)
+            if bad.any():
+                at = int(np.argmax(bad))
+                column = part.columns[at] if isinstance(part, pd.DataFrame) else f"dimension {at}"
+                raise GalaxypropError(f"drift: {name} of '{sample.name}': column '{column}' has infinite values or "
+                                      "no measured value (e.g. a band with every inverse variance 0)")
 
 
 def _shared(reference, current) -> bool:

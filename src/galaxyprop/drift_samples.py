@@ -153,12 +153,12 @@ def embed(cutouts: np.ndarray, encoder_path: str | Path, progress: bool = False)
 
 
 def to_sample(name: str, frame: pd.DataFrame, bands: Sequence[str], embeddings: np.ndarray | None = None,
-              predictions: pd.DataFrame | None = None, field_name: str | None = None) -> Sample:
+              predictions: pd.DataFrame | None = None) -> Sample:
     """A drift sample of catalogue rows in the galaxyprop layout (photometry where they have fluxes)."""
     has_fluxes = all(schema.flux_column(b) in frame.columns for b in bands)
     labels = [t for t in schema.TARGETS if t in frame.columns]
     return Sample(name, photometry_columns(frame, bands) if has_fluxes else None, embeddings, predictions,
-                  frame[labels].reset_index(drop=True) if labels else None, field_name)
+                  frame[labels].reset_index(drop=True) if labels else None)
 
 
 ALL_FIELDS = "all"
