@@ -62,7 +62,8 @@ def test_a_sample_like_the_reference_is_not_flagged(reference):
     assert verdict["detected"] is False
     assert verdict["share_drifted"] == 0 and verdict["drifted_columns"] == []
     assert 0.45 < verdict["embedding_drift_score"] < 0.55 and verdict["embedding_detected"] is False
-    assert verdict["settings"]["column_threshold"] == pytest.approx(0.05 / 11)   # Bonferroni over 11 columns
+    # Bonferroni over 11 columns with half the alarm rate (the bootstrap test on the embeddings has the rest)
+    assert verdict["settings"]["column_threshold"] == pytest.approx(0.05 / 2 / 11)
 
 
 def test_known_shifts_are_flagged_on_the_columns_they_move(reference):

@@ -38,12 +38,12 @@ class DriftSettings:
     """Every knob of the detector (params.yaml `drift.tests`)."""
 
     column_method: str = "ks"               # Evidently stat test per column (photometry and predictions)
-    alarm_rate: float = 0.05                # p-value tests: chance that a batch like the reference drifts on any column
-    column_threshold: float | None = None   # None: alarm_rate / tested columns (Bonferroni); distances: required
+    alarm_rate: float = 0.05                # chance that a batch drawn like the reference is flagged at all
+    column_threshold: float | None = None   # None: the columns' share of alarm_rate / columns (Bonferroni)
     drift_share: float | None = None        # photometry drifts when this share of its columns does; None: any one
     embedding_method: str = "model"         # model (classifier ROC AUC) | mmd
     embedding_threshold: float | None = None    # None: Evidently's default (model 0.55, mmd 0.015)
-    embedding_bootstrap: bool | None = None     # None: Evidently's rule, a bootstrap test below 1000 reference rows
+    embedding_bootstrap: bool | None = None     # None: a bootstrap test when either side has < 1000 rows
 
     @classmethod
     def from_params(cls, tests: Mapping) -> "DriftSettings":
@@ -66,29 +66,36 @@ class DriftSettings:
             raise GalaxypropError(f"params drift.tests.alarm_rate must be in (0, 1), got {settings.alarm_rate}")
         return settings
 
-    def threshold_for(self, n_columns: int) -> float:
-        """The per-column threshold when `n_columns` columns are tested together."""
+    def threshold_for(self, n_columns: int, shared: bool = False) -> float:
+        """The per-column threshold when `n_columns` columns are tested together; `shared`: half the
+        alarm rate goes to a significance test on the embeddings."""
         if self.column_threshold is not None:
             return float(self.column_threshold)
-        return self.alarm_rate / max(n_columns, 1)
+        return self.alarm_rate * (0.5 if shared else 1.0) / max(n_columns, 1)
+
+    def bootstraps(self, n_reference: int, n_current: int) -> bool:
+        """Whether the embedding test is a significance test. Evidently's rule (below 1000 reference
+        rows) applied to the smaller side: the AUC's noise is set by it, and a fixed threshold of 0.55
+        false-alarms on small batches (30 % at 50 galaxies)."""
+        return min(n_reference, n_current) < 1000 if self.embedding_bootstrap is None else self.embedding_bootstrap
 
     def photometry_drifts(self, n_drifted: int, n_columns: int) -> bool:
         if self.drift_share is None:
             return n_drifted > 0
         return n_drifted / n_columns >= self.drift_share
 
-    def embedding_drift_method(self, n_reference: int):
+    def embedding_drift_method(self, n_reference: int, n_current: int):
+        """Evidently's method; as a significance test it gets half the alarm rate (the columns the rest)."""
         from evidently.metrics.embeddings import MMDDriftMethod, ModelDriftMethod
 
-        bootstrap = n_reference < 1000 if self.embedding_bootstrap is None else self.embedding_bootstrap
-        options = {"bootstrap": bootstrap}
+        options = {"bootstrap": self.bootstraps(n_reference, n_current),
+                   "quantile_probability": 1 - self.alarm_rate / 2}
         if self.embedding_threshold is not None:
             options["threshold"] = self.embedding_threshold
-        if self.embedding_method == "mmd":
-            # Evidently's MMD default quantile_probability (0.05) flags drift whenever MMD beats the 5th
-            # percentile of its null: a 95 % false-alarm rate. The test wants the 95th.
-            return MMDDriftMethod(quantile_probability=0.95, **options)
-        return ModelDriftMethod(**options)
+        # (Evidently's MMD default quantile_probability, 0.05, would flag drift whenever MMD beats the 5th
+        # percentile of its null: a 95 % false-alarm rate.)
+        method = MMDDriftMethod if self.embedding_method == "mmd" else ModelDriftMethod
+        return method(**options)
 
 
 @dataclass
@@ -185,12 +192,13 @@ def _frame(sample: Sample, columns: list[str], predictions: list[str], with_embe
 
 def embedding_drift(reference: np.ndarray, current: np.ndarray, settings: DriftSettings) -> dict:
     """Score and verdict of Evidently's embedding drift method (no t-SNE)."""
-    method = settings.embedding_drift_method(len(reference))
+    method = settings.embedding_drift_method(len(reference), len(current))
     names = _embedding_columns(reference.shape[1])
     score, detected, method_name = method(pd.DataFrame(current, columns=names),
                                           pd.DataFrame(reference, columns=names))
     return {"score": float(score), "detected": bool(detected), "method": method_name,
-            "threshold": float(method.threshold), "bootstrap": bool(method.bootstrap)}
+            "threshold": float(method.threshold), "bootstrap": bool(method.bootstrap),
+            "quantile": float(method.quantile_probability)}
 
 
 def _embedding_widget_metric():
@@ -208,11 +216,12 @@ def _embedding_widget_metric():
         method_name: str
         threshold: float
         bootstrap: bool
+        quantile: float
 
     class EmbeddingDriftVerdictCalculation(SingleValueCalculation[EmbeddingDriftVerdict]):
         def calculate(self, context, current_data, reference_data):
             m = self.metric
-            rule = ("beyond the 95th percentile of its bootstrap null" if m.bootstrap
+            rule = (f"beyond the {100 * m.quantile:g}th percentile of its bootstrap null" if m.bootstrap
                     else f"threshold {m.threshold:g}")
             result = self.result(m.score)
             result.widget = [counter(counters=[CounterData(
@@ -283,7 +292,8 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
         raise GalaxypropError(f"drift: '{reference.name}' and '{current.name}' share nothing to compare "
                               "(photometry, embeddings or predictions)")
 
-    threshold = settings.threshold_for(len(columns) + len(predicted))
+    threshold = settings.threshold_for(len(columns) + len(predicted),
+                                       shared=has_embeddings and settings.bootstraps(len(reference), len(current)))
     test = dict(method=settings.column_method, threshold=threshold)
     metrics: list = []
     if columns:
@@ -294,11 +304,11 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
     embedding = None
     if has_embeddings:
         embedding = embedding_drift(reference.embeddings, current.embeddings, settings)
-        metrics.append(_verdict_metric(embeddings_name=EMBEDDINGS, method_name=embedding["method"],
-                                       **{k: embedding[k] for k in ("score", "detected", "threshold", "bootstrap")}))
+        shown = {k: embedding[k] for k in ("score", "detected", "threshold", "bootstrap", "quantile")}
+        metrics.append(_verdict_metric(embeddings_name=EMBEDDINGS, method_name=embedding["method"], **shown))
         if embedding_map:
             metrics.append(EmbeddingsDrift(embeddings_name=EMBEDDINGS,
-                                           drift_method=settings.embedding_drift_method(len(reference))))
+                                           drift_method=settings.embedding_drift_method(len(reference), len(current))))
     definition = DataDefinition(numerical_columns=columns + predicted,
                                 embeddings={EMBEDDINGS: _embedding_columns(reference.embeddings.shape[1])}
                                 if embedding_map else None)
@@ -321,6 +331,8 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
     if embedding is not None:
         verdict.update(embedding_drift_score=embedding["score"], embedding_detected=embedding["detected"],
                        embedding_method=embedding["method"],
+                       embedding_test=(f"bootstrap, {embedding['quantile']:g} quantile of the null"
+                                       if embedding["bootstrap"] else f"threshold {embedding['threshold']:g}"),
                        embedding_threshold=None if embedding["bootstrap"] else embedding["threshold"])
         parts.append(embedding["detected"])
     if targets:
