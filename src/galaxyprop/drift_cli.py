@@ -42,11 +42,12 @@ def _models(args: argparse.Namespace, params: dict) -> dict:
     tracking.connect(Stores.from_params(params))
     models = {}
     for target in schema.TARGETS:
-        version = registry.alias_version(target, args.model) if not args.model.isdigit() else None
-        if version is None and args.model == "production":
-            version = registry.alias_version(target, registry.CANDIDATE)
-        if version is None and args.model.isdigit():
-            version = registry.resolve_version(target, args.model)
+        if args.model.isdigit():
+            version = registry.resolve_version(target, args.model)    # a clear error if there is none
+        else:
+            version = registry.alias_version(target, args.model)
+            if version is None and args.model == "production":
+                version = registry.alias_version(target, registry.CANDIDATE)
         if version is None:
             print(f"  ({registry.model_name(target)} has no '{args.model}' version: no prediction drift for {target})")
             continue
