@@ -23,9 +23,8 @@ from galaxyprop.drift_samples import field_names
 from galaxyprop.errors import exit_on_error
 from galaxyprop.adaptation import DomainAdversarialHead
 from galaxyprop.heads.mlp import MLPHead
-from galaxyprop.metrics import target_metrics
 from galaxyprop.plots import adaptation_bars
-from galaxyprop.promotion import drifted_fields
+from galaxyprop.promotion import drifted_fields, metric_function
 
 OUT = REPORTS / "drift" / "adaptation.json"
 PLOTS = REPORTS / "plots" / "adaptation"
@@ -66,6 +65,7 @@ def main() -> None:
         (train, X_train), (test, X_test) = fields["train"], fields["test"]
         source = names["train"] == reference_field
         hyper = dict(spec["mlp"])
+        metric_of = metric_function(params)
         for target in schema.TARGETS:
             metric = section(params, f"targets.{target}.metric")
             y_train = train[target].to_numpy(float)
@@ -81,10 +81,8 @@ def main() -> None:
             truth = test[target].to_numpy(float)
             for variant, head in heads.items():
                 predicted = head.predict(X_test).value
-                scores = {field: float(target_metrics(target, truth[names["test"] == field],
-                                                      predicted[names["test"] == field],
-                                                      section(params, f"targets.{target}.outlier_threshold"),
-                                                      section(params, "evaluation.eta_threshold"))[metric])
+                scores = {field: metric_of(target, truth[names["test"] == field],
+                                           predicted[names["test"] == field])[metric]
                           for field in [reference_field, *drifted]}
                 hidden = hidden_features(head, X_test)
                 auc = {f: embedding_drift(hidden[names["test"] == reference_field], hidden[names["test"] == f],

@@ -4,6 +4,7 @@ and the detector's false-alarm rate over random splits of the reference field.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -19,7 +20,7 @@ from galaxyprop.data.io import write_json
 from galaxyprop.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
 from galaxyprop.drift_samples import field_mask, field_names, predict, to_sample
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.metrics import target_metrics
+from galaxyprop.promotion import metric_function
 
 DRIFT = REPORTS / "drift"
 HTML = DRIFT / "html"
@@ -60,12 +61,6 @@ def main() -> None:
     spec = section(params, "drift")
     settings = DriftSettings.from_params(spec.get("tests") or {})
     reference_field = spec["reference_field"]
-    eta = section(params, "evaluation.eta_threshold")
-
-    def metrics_of(target, truth, predicted):
-        keep = section(params, f"targets.{target}.metric")
-        return {keep: target_metrics(target, truth, predicted, section(params, f"targets.{target}.outlier_threshold"),
-                                     eta)[keep]}
 
     with tracking.stage_run(Stores.from_params(params), "drift", params={"drift": spec}):
         frame = galaxies()
@@ -79,14 +74,14 @@ def main() -> None:
         reference = every.take(np.flatnonzero(in_reference & (split == "train")), reference_field)
         fields = sorted(set(names) - {reference_field})
         pairs = [(reference, every.take(np.flatnonzero((names == f) & (split == "test")), f)) for f in fields]
-        pairs.append((every.take(np.flatnonzero(in_reference & (split == "train")), f"{reference_field}_train"),
+        pairs.append((dataclasses.replace(reference, name=f"{reference_field}_train"),
                       every.take(np.flatnonzero(in_reference & (split == "test")), f"{reference_field}_test")))
 
         shutil.rmtree(HTML, ignore_errors=True)
         summary = {}
         for ref, cur in pairs:
             comparison = compare(ref, cur, settings, embedding_map=bool(spec.get("embedding_map")),
-                                 metrics_of=metrics_of)
+                                 metrics_of=metric_function(params))
             comparison.save_html(HTML / f"{comparison.name}.html")
             summary[comparison.name] = comparison.verdict
             log.info("%s: detected=%s (share of drifted columns %s, embedding score %s)", comparison.name,

@@ -49,6 +49,6 @@ def test_adversary_hides_the_field_and_keeps_the_regression():
     assert auc(plain) > 0.95                     # the plain MLP's features carry the field
     assert auc(adapted) < 0.9                     # (about 0.65-0.88 over seeds and adversary weights)
     residual = adapted.predict(Xt).value - yt
-    assert 1 - residual.var() / yt.var() > 0.6   # still a regressor on the unlabelled field
+    assert 1 - residual.var() / yt.var() > 0.9   # still a regressor on the unlabelled field (R^2 0.98)
     with pytest.raises(GalaxypropError, match="needs unlabelled galaxies"):
         DomainAdversarialHead(**HYPER).fit(Xs, ys)

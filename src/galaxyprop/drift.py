@@ -13,6 +13,7 @@ the predictions on each side (a report, not a verdict).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -201,8 +202,10 @@ def embedding_drift(reference: np.ndarray, current: np.ndarray, settings: DriftS
             "quantile": float(method.quantile_probability)}
 
 
-def _embedding_widget_metric():
-    """An Evidently metric that shows the embedding verdict computed above in the HTML report."""
+@functools.cache
+def _verdict_metric_type():
+    """An Evidently metric that shows the embedding verdict computed above in the HTML report
+    (defined on first use, so that importing this module does not import Evidently)."""
     from evidently.core.metric_types import SingleValueCalculation, SingleValueMetric
     from evidently.legacy.renderers.html_widgets import CounterData, counter
 
@@ -233,16 +236,6 @@ def _embedding_widget_metric():
             return f"Embedding drift score: {self.metric.embeddings_name}"
 
     return EmbeddingDriftVerdict
-
-
-_VERDICT_METRIC: Callable | None = None
-
-
-def _verdict_metric(**kwargs):
-    global _VERDICT_METRIC
-    if _VERDICT_METRIC is None:
-        _VERDICT_METRIC = _embedding_widget_metric()
-    return _VERDICT_METRIC(**kwargs)
 
 
 def _column_flags(snapshot, columns: list[str]) -> tuple[dict[str, float], dict[str, bool]]:
@@ -305,7 +298,7 @@ def compare(reference: Sample, current: Sample, settings: DriftSettings, *, embe
     if has_embeddings:
         embedding = embedding_drift(reference.embeddings, current.embeddings, settings)
         shown = {k: embedding[k] for k in ("score", "detected", "threshold", "bootstrap", "quantile")}
-        metrics.append(_verdict_metric(embeddings_name=EMBEDDINGS, method_name=embedding["method"], **shown))
+        metrics.append(_verdict_metric_type()(embeddings_name=EMBEDDINGS, method_name=embedding["method"], **shown))
         if embedding_map:
             metrics.append(EmbeddingsDrift(embeddings_name=EMBEDDINGS,
                                            drift_method=settings.embedding_drift_method(len(reference), len(current))))

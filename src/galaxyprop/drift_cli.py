@@ -15,6 +15,7 @@ from galaxyprop.data import schema
 from galaxyprop.drift import DriftSettings, Sample, compare
 from galaxyprop.drift_samples import Batch, embed, field_mask, predict, read_batch, sample_name, to_sample
 from galaxyprop.errors import GalaxypropError, reading
+from galaxyprop.promotion import metric_function
 
 EXIT_DRIFT = 3
 PREPARED = Path("data/prepared")
@@ -56,8 +57,9 @@ def _models(args: argparse.Namespace, params: dict) -> dict:
     return models
 
 
-def _workspace_reference(field_name: str, bands: list[str]) -> tuple[Sample, Batch]:
-    """The pipeline's training galaxies of one survey field (with their embed-stage embeddings)."""
+def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool) -> tuple[Sample, Batch]:
+    """The pipeline's training galaxies of one survey field, with their embed-stage embeddings and,
+    for models that take images, their cutouts."""
     path = PREPARED / "train.parquet"
     if not path.exists():
         raise GalaxypropError(f"{path} not found: run `dvc repro` or pass --reference FILE")
@@ -71,7 +73,7 @@ def _workspace_reference(field_name: str, bands: list[str]) -> tuple[Sample, Bat
             table = pd.read_parquet(table_path).set_index(schema.ID)
         embeddings = table.loc[frame[schema.ID]].to_numpy(np.float32)
     cutouts = None
-    if RAW_IMAGES.exists() and "image_row" in frame.columns:
+    if with_cutouts and RAW_IMAGES.exists() and "image_row" in frame.columns:
         from galaxyprop.data.astroclip_hdf5 import AstroclipFile
 
         with AstroclipFile(RAW_IMAGES) as file:
@@ -120,14 +122,15 @@ def drift(args: argparse.Namespace) -> int:
     encoder = Path(args.encoder)
     current_name = sample_name(args.name or Path(args.current).stem)
     current, current_batch = _file_sample(args.current, args.current_catalog, bands, encoder, current_name)
+    models = _models(args, params)
     if args.reference:
         reference, reference_batch = _file_sample(args.reference, args.reference_catalog, bands, encoder,
                                                   sample_name(Path(args.reference).stem))
     else:
-        reference, reference_batch = _workspace_reference(args.reference_field or spec["reference_field"], bands)
+        reference, reference_batch = _workspace_reference(args.reference_field or spec["reference_field"], bands,
+                                                          with_cutouts=bool(models))
     if reference.name == current.name:
         current.name = f"{current.name}_current"
-    models = _models(args, params)
     if models:
         for sample, batch in ((reference, reference_batch), (current, current_batch)):
             skipped: dict[str, str] = {}
@@ -135,14 +138,8 @@ def drift(args: argparse.Namespace) -> int:
             for target, why in skipped.items():
                 print(f"  (no prediction drift for {target} on '{sample.name}': {why})")
 
-    def metrics_of(target, truth, predicted):
-        from galaxyprop.metrics import target_metrics
-
-        metric = section(params, f"targets.{target}.metric")
-        return {metric: target_metrics(target, truth, predicted, section(params, f"targets.{target}.outlier_threshold"),
-                                       section(params, "evaluation.eta_threshold"))[metric]}
-
-    comparison = compare(reference, current, settings, embedding_map=args.embedding_map, metrics_of=metrics_of)
+    comparison = compare(reference, current, settings, embedding_map=args.embedding_map,
+                         metrics_of=metric_function(params))
     out = Path(args.out or Path("reports/drift/batches") / current.name)
     comparison.save_html(out / f"{comparison.name}.html")
     write_json({comparison.name: comparison.verdict}, out / "summary.json")

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.metrics import is_better, objective_value
+from galaxyprop.config import section
+from galaxyprop.metrics import is_better, objective_value, target_metrics
 
 OVERALL = "all"
 
@@ -79,3 +82,14 @@ def problems(gate: Gate, candidate: Mapping[str, float], production: Mapping[str
 
 def describe(evaluation: Mapping[str, float]) -> str:
     return ", ".join(f"{field} {value:.4g}" for field, value in evaluation.items())
+
+
+def metric_function(params: Mapping) -> Callable[[str, np.ndarray, np.ndarray], dict[str, float]]:
+    """`metric_of(target, truth, prediction)` -> {name: value}: each target's promotion metric
+    (`targets.<t>.metric`, with its outlier threshold and `evaluation.eta_threshold`)."""
+    def metric_of(target: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+        spec = section(params, f"targets.{target}")
+        value = target_metrics(target, y_true, y_pred, spec["outlier_threshold"],
+                               section(params, "evaluation.eta_threshold"))[spec["metric"]]
+        return {spec["metric"]: float(value)}
+    return metric_of
