@@ -15,7 +15,7 @@ RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
 FEATURES = Path("data/features")
 PREDICTIONS = Path("data/predictions")
-DENSITIES = Path("data/densities")          # test-split densities of the heads that give them
+DENSITIES = Path("data/densities")          # each model's val and test densities, raw and calibrated
 MODELS = Path("models")
 REPORTS = Path("reports")
 PLOTS = REPORTS / "plots" / "evaluation"
@@ -115,6 +115,10 @@ def predictions_path(target: str, head: str) -> Path:
     return PREDICTIONS / target / f"{head}.parquet"
 
 
+def densities_path(target: str, head: str) -> Path:
+    return DENSITIES / target / f"{head}.h5"
+
+
 def model_dir(target: str, head: str) -> Path:
     return MODELS / target / head
 
@@ -124,6 +128,11 @@ def prediction_frame(frame: pd.DataFrame, split: str, target: str, value, spread
     return pd.DataFrame({schema.ID: frame[schema.ID].to_numpy(), schema.SPLIT: split,
                          schema.REDSHIFT: frame[schema.REDSHIFT].to_numpy(),
                          "true": frame[target].to_numpy(), "prediction": value, "spread": spread})
+
+
+def split_fields(frame: pd.DataFrame):
+    """The survey field (PHOTSYS) of each row, or None for a source without fields."""
+    return frame[schema.PHOTSYS].to_numpy() if schema.PHOTSYS in frame.columns else None
 
 
 def split_inputs(head: str, features: str, split: str, target: str) -> tuple:

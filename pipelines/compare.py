@@ -39,7 +39,8 @@ def main() -> None:
                 paths.append(PLOTS / f"{target}_{metric}_confidence.png")
                 save_figure(plots.confidence_curve(curves, metric, target), paths[-1])
             paths += [p for p in (EVALUATION_PLOTS / f"{target}_pit_histograms.png",
-                                  EVALUATION_PLOTS / f"{target}_pit_qq.png") if p.exists()]
+                                  EVALUATION_PLOTS / f"{target}_pit_qq.png",
+                                  EVALUATION_PLOTS / f"{target}_coverage_by_field.png") if p.exists()]
             figures[target] = [str(p.relative_to(REPORTS)) for p in paths]
         report = comparison_markdown(metrics, breakdown, inputs, selection, figures)
         with atomic_path(REPORTS / "comparison.md") as tmp:

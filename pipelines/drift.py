@@ -44,7 +44,7 @@ def image_embeddings(frame: pd.DataFrame) -> np.ndarray | None:
 def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Each target's registered candidate (reports/registered.json) on these galaxies."""
     registered = json.loads((REPORTS / "registered.json").read_text())
-    models = {t: registry.load_model(t, entry["version"]) for t, entry in registered.items()}
+    models = {t: registry.load_model(t, entry["version"]) for t, entry in registered.items() if entry["version"]}
     needs_images = any(m.metadata.get_input_schema().is_tensor_spec() for m in models.values())
     cutouts = model_inputs("images", frame, "image") if needs_images else None
     skipped: dict[str, str] = {}

@@ -1,4 +1,5 @@
-"""Stage evaluate: every head on the test (and validation) split, metrics and plots."""
+"""Stage evaluate: every head on the test (and validation) split, metrics and plots; for the heads with
+densities the calibrated (served) and raw densities, overall and per survey field."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import DENSITIES, PLOTS, PREDICTIONS, REPORTS, metrics_key, prepared_split, save_figure
+from common import PLOTS, PREDICTIONS, REPORTS, densities_path, metrics_key, prepared_split, save_figure
 
 from galaxyprop import plots, tracking
+from galaxyprop.calibration import calibration_summary
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
@@ -58,17 +60,29 @@ def by_confidence(test: pd.DataFrame, target: str, kept: list[float], outlier: f
     return rows
 
 
-def density_rows(path, test: pd.DataFrame, target: str, outlier: float, eta: float) -> tuple[dict, np.ndarray]:
-    """The density metrics of a model's test densities, its mode's point metrics, and the PIT values."""
-    ids, pdf, grid = read_densities(path)
-    truth = test.set_index(schema.ID)["true"]
+#: Density metrics of the head's own densities, reported beside those of the served (calibrated) ones.
+RAW_METRICS = ("pit_ks", "coverage_68", "coverage_95", "crps")
+
+
+def density_rows(path, split: pd.DataFrame, target: str, outlier: float, eta: float,
+                 fields: pd.Series) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    """One split's density metrics of a model (calibrated, with the raw ones as `<metric>_raw`), its
+    mode's point metrics, the calibrated and raw PIT values, and the calibration per survey field."""
+    name = split[schema.SPLIT].iloc[0]
+    ids, pdf, grid = read_densities(path, split=name)
+    _, raw, _ = read_densities(path, split=name, raw=True)
+    truth = split.set_index(schema.ID)["true"]
     missing = np.setdiff1d(ids, truth.index)
     if len(missing):
-        raise GalaxypropError(f"{path}: {len(missing)} ids (e.g. {missing[0]}) are not test galaxies with predictions")
+        raise GalaxypropError(f"{path}: {len(missing)} ids (e.g. {missing[0]}) are not {name} galaxies with predictions")
     y = truth.loc[ids].to_numpy(float)
     at_mode = target_metrics(target, y, mode(pdf, grid), outlier, eta)
-    return ({**density_metrics(pdf, grid, y), **{f"{m}_mode": at_mode[m] for m in MODE_METRICS.get(target, ())}},
-            cdf_at(pdf, grid, y))
+    raw_metrics = density_metrics(raw, grid, y)
+    metrics = {**density_metrics(pdf, grid, y), **{f"{m}_raw": raw_metrics[m] for m in RAW_METRICS},
+               **{f"{m}_mode": at_mode[m] for m in MODE_METRICS.get(target, ())}}
+    codes = fields.loc[ids].to_numpy()
+    by_field = {"calibrated": calibration_summary(pdf, grid, y, codes), "raw": calibration_summary(raw, grid, y, codes)}
+    return metrics, cdf_at(pdf, grid, y), cdf_at(raw, grid, y), by_field
 
 
 @exit_on_error
@@ -77,17 +91,16 @@ def main() -> None:
     eta, n_bins = section(params, "evaluation.eta_threshold"), section(params, "evaluation.n_redshift_bins")
     kept, default_features = section(params, "evaluation.kept_fractions"), section(params, "features.default")
     test_metrics, val_metrics, failures = {}, {}, {}
-    breakdown: dict = {"by_redshift_bin": {}, "by_field": {}, "by_confidence": {}}
-    test_split = prepared_split("test")
-    fields = (test_split.set_index(schema.ID)[schema.PHOTSYS] if schema.PHOTSYS in test_split
-              else pd.Series("*", index=test_split[schema.ID]))
+    breakdown: dict = {"by_redshift_bin": {}, "by_field": {}, "by_confidence": {}, "calibration_by_field": {}}
+    fields = pd.concat([(split.set_index(schema.ID)[schema.PHOTSYS] if schema.PHOTSYS in split
+                         else pd.Series("*", index=split[schema.ID])) for split in map(prepared_split, ("val", "test"))])
     with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}):
         for target in schema.TARGETS:
             files = sorted((PREDICTIONS / target).glob("*.parquet"))
             if not files:
                 continue
             outlier = section(params, f"targets.{target}.outlier_threshold")
-            residuals, pits = {}, {}
+            residuals, pits, raw_pits = {}, {}, {}
             for path in files:
                 head, predictions = metrics_key(path.stem, default_features), pd.read_parquet(path)
                 if predictions.empty:
@@ -99,10 +112,15 @@ def main() -> None:
                 test_metrics.setdefault(target, {})[head], n_failed = split_metrics(test, target, outlier, eta)
                 failures.setdefault(target, {})[head] = n_failed
                 test = test[np.isfinite(test["prediction"])]
-                densities = DENSITIES / target / f"{path.stem}.h5"
+                densities = densities_path(target, path.stem)
                 if densities.exists():
-                    rows, pits[head] = density_rows(densities, test, target, outlier, eta)
+                    rows, _, _, val_fields = density_rows(densities, val, target, outlier, eta, fields)
+                    val_metrics[target][head].update(rows)
+                    rows, pits[head], raw_pits[head], test_fields = density_rows(densities, test, target, outlier,
+                                                                                 eta, fields)
                     test_metrics[target][head].update(rows)
+                    breakdown["calibration_by_field"].setdefault(target, {})[head] = {"test": test_fields,
+                                                                                      "val": val_fields}
                 test = test.assign(**{schema.PHOTSYS: fields.loc[test[schema.ID]].to_numpy()})
                 for name, rows in (("by_redshift_bin", by_redshift_bin(test, target, n_bins, outlier, eta)),
                                    ("by_field", by_field(test, target, outlier, eta)),
@@ -114,8 +132,10 @@ def main() -> None:
                             PLOTS / f"{target}_{head}_pred_vs_true.png")
             save_figure(plots.residual_vs_redshift(residuals, target), PLOTS / f"{target}_residual_vs_z.png")
             if pits:
-                save_figure(plots.pit_histograms(pits, target), PLOTS / f"{target}_pit_histograms.png")
+                save_figure(plots.pit_histograms(pits, target, raw_pits), PLOTS / f"{target}_pit_histograms.png")
                 save_figure(plots.pit_qq(pits, target), PLOTS / f"{target}_pit_qq.png")
+                save_figure(plots.coverage_by_field(breakdown["calibration_by_field"][target], target),
+                            PLOTS / f"{target}_coverage_by_field.png")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if not test_metrics:

@@ -1,4 +1,6 @@
-"""Stage register: the best head per target (validation metric) becomes the registry's `candidate`."""
+"""Stage register: per target, the head with the best validation proper score (params
+`registry.selection.metric`, CRPS by default) among those whose calibrated validation densities pass
+the calibration rule becomes the registry's `candidate`; every skipped head is logged with why."""
 
 from __future__ import annotations
 
@@ -8,21 +10,37 @@ import logging
 from common import PREPARED, REPORTS, inputs_of, model_dir, model_inputs, prepared_split, result_of
 
 from galaxyprop import registry, tracking
+from galaxyprop.calibration import OVERALL
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.metrics import objective_value
+from galaxyprop.heads import head_class
 from galaxyprop.predictor import Predictor
+from galaxyprop.promotion import CalibrationRule, select_candidate
 from galaxyprop.provenance import dvc_output_hash, git_commit
 
 log = logging.getLogger("register")
 
 
-def best_head(val_metrics: dict, heads: list[str], metric: str) -> str:
-    present = [h for h in heads if h in val_metrics]
-    if not present:
-        raise GalaxypropError(f"none of the candidate heads {heads} has validation metrics")
-    return min(present, key=lambda h: objective_value(metric, val_metrics[h][metric]))
+def check_candidate_heads(heads: list[str]) -> None:
+    """Every name in `registry.candidate_heads` must be a head (optionally `@features`)."""
+    for name in heads:
+        try:
+            head_class(str(name).partition("@")[0])
+        except GalaxypropError as err:
+            raise GalaxypropError(f"params.yaml: registry.candidate_heads: {err}") from None
+
+
+def uncalibrated_heads(target: str, heads: list[str], default_features: str) -> dict[str, str]:
+    """Heads served uncalibrated (their calibration.json says why)."""
+    out = {}
+    for head in heads:
+        path = model_dir(target, result_of(head, default_features)) / "calibration.json"
+        if path.exists():
+            report = json.loads(path.read_text())
+            if not report.get("calibrated"):
+                out[head] = report.get("reason", "not calibrated")
+    return out
 
 
 @exit_on_error
@@ -30,30 +48,50 @@ def main() -> None:
     params = load_params()
     val_all = json.loads((REPORTS / "val_metrics.json").read_text())
     test_all = json.loads((REPORTS / "metrics.json").read_text())
-    candidates = list(section(params, "registry.candidate_heads"))
+    calibration = json.loads((REPORTS / "metrics_breakdown.json").read_text()).get("calibration_by_field", {})
+    candidates = [str(h) for h in section(params, "registry.candidate_heads")]
+    check_candidate_heads(candidates)
+    selection = section(params, "registry.selection")
+    metric, rule = str(selection.get("metric", "crps")), CalibrationRule.from_params(selection)
     example = prepared_split("test").head(5)
     default_features = section(params, "features.default")
     data_hash = dvc_output_hash(PREPARED) or "untracked"
     registered = {}
     with tracking.stage_run(Stores.from_params(params), "register", params={"registry": params["registry"]}):
         for target, val_metrics in val_all.items():
-            metric = section(params, f"targets.{target}.metric")
-            head = best_head(val_metrics, candidates, metric)
+            target_metric = section(params, f"targets.{target}.metric")
+            val_calibration = {h: by_split["val"]["calibrated"] for h, by_split in calibration.get(target, {}).items()}
+            head, skipped = select_candidate(candidates, val_metrics, val_calibration,
+                                             uncalibrated_heads(target, candidates, default_features), metric, rule)
+            for other, why in skipped.items():
+                log.info("%s: %s not selected: %s", target, other, why)
+            if head is None:
+                log.warning("%s: no head passes the calibration rule; the registry's candidate stays where it was",
+                            target)
+                registered[target] = {"model": registry.model_name(target), "version": None, "skipped": skipped}
+                continue
             name = result_of(head, default_features)
             head_name, features = name.partition("@")[0], inputs_of(head, default_features)
             predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
+            chosen = val_metrics[head]
+            overall = val_calibration.get(head, {}).get(OVERALL, {})
             tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
                     "features": features, "dataset": section(params, "data.source"), "target": target,
                     "params_hash": params_hash(params["data"], params.get("mock"), params["split"],
-                                               params["features"], params.get("encoder"), params["heads"][head_name]),
-                    "selection_metric": metric, f"val_{metric}": f"{val_metrics[head][metric]:.6g}"}
+                                               params["features"], params.get("encoder"), params["heads"][head_name],
+                                               params.get("calibration")),
+                    "selection_metric": metric, f"val_{metric}": f"{chosen[metric]:.6g}",
+                    f"val_{target_metric}": f"{chosen[target_metric]:.6g}",
+                    "val_coverage_68": f"{overall.get('coverage_68', float('nan')):.4g}",
+                    "val_pit_ks": f"{overall.get('pit_ks', float('nan')):.4g}"}
             with tracking.child_run(f"register:{head}:{target}", tags=tags):
                 inputs = model_inputs(predictor.input_kind, example, features)
                 version = registry.register_predictor(predictor, inputs, tags, test_all[target][head])
             registered[target] = {"model": registry.model_name(target), "version": version, "head": head,
-                                  f"val_{metric}": val_metrics[head][metric]}
-            log.info("registered %s version %s (%s, val %s = %.5g) as candidate",
-                     registry.model_name(target), version, head, metric, val_metrics[head][metric])
+                                  "selection_metric": metric, f"val_{metric}": chosen[metric],
+                                  f"val_{target_metric}": chosen[target_metric], "skipped": skipped}
+            log.info("registered %s version %s (%s, val %s = %.5g, calibrated: %s) as candidate",
+                     registry.model_name(target), version, head, metric, chosen[metric], predictor.calibrated)
         write_json(registered, REPORTS / "registered.json")
 
 

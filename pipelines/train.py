@@ -1,5 +1,6 @@
 """Stage train (head x target x features): tune the head with Optuna on the validation split (one
-nested MLflow run per trial, with its curves), keep the best model, predict val and test.
+nested MLflow run per trial, with its curves), keep the best model, calibrate its densities on the
+validation split, predict val and test, and write both splits' densities (raw and calibrated).
 
 Feature heads (knn, gbt, mlp) learn from a feature source; image heads (cnn) from the cutouts.
 """
@@ -14,20 +15,22 @@ import time
 
 import numpy as np
 import pandas as pd
-from common import (FEATURE_ENCODER, FEATURES, RAW, metrics_key, model_dir, prediction_frame, predictions_path,
-                    prepared_split, result_name, split_inputs, write_skipped)
+from common import (FEATURE_ENCODER, FEATURES, RAW, densities_path, metrics_key, model_dir, prediction_frame,
+                    predictions_path, prepared_split, result_name, split_fields, split_inputs, write_skipped)
 
 from galaxyprop import tracking
+from galaxyprop.calibration import CalibrationSettings
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import load_object, write_json, write_parquet
 from galaxyprop.data.sources import IMAGES_FILE
-from galaxyprop.densities import Grid
+from galaxyprop.data.density_file import write_densities
+from galaxyprop.densities import Grid, quantiles, resample
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.images import Cutouts
 from galaxyprop.heads import IMAGE_HEADS, Head, head_class, make_head
 from galaxyprop.metrics import density_metrics, objective_value, target_metrics
-from galaxyprop.predictor import Predictor
+from galaxyprop.predictor import QUANTILES, Predictor
 from galaxyprop.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
 
 log = logging.getLogger("train")
@@ -47,6 +50,8 @@ def skip_without_images(target: str, name: str, source: str) -> bool:
     write_skipped(model_dir(target, name), f"data source '{source}' has no images")
     write_parquet(prediction_frame(prepared_split("test").iloc[:0], "test", target, [], []),
                   predictions_path(target, name))
+    write_densities(densities_path(target, name), np.zeros(0, np.int64), np.zeros((0, 2)), Grid(0.0, 1.0, 2),
+                    splits=np.zeros(0, str), target=target, head=name, calibration="skipped")
     return True
 
 
@@ -78,6 +83,7 @@ def main() -> None:
         return
     head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
+    calibration_settings = CalibrationSettings.from_params(section(params, "calibration"))
     data = {split: split_inputs(args.head, features, split, args.target) for split in ("train", "val")}
     best: dict = {"value": np.inf, "head": None, "trial": None}
     grid = Grid.from_params(target_params["grid"])
@@ -134,35 +140,57 @@ def main() -> None:
         finalise_seconds = time.perf_counter() - start
 
         encoder = (Cutouts(head.crop) if image_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
+        predictor = Predictor(args.target, encoder, head, grid)
+        # Calibration on the validation split (out-of-fold for its own metrics), stored in the model.
+        X_val, y_val, val_frame = data["val"]
+        start = time.perf_counter()
+        calibration = predictor.calibrate(X_val, y_val, split_fields(val_frame), calibration_settings)
+        calibrate_seconds = time.perf_counter() - start
+        log.info("calibration of %s/%s: %s", name, args.target, predictor.calibration_method)
         out = model_dir(args.target, name)
         out.mkdir(parents=True, exist_ok=True)
-        Predictor(args.target, encoder, head, grid).save(out / "predictor.joblib")
+        predictor.save(out / "predictor.joblib")
         write_json({"head": args.head, "features": features, "target": args.target, "params": hyper,
                     "study": study_name, "best_trial": trial.number,
                     **{f"val_{m}": trial.user_attrs[m] for m in dict.fromkeys([metric, objective_metric])},
                     **({"best_epoch": head.best_epoch_} if head.trains_by_epoch else {})},
                    out / "best_params.json")
+        write_json(calibration.report, out / "calibration.json")
 
         data["test"] = split_inputs(args.head, features, "test", args.target)
-        frames, start, n_predicted = [], time.perf_counter(), 0
+        frames, densities, start, n_predicted = [], [], time.perf_counter(), 0
         for split in ("val", "test"):
             X, _, frame = data[split]
-            prediction = head.predict(X)
+            result, raw, calibrated, fine = predictor.densities(X, split_fields(frame))
+            if split == "val":          # the validation galaxies' own calibration is out-of-fold
+                calibrated = calibration.validation_pdf
             n_predicted += len(X)
-            frames.append(prediction_frame(frame, split, args.target, prediction.value, prediction.spread))
+            low, high = quantiles(calibrated, fine, np.array([QUANTILES[1], QUANTILES[3]])).T
+            frames.append(prediction_frame(frame, split, args.target, result.value, (high - low) / 2)
+                          .assign(spread_raw=result.spread))
+            densities.append((frame[schema.ID].to_numpy(), split, resample(raw, fine, grid),
+                              resample(calibrated, fine, grid)))
         predict_rate = n_predicted / (time.perf_counter() - start)
         write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, name))
+        write_densities(densities_path(args.target, name), np.concatenate([d[0] for d in densities]),
+                        np.concatenate([d[3] for d in densities]), grid,
+                        splits=np.concatenate([np.full(len(d[0]), d[1]) for d in densities]),
+                        raw=np.concatenate([d[2] for d in densities]) if predictor.calibrated else None,
+                        target=args.target, head=name, calibration=predictor.calibration_method)
         states = [t.state.name for t in study.trials if t.state in FINISHED]
         write_json({"tune_seconds": round(tune_seconds, 2), "finalise_seconds": round(finalise_seconds, 2),
+                    "calibrate_seconds": round(calibrate_seconds, 2),
                     "n_complete": states.count("COMPLETE"),
                     "n_pruned": states.count("PRUNED"), "n_train": len(data["train"][0]),
                     "predict_galaxies_per_s": round(predict_rate, 1),
                     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
                    out / "tuning.json")
         tracking.log_metrics({f"best_val_{k}": v for k, v in trial.user_attrs.items()})
+        tracking.log_metrics({"calibrate_seconds": calibrate_seconds})
+        tracking.set_tags({"calibration": predictor.calibration_method})
         tracking.log_metrics({"tune_seconds": tune_seconds, "predict_galaxies_per_s": predict_rate})
         tracking.set_tags({f"best.{k}": v for k, v in hyper.items()})
-        tracking.log_artifacts([out / "best_params.json", out / "tuning.json"])
+        tracking.log_artifacts([out / "best_params.json", out / "tuning.json", out / "calibration.json"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Two small registered models in a temporary MLflow store: a catalogue-in and an image-in one."""
+"""Two small registered models in a temporary MLflow store: a catalogue-in and an image-in one.
+
+Both are calibrated on held-out rows; the catalogue model also carries a map of its own for the
+north field (intervals twice as wide), so that the plumbing of each row's field can be seen."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pandas as pd
 from conftest import gst_path, sdss_data
 
 from galaxyprop import registry, tracking
+from galaxyprop.calibration import CalibrationSettings, ProbitMap
 from galaxyprop.config import Stores
 from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS, astroclip_writer
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
@@ -19,6 +23,7 @@ from galaxyprop.heads import make_head
 from galaxyprop.predictor import Predictor
 
 STAMP = 20
+CALIBRATION = CalibrationSettings(min_rows=100)
 
 
 @dataclass
@@ -47,22 +52,25 @@ def register_models(root: Path, params: dict) -> Models:
 
     tracking.connect(stores(root))
     frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(sdss_data(params)), max_rows=1500, seed=0)
-    train, test = frame.iloc[:1200], frame.iloc[1200:].reset_index(drop=True)
+    train, val, test = frame.iloc[:900], frame.iloc[900:1200], frame.iloc[1200:].reset_index(drop=True)
     photometry = PhotometryFeatures()
     catalogue = Predictor("z", photometry, make_head("knn", k=16).fit(photometry.transform(train), train["z"]),
                           Grid(0.0, 0.8, 200))
+    catalogue.calibrate(photometry.transform(val), val["z"], settings=CALIBRATION)
+    catalogue.calibration.field_maps = {"N": ProbitMap((-1.0, 1.0), (-0.5, 0.5))}
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     embedder = ImageEmbedder(ImageEncoder((4, 8), embedding_dim=6), torch.ones(3), crop=16)
-    images = rng.normal(0, 1, (400, 3, STAMP, STAMP)).astype(np.float32)
-    y = rng.uniform(-0.3, 0.3, 200)
-    image = Predictor("kcorr_r01", embedder, make_head("knn", k=8).fit(embedder.transform(images[:200]), y),
+    images = rng.normal(0, 1, (500, 3, STAMP, STAMP)).astype(np.float32)
+    y = rng.uniform(-0.3, 0.3, 300)
+    image = Predictor("kcorr_r01", embedder, make_head("knn", k=8).fit(embedder.transform(images[:200]), y[:200]),
                       Grid(-0.6, 0.5, 110))
+    image.calibrate(embedder.transform(images[200:300]), y[200:], settings=CALIBRATION)
     with tracking.stage_run(stores(root), "register"):
         catalogue_version = registry.register_predictor(catalogue, test.head(5), {"head": "knn"}, {})
         image_version = registry.register_predictor(image, images[:5], {"head": "knn"}, {})
     uris = f"models:/galaxyprop-z/{catalogue_version}", f"models:/galaxyprop-kcorr_r01/{image_version}"
-    return Models(root, *uris, *(mlflow.pyfunc.load_model(u) for u in uris), test, images[200:])
+    return Models(root, *uris, *(mlflow.pyfunc.load_model(u) for u in uris), test, images[300:])
 
 
 def write_astroclip(path: Path, images: np.ndarray, targetids: np.ndarray) -> Path:

@@ -47,10 +47,33 @@ def test_a_catalogue_in_chunks_equals_one_call(models, catalogue_model, tmp_path
     out = pd.read_parquet(tmp_path / "out.parquet")
     whole = catalogue_model.predict(models.galaxies[FLUXES])
     assert n == len(models.galaxies) == len(out)
-    assert list(out.columns) == ["TARGETID", "prediction", "spread", "q16", "q50", "q84"]
+    assert list(out.columns) == ["TARGETID", "prediction", "spread", "q02", "q16", "q50", "q84", "q98"]
     np.testing.assert_array_equal(out["TARGETID"], np.arange(len(models.galaxies)) + 1000)
     np.testing.assert_allclose(out.drop(columns="TARGETID"), whole.drop(columns="density"))
     assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_each_rows_field_picks_its_calibration(models, catalogue_model, tmp_path):
+    """A PHOTSYS column gives each row's field; `photsys` one field for the file; the north map here
+    doubles the intervals, the south rows take the global one."""
+    photsys = np.where(np.arange(len(models.galaxies)) % 2 == 0, "N", "S")
+    source = survey_file(models.galaxies, tmp_path / "survey.parquet", ".parquet")
+    pd.read_parquet(source).assign(PHOTSYS=photsys).to_parquet(source)
+    predict_file(catalogue_model, models.catalogue_uri, source, tmp_path / "rows.parquet", 64, progress=False)
+    by_row = pd.read_parquet(tmp_path / "rows.parquet")
+    unknown = catalogue_model.predict(models.galaxies[FLUXES])
+    north = catalogue_model.predict(models.galaxies[FLUXES], params={"photsys": "north"})
+    width = (by_row["q84"] - by_row["q16"]).to_numpy()
+    np.testing.assert_allclose(width[photsys == "N"], (north["q84"] - north["q16"]).to_numpy()[photsys == "N"])
+    np.testing.assert_allclose(width[photsys == "S"], (unknown["q84"] - unknown["q16"]).to_numpy()[photsys == "S"])
+    assert np.median(width[photsys == "N"] / (unknown["q84"] - unknown["q16"]).to_numpy()[photsys == "N"]) > 1.5
+    plain = survey_file(models.galaxies, tmp_path / "plain.parquet", ".parquet")
+    predict_file(catalogue_model, models.catalogue_uri, plain, tmp_path / "all_n.parquet", 64, progress=False,
+                 photsys="N")
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "all_n.parquet")["q84"], north["q84"])
+    with pytest.raises(GalaxypropError, match="unknown survey field 'X'"):
+        predict_file(catalogue_model, models.catalogue_uri, plain, tmp_path / "x.parquet", 64, progress=False,
+                     photsys="X")
 
 
 class Interrupted(Exception):
@@ -64,11 +87,11 @@ class Flaky:
         self.model, self.fail_at, self.calls = model, fail_at, 0
         self.metadata = model.metadata
 
-    def predict(self, inputs):
+    def predict(self, inputs, params=None):
         self.calls += 1
         if self.calls == self.fail_at:
             raise Interrupted
-        return self.model.predict(inputs)
+        return self.model.predict(inputs, params=params)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(models, catalogue_model, tmp_path):
@@ -95,7 +118,8 @@ def test_images_from_an_astroclip_file_with_densities(models, tmp_path):
     out = pd.read_parquet(tmp_path / "out.parquet")
     whole = model.predict(models.images)
     np.testing.assert_array_equal(out["TARGETID"], np.arange(len(models.images)) * 7)
-    np.testing.assert_allclose(out[["prediction", "q16", "q84"]], whole[["prediction", "q16", "q84"]], rtol=1e-6)
+    columns = ["prediction", "q02", "q16", "q84", "q98"]
+    np.testing.assert_allclose(out[columns], whole[columns], rtol=1e-6)
     np.testing.assert_allclose(np.stack(out["density"]), np.stack(whole["density"]), rtol=1e-6)
     assert np.stack(out["density"]).shape == (len(models.images), 110)
 

@@ -98,6 +98,19 @@ def test_density_file_round_trip_and_bad_file(tmp_path):
     ids, back, grid = read_densities(tmp_path / "d.h5")
     assert list(ids) == [100, 101, 102, 103, 104] and grid == GRID
     np.testing.assert_allclose(back, pdf, rtol=1e-6, atol=1e-30)   # stored as float32
+    # both splits in one file, the raw densities beside the served ones, string ids as catalogues have them
+    raw, _ = gaussian_toy(5, 0.1, 0.05)
+    write_densities(tmp_path / "s.h5", np.array([f"gal{i:05d}" for i in range(5)]), pdf, GRID,
+                    splits=np.array(["val", "val", "test", "test", "test"]), raw=raw)
+    ids, back, _ = read_densities(tmp_path / "s.h5", split="test")
+    assert list(ids) == ["gal00002", "gal00003", "gal00004"]
+    np.testing.assert_allclose(back, pdf[2:], rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(read_densities(tmp_path / "s.h5", split="val", raw=True)[1], raw[:2], rtol=1e-6,
+                               atol=1e-30)
+    np.testing.assert_allclose(read_densities(tmp_path / "d.h5", raw=True)[1], pdf,
+                               rtol=1e-6, atol=1e-30)   # no raw densities stored: they are the served ones
+    with pytest.raises(GalaxypropError, match="no 'split' dataset"):
+        read_densities(tmp_path / "d.h5", split="test")
     (tmp_path / "bad.h5").write_text("not hdf5")
     with pytest.raises(GalaxypropError, match="bad.h5"):
         read_densities(tmp_path / "bad.h5")

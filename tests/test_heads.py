@@ -8,6 +8,7 @@ import pytest
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
+from galaxyprop.densities import Grid, quantiles
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import Head, make_head
@@ -43,16 +44,39 @@ def test_knn_spread_is_neighbour_scatter_and_exact_match_wins():
 
 
 def test_gbt_learns_a_linear_target_and_its_spread_follows_the_noise():
-    X, y = linear_problem(n=6000, noise=0.0)
+    X, y = linear_problem(n=8000, noise=0.0)
     noise = np.where(X[:, 3] > 0, 0.4, 0.05)
     y = y + np.random.default_rng(1).normal(size=len(y)) * noise
     head = make_head("gbt", learning_rate=0.1, max_iter=300, seed=0).fit(X[:5000], y[:5000])
-    pred = head.predict(X[5000:])
-    test_noise = noise[5000:]
-    assert np.sqrt(np.mean((pred.value - y[5000:])[test_noise < 0.1] ** 2)) < 0.15
+    pred = head.predict(X[6500:])
+    test_noise = noise[6500:]
+    assert np.sqrt(np.mean((pred.value - y[6500:])[test_noise < 0.1] ** 2)) < 0.15
     noisy, quiet = np.median(pred.spread[test_noise > 0.1]), np.median(pred.spread[test_noise < 0.1])
     assert noisy > 3 * quiet
     assert noisy == pytest.approx(0.4, rel=0.35)
+    # its density passes through its quantiles: the 15.9 % and 84.1 % points are 2 spreads apart
+    grid = Grid(-6, 6, 1200)
+    prediction, pdf = head.predict_with_pdf(X[6500:], grid)
+    np.testing.assert_allclose(prediction.value, pred.value)
+    low, high = quantiles(pdf, grid, np.array([0.158655, 0.841345])).T
+    np.testing.assert_allclose((high - low) / 2, pred.spread, atol=grid.width)
+    # quantile regression alone under-covers; calibrated on a validation part, it covers 68 %
+    truth = y[6500:]
+    raw = ((truth >= low) & (truth <= high)).mean()
+    predictor = Predictor("z", FeatureMatrix(), head, Grid(-6, 6, 300))
+    predictor.calibrate(X[5000:6500], y[5000:6500])
+    served = predictor.predict(X[6500:])
+    calibrated = ((truth >= served["q16"]) & (truth <= served["q84"])).mean()
+    assert abs(calibrated - 0.6827) <= 0.03 and abs(raw - 0.6827) > abs(calibrated - 0.6827)
+
+
+class FeatureMatrix:
+    """The features are the inputs."""
+
+    input_kind, names = "embeddings", []
+
+    def transform(self, inputs):
+        return np.asarray(inputs, np.float32)
 
 
 def test_heads_round_trip_through_save_and_load(tmp_path):
@@ -94,13 +118,11 @@ def test_predictor_needs_positive_fluxes():
     X, y = linear_problem(n=200)
     encoder = PhotometryFeatures(bands=("g", "r"))
     frame = pd.DataFrame({"flux_g": np.full(200, 10.0), "flux_r": np.linspace(5, 50, 200)})
-    predictor = Predictor("z", encoder, make_head("knn", k=5).fit(encoder.transform(frame), y))
+    predictor = Predictor("z", encoder, make_head("knn", k=5).fit(encoder.transform(frame), y), Grid(-6, 6, 120))
     out = predictor.predict(frame.head(3))
-    assert list(out.columns) == ["prediction", "spread", "q16", "q50", "q84"]
-    # without a density grid the quantiles are a Gaussian's: the median is the estimate, ±0.9945σ at 16/84 %
-    np.testing.assert_allclose(out["q50"], out["prediction"])
-    np.testing.assert_allclose(out["q84"] - out["q50"], 0.99446 * out["spread"], rtol=1e-4)
-    np.testing.assert_allclose(out["q50"] - out["q16"], 0.99446 * out["spread"], rtol=1e-4)
+    assert list(out.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "density"]
+    assert (out["q02"] <= out["q16"]).all() and (out["q16"] <= out["q50"]).all() and (out["q84"] <= out["q98"]).all()
+    np.testing.assert_allclose(out["spread"], (out["q84"] - out["q16"]) / 2)
     with pytest.raises(GalaxypropError, match="row 1: column 'flux_r' must be a positive finite flux"):
         predictor.predict(frame.head(3).assign(flux_r=[1.0, -2.0, 3.0]))
     with pytest.raises(GalaxypropError, match="lacks flux columns \\['flux_g'\\]"):

@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 from conftest import gst_path, mlflow_store, sdss_data
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from galaxyprop import registry, tracking
@@ -16,8 +17,8 @@ from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import make_head
 from galaxyprop.metrics import target_metrics
 from galaxyprop.densities import Grid
-from galaxyprop.predictor import Predictor
-from galaxyprop.promotion import Gate
+from galaxyprop.predictor import QUANTILE_COLUMNS, Predictor
+from galaxyprop.promotion import CalibrationRule, Gate
 
 
 @pytest.fixture
@@ -35,12 +36,24 @@ def galaxies(params):
     return frame.iloc[:1200], frame.iloc[1200:]
 
 
-def register(store, train, test, shuffle: bool) -> str:
+GRID = Grid(0, 0.8, 400)
+
+
+def knn_predictor(train, shuffle: bool = False, calibrate: bool = True, k: int = 16) -> Predictor:
+    """A KNN z model on the first 900 training galaxies, calibrated on the other 300."""
     encoder = PhotometryFeatures()
-    y = train["z"].to_numpy()
+    fit, val = train.iloc[:900], train.iloc[900:]
+    y = fit["z"].to_numpy()
     if shuffle:  # a model that learned nothing
         y = np.random.default_rng(0).permutation(y)
-    predictor = Predictor("z", encoder, make_head("knn", k=16).fit(encoder.transform(train), y), Grid(0, 0.8, 400))
+    predictor = Predictor("z", encoder, make_head("knn", k=k).fit(encoder.transform(fit), y), GRID)
+    if calibrate:
+        predictor.calibrate(encoder.transform(val), val["z"].to_numpy())
+    return predictor
+
+
+def register(store, train, test, shuffle: bool = False, predictor: Predictor | None = None) -> str:
+    predictor = predictor or knn_predictor(train, shuffle)
     with tracking.stage_run(store, "register"):
         return registry.register_predictor(predictor, test.head(5), {"head": "knn", "git_commit": "abc"},
                                            {"mse": 0.1})
@@ -48,12 +61,14 @@ def register(store, train, test, shuffle: bool) -> str:
 
 def mse_on(test):
     """The promotion evaluation: overall and per survey field (here two halves of the test rows)."""
-    fields = {"all": slice(None), "north": slice(0, len(test) // 2), "south": slice(len(test) // 2, None)}
+    from galaxyprop.promotion import served_evaluation
 
-    def evaluate(uri: str) -> dict[str, float]:
-        predicted = mlflow.pyfunc.load_model(uri).predict(test)["prediction"].to_numpy()
-        return {f: target_metrics("z", test["z"].to_numpy()[rows], predicted[rows], 0.05)["mse"]
-                for f, rows in fields.items()}
+    fields = np.where(np.arange(len(test)) < len(test) // 2, "north", "south")
+
+    def evaluate(uri: str) -> dict[str, dict[str, float]]:
+        model = mlflow.pyfunc.load_model(uri)
+        return served_evaluation(model.predict(test), test["z"].to_numpy(), fields, model.unwrap_python_model().predictor.grid,
+                                 "z", "mse", 0.05, 0.05)
     return evaluate
 
 
@@ -68,21 +83,31 @@ def test_register_load_and_gate(store, galaxies):
     assert version.tags["head"] == "knn" and version.tags["test_mse"] == "0.1"
     assert str(client.get_model_version_by_alias("galaxyprop-z", "candidate").version) == good
 
+    assert version.tags["calibrated"] == "true" and version.tags["calibration"] == "global map"
     loaded = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
-    assert loaded.metadata.get_input_schema().input_names() == [f"flux_{b}" for b in "ugriz"]
+    assert loaded.metadata.get_input_schema().required_input_names() == [f"flux_{b}" for b in "ugriz"]
+    assert loaded.metadata.get_input_schema().optional_input_names() == ["PHOTSYS"]
+    assert [p.name for p in loaded.metadata.get_params_schema().params] == ["photsys"]
     predicted = loaded.predict(test)
-    assert list(predicted.columns) == ["prediction", "spread", "q16", "q50", "q84", "density"]
+    assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "density"]
+    assert set(loaded.metadata.metadata["output_columns"]) == set(predicted.columns)   # each one described
+    assert loaded.metadata.metadata["density_grid"] == {"low": 0.0, "high": 0.8, "n_bins": 400}
     assert target_metrics("z", test["z"], predicted["prediction"], 0.05)["sigma_mad"] < 0.03
-    # the quantiles are the density's: ordered, the median inside the central 68 % of the truths' spread
-    assert (predicted["q16"] <= predicted["q50"]).all() and (predicted["q50"] <= predicted["q84"]).all()
+    # the pyfunc serves exactly what the calibrated predictor gives in process
+    in_process = knn_predictor(train).predict(test)
+    np.testing.assert_allclose(predicted[QUANTILE_COLUMNS], in_process[QUANTILE_COLUMNS], rtol=1e-12)
+    np.testing.assert_allclose(np.stack(predicted["density"]), np.stack(in_process["density"]), rtol=1e-6)
+    # the quantiles are the calibrated density's: ordered, and [q16, q84] covers 68 % of the held-out truths
+    assert (np.diff(predicted[QUANTILE_COLUMNS].to_numpy(), axis=1) >= 0).all()
     truth = test["z"].to_numpy()
     inside = ((truth >= predicted["q16"]) & (truth <= predicted["q84"])).mean()
-    assert 0.5 < inside < 0.9
+    assert abs(inside - 0.683) < 0.08     # 300 galaxies: 2.9 binomial standard errors
     assert np.allclose([np.sum(d) * 0.002 for d in predicted["density"]], 1.0, atol=1e-5)
 
     first = registry.promote("z", None, mse_on(test), GATE)
     assert first.promoted and "first promotion" in first.message
-    assert set(client.get_model_version("galaxyprop-z", good).tags) >= {"eval_north_mse", "eval_all_mse"}
+    assert set(client.get_model_version("galaxyprop-z", good).tags) >= {"eval_north_mse", "eval_all_mse",
+                                                                         "eval_north_coverage_68"}
 
     bad = register(store, train, test, shuffle=True)
     with pytest.raises(registry.PromotionRefused, match=r"worse overall \(mse [0-9.e-]+ vs production [0-9.e-]+\)"):
@@ -147,12 +172,67 @@ def test_an_image_model_registers_with_a_tensor_signature(store):
     rng = np.random.default_rng(0)
     images = rng.normal(0, 1, (40, 3, 20, 20)).astype(np.float32)
     y = rng.uniform(0.05, 0.3, 40)
-    predictor = Predictor("z", embedder, make_head("knn", k=4).fit(embedder.transform(images), y))
+    predictor = Predictor("z", embedder, make_head("knn", k=4).fit(embedder.transform(images), y), GRID)
     with tracking.stage_run(store, "register"):
         version = registry.register_predictor(predictor, images[:5], {"head": "knn", "features": "image"}, {})
     model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z/{version}")
     assert model.metadata.get_input_schema().is_tensor_spec()
     np.testing.assert_allclose(model.predict(images[5:9])["prediction"], predictor.predict(images[5:9])["prediction"])
+    # the survey field is a parameter of the whole batch; an unknown one is the caller's error
+    np.testing.assert_allclose(model.predict(images[5:9], params={"photsys": "S"})["q16"],
+                               predictor.predict(images[5:9], "S")["q16"])
+    with pytest.raises(MlflowException, match="unknown survey field 'west'"):
+        model.predict(images[5:9], params={"photsys": "west"})
+
+
+def test_the_gate_refuses_a_miscalibrated_candidate_with_the_numbers(store, galaxies, monkeypatch, capsys):
+    """An uncalibrated 2-neighbour KNN's served intervals: fine on the point metric, refused on its
+    coverage; calibrated, the same head passes."""
+    train, test = galaxies
+    version = register(store, train, test, predictor=knn_predictor(train, calibrate=False, k=2))
+    assert MlflowClient().get_model_version("galaxyprop-z", version).tags["calibrated"] == "false"
+    evaluation = mse_on(test)(f"models:/galaxyprop-z/{version}")
+    assert evaluation["all"]["coverage_68"] < 0.5      # 2 neighbours' histogram: far too narrow
+    strict = Gate("mse", calibration=CalibrationRule(coverage_tolerance=0.05, ks_noise_factor=2.0))
+    # 295 test galaxies: the 5-point tolerance widens to 2.5 binomial standard errors, 0.0677
+    with pytest.raises(registry.PromotionRefused, match=r"68 % interval covers 0\.[0-9]+ on test 'all', outside "
+                                                        r"0\.683 \+- 0\.0677; PIT KS 0\.[0-9]+ on test 'all' is not"):
+        registry.promote("z", version, mse_on(test), strict)
+    assert registry.alias_version("z", "production") is None
+    calibrated = register(store, train, test, predictor=knn_predictor(train, k=2))
+    assert registry.promote("z", calibrated, mse_on(test), strict).promoted
+    # `galaxyprop models` says which version is served uncalibrated
+    import argparse
+
+    from conftest import PROJECT
+
+    from galaxyprop import registry_cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
+    registry_cli.models(argparse.Namespace(params=PROJECT / "params.yaml", target="z"))
+    listing = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
+    assert " NO " in listing[version] and " yes " in listing[calibrated]
+
+
+def test_selection_skips_a_miscalibrated_winner():
+    """mlp has the best validation CRPS but intervals 3x too narrow: clap is the candidate; with too
+    few validation rows to calibrate, knn is chosen only when nothing else passes."""
+    from galaxyprop.promotion import select_candidate
+
+    val = {"mlp": {"crps": 0.010}, "clap": {"crps": 0.012}, "knn": {"crps": 0.011}, "gbt": {"sigma_mad": 0.03}}
+    good = {"all": {"n": 1300, "coverage_68": 0.69, "pit_ks": 0.02}, "N": {"n": 500, "coverage_68": 0.66, "pit_ks": 0.04}}
+    calibration = {"mlp": {"all": {"n": 1300, "coverage_68": 0.26, "pit_ks": 0.33}}, "clap": good, "knn": good}
+    rule = CalibrationRule()
+    head, skipped = select_candidate(["mlp", "clap", "knn", "gbt", "cnn"], val, calibration,
+                                     {"knn": "150 validation rows"}, "crps", rule)
+    assert head == "clap"
+    assert skipped["mlp"].startswith("68 % interval covers 0.260 on validation 'all', outside 0.683 +- 0.05")
+    assert skipped["knn"] == "served uncalibrated: 150 validation rows"
+    assert skipped["gbt"].startswith("no validation crps") and "not trained" in skipped["cnn"]
+    head, _ = select_candidate(["mlp", "knn"], val, calibration, {"knn": "150 validation rows"}, "crps", rule)
+    assert head == "knn"
+    head, skipped = select_candidate(["mlp"], val, calibration, {}, "crps", rule)
+    assert head is None and "PIT KS 0.3300" in skipped["mlp"]
 
 
 def test_the_gate_reads_drift_per_field_and_allows_field_noise():
@@ -164,13 +244,22 @@ def test_the_gate_reads_drift_per_field_and_allows_field_noise():
     with pytest.raises(GalaxypropError, match="'southnorth' is not named <reference>_vs_<current>"):
         drifted_fields({"southnorth": {"detected": True}})
     gate = Gate("sigma_mad", field_tolerance=0.1, drift_limit=0.03)
-    production = {"all": 0.020, "north": 0.025, "south": 0.018}
-    assert problems(gate, {"all": 0.019, "north": 0.0270, "south": 0.017}, production) == []   # +8 % on north
-    found = problems(gate, {"all": 0.019, "north": 0.0280, "south": 0.017}, production)       # +12 %
+
+    def values(**fields):
+        return {f: {"sigma_mad": v} for f, v in fields.items()}
+
+    production = values(all=0.020, north=0.025, south=0.018)
+    assert problems(gate, values(all=0.019, north=0.0270, south=0.017), production) == []   # +8 % on north
+    found = problems(gate, values(all=0.019, north=0.0280, south=0.017), production)       # +12 %
     assert found == ["worse on 'north' by more than 10% (sigma_mad 0.028 vs production 0.025)"]
-    assert problems(gate, {"all": 0.019, "north": 0.035}, None, drifted=["north"]) == [
+    assert problems(gate, values(all=0.019, north=0.035), None, drifted=["north"]) == [
         "drift detected on 'north': sigma_mad there = 0.035 misses the limit 0.03"]
-    assert problems(gate, {"all": 0.019, "south": 0.02}, None, drifted=["north"]) == [
+    assert problems(gate, values(all=0.019, south=0.02), None, drifted=["north"]) == [
         "drift detected on 'north' but the test data has no galaxies from it to evaluate on"]
-    assert problems(Gate("r2"), {"all": 0.9, "north": float("nan")}, {"all": 0.95}) == [
+    assert problems(Gate("r2"), {"all": {"r2": 0.9}, "north": {"r2": float("nan")}}, {"all": {"r2": 0.95}}) == [
         "no finite r2 on ['north']", "worse overall (r2 0.9 vs production 0.95)"]
+    # the calibration rule per field: north's intervals cover too little
+    calibrated = Gate("sigma_mad", calibration=CalibrationRule())
+    served = {"all": {"sigma_mad": 0.02, "n": 1300, "coverage_68": 0.67, "pit_ks": 0.02},
+              "north": {"sigma_mad": 0.03, "n": 500, "coverage_68": 0.60, "pit_ks": 0.09}}
+    assert problems(calibrated, served, None) == ["68 % interval covers 0.600 on test 'north', outside 0.683 +- 0.052"]

@@ -25,15 +25,26 @@ def test_spark_udf_equals_pyfunc_for_catalogue_and_image_models(models, tmp_path
     catalogue = models.galaxies[fluxes].assign(TARGETID=np.arange(len(models.galaxies)))
     cutouts = pd.DataFrame({"TARGETID": np.arange(len(models.images)),
                             "image": list(models.images.reshape(len(models.images), -1))})
+    photsys = np.where(np.arange(len(catalogue)) % 3 == 0, "N", "S")
     with local_session(cores=2, scratch=tmp_path) as spark:
         by_flux = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue), fluxes,
                                 ["TARGETID"]).toPandas().sort_values("TARGETID")
+        by_field = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue.assign(PHOTSYS=photsys)),
+                                 [*fluxes, "PHOTSYS"], ["TARGETID"]).toPandas().sort_values("TARGETID")
+        all_north = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue), fluxes,
+                                  ["TARGETID"], photsys="N").toPandas().sort_values("TARGETID")
         frame = spark.createDataFrame(cutouts, schema="TARGETID long, image array<float>")
         by_image = spark_predict(spark, models.image_uri, frame, ["image"], ["TARGETID"],
                                  densities=True).toPandas().sort_values("TARGETID")
+    columns = ["prediction", "spread", "q02", "q16", "q50", "q84", "q98"]
     want = models.catalogue.predict(models.galaxies[fluxes])
-    np.testing.assert_allclose(by_flux[["prediction", "spread", "q16", "q50", "q84"]],
-                               want[["prediction", "spread", "q16", "q50", "q84"]], rtol=1e-9)
+    np.testing.assert_allclose(by_flux[columns], want[columns], rtol=1e-9)
+    # each row's PHOTSYS picks its field's calibration, as in process; `photsys` gives one for all
+    want = models.catalogue.predict(models.galaxies[fluxes].assign(PHOTSYS=photsys))
+    np.testing.assert_allclose(by_field[columns], want[columns], rtol=1e-9)
+    want = models.catalogue.predict(models.galaxies[fluxes], params={"photsys": "N"})
+    np.testing.assert_allclose(all_north[columns], want[columns], rtol=1e-9)
+    assert not np.allclose(all_north["q84"], by_flux["q84"])
     want = models.image.predict(models.images)
     np.testing.assert_allclose(by_image[["prediction", "q16", "q84"]], want[["prediction", "q16", "q84"]], rtol=1e-6)
     np.testing.assert_allclose(np.stack(by_image["density"]), np.stack(want["density"]), rtol=1e-6)

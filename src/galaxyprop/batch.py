@@ -23,6 +23,7 @@ from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.serving import input_error
 
 KEY = "TARGETID"
+FIELD_COLUMN = "PHOTSYS"
 ID_COLUMNS = ("TARGETID", "targetid", "id", "ID", "objid", "OBJID")
 Loader = Callable[[], tuple[np.ndarray, "np.ndarray | pd.DataFrame"]]
 
@@ -42,7 +43,7 @@ class ModelInput:
             raise GalaxypropError("the model has no input signature")
         if schema.is_tensor_spec():
             return cls(shape=tuple(int(s) for s in schema.inputs[0].shape))
-        return cls(columns=tuple(schema.input_names()))
+        return cls(columns=tuple(schema.required_input_names()))
 
 
 def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
@@ -136,12 +137,16 @@ def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Ite
         raise GalaxypropError(f"{path}: no id column (one of {list(ID_COLUMNS)})")
     features = list(need.columns) if need.columns else embedding_names(need.shape[1])
     source = table.find(features)
+    # A catalogue model takes each row's survey field (its calibration) from a PHOTSYS column.
+    field = table.by_lower.get(FIELD_COLUMN.lower()) if need.columns else None
 
     def chunks():
         start = 0
-        for batch in table.batches([id_column, *source], size):
+        for batch in table.batches([id_column, *source, *([field] if field else [])], size):
             def load(batch=batch):
                 inputs = batch[source].set_axis(features, axis=1)
+                if field:
+                    inputs[FIELD_COLUMN] = batch[field].astype(str).str.strip().to_numpy()
                 return batch[id_column].to_numpy(), inputs if need.columns else inputs.to_numpy(np.float32)
             yield start, load
             start += len(batch)
@@ -167,6 +172,7 @@ class Manifest:
     input_bytes: int
     chunk_size: int
     densities: bool
+    photsys: str | None = None
 
 
 def _parts_dir(output: Path) -> Path:
@@ -188,17 +194,24 @@ def _check_manifest(parts: Path, manifest: Manifest, restart: bool) -> None:
 
 
 def predict_file(model, model_uri: str, input_path: str | Path, output: str | Path, chunk_size: int = 4096,
-                 densities: bool = False, restart: bool = False, progress: bool = True) -> int:
+                 densities: bool = False, restart: bool = False, progress: bool = True,
+                 photsys: str | None = None) -> int:
     """Predict every row of `input_path` with the pyfunc `model`, writing Parquet `output` with
-    TARGETID, prediction, spread, q16, q50, q84 (and the density when asked); return the row count."""
+    TARGETID, prediction, spread, q02, q16, q50, q84, q98 (and the density when asked); return the
+    row count. `photsys` names the survey field of every row (its calibration), where a catalogue's
+    PHOTSYS column does not."""
     if chunk_size < 1:
         raise GalaxypropError(f"chunk size must be positive, got {chunk_size}")
     input_path, output = Path(input_path), Path(output)
     need = ModelInput.of(model)
     n_rows, chunks = input_chunks(input_path, need, chunk_size)
     parts = _parts_dir(output)
+    if photsys is not None:
+        from galaxyprop.data.schema import field_code
+
+        photsys = field_code(photsys)
     _check_manifest(parts, Manifest(model_uri, str(input_path.resolve()), input_path.stat().st_size,
-                                    chunk_size, densities), restart)
+                                    chunk_size, densities, photsys), restart)
     done = 0
     with tqdm(total=n_rows, desc=f"predict {input_path.name}", unit="galaxy", disable=not progress) as bar:
         for start, load in chunks:
@@ -206,7 +219,7 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
             if not part.exists():
                 ids, inputs = load()
                 try:
-                    predicted = model.predict(inputs)
+                    predicted = model.predict(inputs, params={"photsys": photsys} if photsys else None)
                 except Exception as error:
                     message = input_error(error)
                     if message is None:

@@ -20,7 +20,8 @@ def _predict(args: argparse.Namespace) -> int:
     version = registry.resolve_version(args.target, args.model)
     uri = f"models:/{version.name}/{version.version}"
     model = mlflow.pyfunc.load_model(uri)
-    n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart)
+    n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart,
+                     photsys=args.photsys)
     print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}")
     return 0
 
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--chunk-size", type=int, default=4096, help="galaxies per chunk (memory is bounded by it)")
     predict.add_argument("--densities", action="store_true", help="also write each galaxy's density on the grid")
     predict.add_argument("--restart", action="store_true", help="discard partial results of an interrupted run")
+    predict.add_argument("--photsys", help="survey field of every galaxy (N or S), for a model calibrated per field; "
+                                           "a catalogue's PHOTSYS column gives it per row")
     predict.set_defaults(func=_predict)
 
     serve = commands.add_parser("serve", help="serve a registered model over HTTP on 127.0.0.1")

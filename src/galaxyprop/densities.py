@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from galaxyprop.errors import GalaxypropError
 
@@ -78,6 +78,63 @@ def cdf_at(pdf: np.ndarray, grid: Grid, values: np.ndarray) -> np.ndarray:
     fraction = np.clip((values - grid.edges[index]) / grid.width, 0.0, 1.0)
     inside = cdf[rows, index] + fraction * (cdf[rows, index + 1] - cdf[rows, index])
     return np.where(values < grid.low, 0.0, np.where(values >= grid.high, 1.0, inside))
+
+
+def probit_cdf_at_edges(pdf: np.ndarray, grid: Grid) -> np.ndarray:
+    """(n, n_bins + 1) probit of the CDF at the bin edges, Phi^-1(F), from -inf to +inf. The upper half
+    comes from the survival function so that both tails keep their precision (1 - F underflows)."""
+    mass = np.atleast_2d(pdf) * grid.width
+    below = np.concatenate([np.zeros_like(mass[:, :1]), np.cumsum(mass, axis=-1)], axis=-1)
+    above = np.concatenate([np.cumsum(mass[:, ::-1], axis=-1)[:, ::-1], np.zeros_like(mass[:, :1])], axis=-1)
+    with np.errstate(divide="ignore"):
+        return np.where(below <= above, ndtri(np.clip(below, 0.0, 1.0)), -ndtri(np.clip(above, 0.0, 1.0)))
+
+
+def probit_pit(pdf: np.ndarray, grid: Grid, values: np.ndarray) -> np.ndarray:
+    """Phi^-1 of each density's CDF at its own value (the probit of the PIT), precise in both tails;
+    -inf / +inf below / above the density's support."""
+    mass = np.atleast_2d(pdf) * grid.width
+    values = np.asarray(values, float)
+    index = grid.bin_of(values)
+    rows = np.arange(len(mass))
+    fraction = np.clip((values - grid.edges[index]) / grid.width, 0.0, 1.0)
+    cumulative = np.cumsum(mass, axis=-1)
+    below = cumulative[rows, index] - (1.0 - fraction) * mass[rows, index]
+    above = (cumulative[:, -1] - cumulative[rows, index]) + (1.0 - fraction) * mass[rows, index]
+    below = np.where(values < grid.low, 0.0, np.where(values >= grid.high, 1.0, below))
+    above = np.where(values < grid.low, 1.0, np.where(values >= grid.high, 0.0, above))
+    with np.errstate(divide="ignore"):
+        return np.where(below <= above, ndtri(np.clip(below, 0.0, 1.0)), -ndtri(np.clip(above, 0.0, 1.0)))
+
+
+def from_probit_cdf(probit_edges: np.ndarray, grid: Grid) -> np.ndarray:
+    """Densities from the probit of their CDF at the bin edges (the inverse of `probit_cdf_at_edges`)."""
+    low, high = ndtr(probit_edges), ndtr(-probit_edges)
+    # Each bin's mass from whichever side is more precise: F differences below the median, S above.
+    mass = np.where(low[:, 1:] <= 0.5, np.diff(low, axis=-1), -np.diff(high, axis=-1))
+    return normalise(np.maximum(mass, 0.0) / grid.width, grid)
+
+
+def quantile_densities(values: np.ndarray, levels: np.ndarray, grid: Grid) -> np.ndarray:
+    """Densities through given quantiles: `values` (n, m) at probability `levels` (m,). The probit of the
+    CDF is interpolated linearly in the target between the quantiles and extrapolated beyond them
+    with the outer slopes, so a Gaussian's quantiles give back that Gaussian. Crossing quantiles are
+    sorted first (monotone rearrangement)."""
+    levels = np.asarray(levels, float)
+    if levels.ndim != 1 or len(levels) < 2 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] >= 1:
+        raise GalaxypropError(f"quantile levels must increase strictly inside (0, 1), got {levels}")
+    knots = np.sort(np.atleast_2d(np.asarray(values, float)), axis=-1)
+    knots = knots + 1e-6 * grid.width * np.arange(knots.shape[1])   # ties: a tiny step keeps the CDF increasing
+    probits = ndtri(levels)
+    edges = grid.edges
+    slope_low = (probits[1] - probits[0]) / (knots[:, 1] - knots[:, 0])
+    slope_high = (probits[-1] - probits[-2]) / (knots[:, -1] - knots[:, -2])
+    out = np.empty((len(knots), len(edges)))
+    for row, (x, a, b) in enumerate(zip(knots, slope_low, slope_high, strict=True)):
+        inside = np.interp(edges, x, probits)
+        out[row] = np.where(edges < x[0], probits[0] + a * (edges - x[0]),
+                            np.where(edges > x[-1], probits[-1] + b * (edges - x[-1]), inside))
+    return from_probit_cdf(out, grid)
 
 
 def histogram_densities(values: np.ndarray, weights: np.ndarray | None, grid: Grid,

@@ -153,22 +153,61 @@ def metric_bars(metrics: dict[str, dict[str, float]], metric: str, label: str) -
     return fig
 
 
-def pit_histograms(pits: dict[str, np.ndarray], label: str, n_bins: int = 20) -> Figure:
-    """One PIT histogram per head (a calibrated density gives a flat one), with the uniform level
-    and its 2-sigma Poisson band."""
+def pit_histograms(pits: dict[str, np.ndarray], label: str, raw: dict[str, np.ndarray] | None = None,
+                   n_bins: int = 20) -> Figure:
+    """One PIT histogram per head (a calibrated density gives a flat one), with the uniform level and
+    its 2-sigma Poisson band; `raw`: the PITs before calibration, drawn as an outline."""
     n = len(pits)
     cols = min(4, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
     for ax, (head, pit) in zip(axes.ravel(), pits.items(), strict=False):  # spare axes hidden below
         expected = len(pit) / n_bins
-        ax.hist(np.clip(pit, 0, 1), bins=n_bins, range=(0, 1), color="steelblue")
+        ax.hist(np.clip(pit, 0, 1), bins=n_bins, range=(0, 1), color="steelblue", label="calibrated")
+        if raw is not None and head in raw:
+            ax.hist(np.clip(raw[head], 0, 1), bins=n_bins, range=(0, 1), histtype="step", color="tab:red",
+                    label="raw")
         ax.axhline(expected, color="k", lw=1)
         ax.axhspan(expected - 2 * np.sqrt(expected), expected + 2 * np.sqrt(expected), color="k", alpha=0.1)
-        ax.set(title=head, xlabel="PIT")
+        ax.set(title=head, xlabel="PIT", ylim=(0, 4 * expected))
+    axes.ravel()[0].legend(fontsize=7)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    fig.suptitle(f"{label}: PIT histograms on the test split")
+    fig.suptitle(f"{label}: PIT histograms on the test split (raw beyond the top is clipped)")
+    fig.tight_layout()
+    return fig
+
+
+def coverage_by_field(calibration: dict[str, dict], label: str) -> Figure:
+    """The test split's 68 % and 95 % interval coverage per head and survey field, raw (open) and
+    calibrated (filled), against the nominal levels and their 2-sigma binomial bands."""
+    from galaxyprop.calibration import NOMINAL
+
+    heads = list(calibration)
+    fields = list(dict.fromkeys(f for h in heads for f in calibration[h]["test"]["calibrated"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(heads) * len(fields) + 1.6), sharey=True)
+    for ax, key in zip(axes, ("coverage_68", "coverage_95"), strict=True):
+        labels, y = [], 0
+        for head in heads:
+            for i, name in enumerate(fields):
+                test = calibration[head]["test"]
+                if name not in test["calibrated"]:
+                    continue
+                cal, raw = test["calibrated"][name], test["raw"][name]
+                colour = f"C{i}"
+                ax.plot(raw[key], y, "o", mfc="none", color=colour)
+                ax.plot(cal[key], y, "o", color=colour)
+                ax.plot([raw[key], cal[key]], [y, y], color=colour, lw=0.8)
+                labels.append(f"{head} {name} (n={cal['n']})")
+                y += 1
+        p = NOMINAL[key]
+        n = min(calibration[h]["test"]["calibrated"][f]["n"] for h in heads for f in calibration[h]["test"]["calibrated"])
+        ax.axvline(p, color="k", lw=1)
+        ax.axvspan(p - 2 * np.sqrt(p * (1 - p) / n), p + 2 * np.sqrt(p * (1 - p) / n), color="k", alpha=0.1)
+        ax.set(xlabel=f"{key} (open: raw, filled: calibrated)", yticks=range(len(labels)), xlim=(0, 1))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.invert_yaxis()
+    fig.suptitle(f"{label}: interval coverage on the test split per survey field (band: 2 sigma at the smallest n)")
     fig.tight_layout()
     return fig
 

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.types.schema import ColSpec, Schema
 from mlflow.tracking import MlflowClient
 
 import galaxyprop
 from galaxyprop import promotion
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.predictor import Predictor
+from galaxyprop.predictor import FIELD_PARAM, OUTPUT_COLUMNS, Predictor
 from galaxyprop.promotion import Gate
 from galaxyprop.serving import PREDICTOR_ARTIFACT
 
@@ -55,7 +56,9 @@ def register_predictor(predictor: Predictor, input_example: pd.DataFrame | np.nd
         example = input_example[predictor.input_columns].reset_index(drop=True)
     else:
         example = np.ascontiguousarray(input_example, dtype=np.float32)
-    signature = infer_signature(example, predictor.predict(example))
+    signature = infer_signature(example, predictor.predict(example), params={FIELD_PARAM: ""})
+    if isinstance(example, pd.DataFrame):   # a catalogue may name each row's field (its PHOTSYS column)
+        signature.inputs = Schema([*signature.inputs.inputs, ColSpec("string", "PHOTSYS", required=False)])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictor.joblib"
         predictor.save(path)
@@ -65,10 +68,14 @@ def register_predictor(predictor: Predictor, input_example: pd.DataFrame | np.nd
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={PREDICTOR_ARTIFACT: str(path)},
                 signature=signature, input_example=example, pip_requirements=_requirements(),
+                metadata={"output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
+                          "field_param": f"{FIELD_PARAM}: N or S (north or south) for the whole batch, or a "
+                                         "PHOTSYS column of a catalogue: picks the field's calibration"},
                 code_paths=[str(Path(galaxyprop.__file__).parent)], registered_model_name=name)
     version = str(info.registered_model_version)
     client = MlflowClient()
-    for key, value in {**tags, **{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}}.items():
+    calibration = {"calibrated": str(predictor.calibrated).lower(), "calibration": predictor.calibration_method}
+    for key, value in {**tags, **calibration, **{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}}.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.set_registered_model_alias(name, CANDIDATE, version)
     return version
@@ -142,12 +149,13 @@ def _move_production(target: str, action: str, version: str, previous: str | Non
     return move
 
 
-def promote(target: str, version: str | None, evaluate: Callable[[str], dict[str, float]], gate: Gate,
+def promote(target: str, version: str | None, evaluate: Callable[[str], promotion.Evaluation], gate: Gate,
             drifted: Sequence[str] = (), force: bool = False, reason: str | None = None) -> PromotionResult:
     """Move `production` to the candidate if it passes `gate` (see `promotion.problems`).
 
-    `evaluate(model_uri)` gives the metric overall (`all`) and on each field of the test split, for
-    the candidate and production alike. `force` needs a `reason`, recorded with the move."""
+    `evaluate(model_uri)` gives, overall (`all`) and on each field of the test split, the metric and
+    the served intervals' calibration, for the candidate and production alike. `force` needs a
+    `reason`, recorded with the move."""
     if force and not reason:
         raise GalaxypropError("--force needs --reason \"...\" saying why")
     name = model_name(target)
@@ -159,13 +167,14 @@ def promote(target: str, version: str | None, evaluate: Callable[[str], dict[str
     cand_eval = evaluate(f"models:/{name}/{candidate}")
     prod_eval = None if production is None else evaluate(f"models:/{name}/{production}")
     found = promotion.problems(gate, cand_eval, prod_eval, drifted)
-    note = f"{gate.metric} on the test split: candidate v{candidate}: {promotion.describe(cand_eval)}"
-    note += "; first promotion" if prod_eval is None else f"; production v{production}: {promotion.describe(prod_eval)}"
+    note = f"{gate.metric} on the test split: candidate v{candidate}: {promotion.describe(cand_eval, gate.metric)}"
+    note += ("; first promotion" if prod_eval is None
+             else f"; production v{production}: {promotion.describe(prod_eval, gate.metric)}")
     if drifted:
         note += f"; drift detected on {list(drifted)}"
     if found and not force:
         raise PromotionRefused(f"refused to promote {name} v{candidate}: " + "; ".join(found) + f" ({note})")
-    tags = {f"eval_{field}_{gate.metric}": f"{value:.6g}" for field, value in cand_eval.items()}
+    tags = {f"eval_{field}_{key}": f"{value:.6g}" for field, values in cand_eval.items() for key, value in values.items()}
     tags["drift_verdict"] = f"drift on {list(drifted)}" if drifted else "no drift detected or no drift summary"
     if force:
         tags["force_reason"] = reason

@@ -15,7 +15,7 @@ from galaxyprop import registry, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError, reading
-from galaxyprop.promotion import OVERALL, Gate, drifted_fields
+from galaxyprop.promotion import Gate, drifted_fields, served_evaluation
 
 EXIT_REFUSED = 1
 EXIT_DATA_DIFFERS = 3
@@ -44,10 +44,10 @@ def model_input(model, test: pd.DataFrame, test_path: Path, images_path: Path):
     """The test rows as the model takes them: catalogue columns, or cutouts from the image file."""
     input_schema = model.metadata.get_input_schema()
     if not input_schema.is_tensor_spec():
-        missing = [c for c in input_schema.input_names() if c not in test.columns]
+        missing = [c for c in input_schema.required_input_names() if c not in test.columns]
         if missing:
             raise GalaxypropError(f"{test_path}: lacks the model's input columns {missing}")
-        return test[input_schema.input_names()]
+        return test[input_schema.required_input_names()]
     from galaxyprop.data.astroclip_hdf5 import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW
 
@@ -58,36 +58,37 @@ def model_input(model, test: pd.DataFrame, test_path: Path, images_path: Path):
 
 
 def evaluator(args: argparse.Namespace, params: dict, metric: str):
-    """`evaluate(model_uri)`: the metric on the whole test split and on each survey field in it."""
+    """`evaluate(model_uri)`: on the whole test split and on each survey field in it, the metric of the
+    model's prediction and the calibration of what it serves (its [q16, q84] and [q02, q98] coverage,
+    its densities' PIT KS)."""
     import mlflow.pyfunc
+    import numpy as np
 
-    from galaxyprop.metrics import target_metrics
+    from galaxyprop.predictor import FIELD_PARAM
 
     test_path = Path(args.test_data)
     if not test_path.exists():
         raise GalaxypropError(f"{test_path}: test split not found (run `dvc repro` or pass --test-data)")
     with reading(test_path, "test split"):
-        test = pd.read_parquet(test_path)
+        test = pd.read_parquet(test_path).reset_index(drop=True)
     if args.target not in test.columns:
         raise GalaxypropError(f"{test_path}: no column '{args.target}' with the true values")
     target = section(params, f"targets.{args.target}")
-    groups = {OVERALL: test.index}
-    if schema.PHOTSYS in test.columns:
-        groups.update({schema.field_name(f): rows.index for f, rows in test.groupby(schema.PHOTSYS)})
+    codes = test[schema.PHOTSYS].astype(str).to_numpy() if schema.PHOTSYS in test.columns else None
+    names = None if codes is None else np.array([schema.field_name(c) for c in codes], dtype=object)
+    truth = test[args.target].to_numpy(float)
 
-    def evaluate(model_uri: str) -> dict[str, float]:
+    def evaluate(model_uri: str) -> dict[str, dict[str, float]]:
         model = mlflow.pyfunc.load_model(model_uri)
-        predicted = model.predict(model_input(model, test, test_path, Path(args.images)))["prediction"].to_numpy()
-        truth = test[args.target].to_numpy()
-        out = {}
-        for field, rows in groups.items():
-            at = test.index.get_indexer(rows)
-            metrics = target_metrics(args.target, truth[at], predicted[at], target["outlier_threshold"],
-                                     section(params, "evaluation.eta_threshold"))
-            if metric not in metrics:
-                raise GalaxypropError(f"unknown metric '{metric}' for {args.target}; choose from {sorted(metrics)}")
-            out[field] = float(metrics[metric])
-        return out
+        parts = []
+        for code in ([None] if codes is None else sorted(set(codes))):   # each field with its calibration
+            rows = test.index if code is None else test.index[codes == code]
+            inputs = model_input(model, test.loc[rows], test_path, Path(args.images))
+            parts.append(model.predict(inputs, params={FIELD_PARAM: code} if code else None).set_axis(rows))
+        served = pd.concat(parts).sort_index()
+        grid = getattr(getattr(model.unwrap_python_model(), "predictor", None), "grid", None)
+        return served_evaluation(served, truth, names, grid, args.target, metric, target["outlier_threshold"],
+                                 section(params, "evaluation.eta_threshold"))
     return evaluate
 
 
@@ -113,6 +114,26 @@ def promote(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     print(result.message)
     return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """A version's served output on the test split, per field: its metric, interval coverage and PIT
+    KS, and what the gate's calibration rule says; exit 1 if it fails the rule."""
+    params = connect(args)
+    metric = args.metric or section(params, f"targets.{args.target}.metric")
+    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), args.target, metric)
+    version = registry.resolve_version(args.target, args.model)
+    evaluation = evaluator(args, params, metric)(f"models:/{version.name}/{version.version}")
+    rows = [{"field": field, "n": int(values.get("n", 0)), metric: f"{values[metric]:.5g}",
+             "[q16, q84] covers": f"{values.get('coverage_68', float('nan')):.3f}",
+             "[q02, q98] covers": f"{values.get('coverage_95', float('nan')):.3f}",
+             "PIT KS": f"{values.get('pit_ks', float('nan')):.4f}"} for field, values in evaluation.items()]
+    print(f"{version.name} v{version.version} ({version.tags.get('head', '?')}, calibration: "
+          f"{version.tags.get('calibration', '?')}) on {args.test_data}")
+    print(table(rows, list(rows[0])))
+    found = gate.calibration.problems(evaluation, "test") if gate.calibration else []
+    print("calibration rule: " + ("passes" if not found else "FAILS: " + "; ".join(found)))
+    return EXIT_REFUSED if found else 0
 
 
 def rollback(args: argparse.Namespace) -> int:
@@ -147,8 +168,12 @@ def models(args: argparse.Namespace) -> int:
         for v in registry.versions(target):
             tags = v.tags
             created = datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+            selection = tags.get("selection_metric", metric)
             rows.append({"version": v.version, "aliases": ",".join(v.aliases) or "-", "head": tags.get("head", "?"),
                          "features": tags.get("features", "?"), "dataset": tags.get("dataset", "?"),
+                         "calibrated": {"true": "yes", "false": "NO"}.get(tags.get("calibrated", ""), "?"),
+                         "val selection": f"{selection} {tags.get(f'val_{selection}', '-')}",
+                         "val 68 %": tags.get("val_coverage_68", "-"),
                          f"val {metric}": tags.get(f"val_{metric}", "-"),
                          f"test {metric}": tags.get(f"test_{metric}", "-"), "created (UTC)": created,
                          "git": _short(tags.get("git_commit")), "data": _short(tags.get("data_hash")),
@@ -203,6 +228,16 @@ def add_commands(commands) -> None:
     p.add_argument("--force", action="store_true", help="promote even if the gate refuses (needs --reason)")
     p.add_argument("--reason", help="why a forced promotion is right; recorded with the move")
     p.set_defaults(func=promote)
+
+    p = commands.add_parser("check", help="a version's served metric, interval coverage and PIT per field on the "
+                                          "test split, against the gate's calibration rule")
+    p.add_argument("target", help="z or kcorr_r01")
+    p.add_argument("--model", default="candidate", help="alias or version number (default: candidate)")
+    p.add_argument("--metric", help="metric to report (default: params targets.<target>.metric)")
+    p.add_argument("--test-data", default="data/prepared/test.parquet", help="test split to evaluate on")
+    p.add_argument("--images", default="data/raw/astroclip.h5",
+                   help="AstroCLIP-layout file with the test split's cutouts (image models)")
+    p.set_defaults(func=check)
 
     p = commands.add_parser("rollback", help="move `production` back to the previous production version")
     p.add_argument("target")

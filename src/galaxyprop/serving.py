@@ -9,15 +9,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.predictor import Predictor
+from galaxyprop.predictor import FIELD_PARAM, Predictor
 
 PREDICTOR_ARTIFACT = "predictor"
 
 
 class PredictorModel(mlflow.pyfunc.PythonModel):
-    """What the version was trained on in (catalogue fluxes in nanomaggies, g,r,z cutouts
-    (N, 3, H, W) in nanomaggies/pixel, or embeddings); out: prediction, spread, q16/q50/q84 and,
-    for a density head, the density on the target's grid."""
+    """In: what the version was trained on (catalogue fluxes in nanomaggies, g,r,z cutouts
+    (N, 3, H, W) in nanomaggies/pixel, or embeddings), and optionally the survey field: the parameter
+    `photsys` (N or S) for the whole batch, or a catalogue's PHOTSYS column per row. Out: the head's
+    point estimate (`prediction`), the calibrated quantiles q02, q16, q50, q84, q98 (2.3, 15.9, 50,
+    84.1, 97.7 %), `spread` = (q84 - q16) / 2 and the calibrated density on the target's grid."""
 
     def load_context(self, context) -> None:
         self.predictor = Predictor.load(context.artifacts[PREDICTOR_ARTIFACT])
@@ -34,7 +36,7 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
                 model_input = np.asarray(model_input)
             if len(model_input) == 0:
                 raise GalaxypropError("the input has no rows")
-            return self.predictor.predict(model_input)
+            return self.predictor.predict(model_input, (params or {}).get(FIELD_PARAM) or None)
         except GalaxypropError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
 

@@ -19,8 +19,8 @@ from typing import Iterator
 
 from galaxyprop.errors import GalaxypropError
 
-OUTPUT_TYPES = {"prediction": "double", "spread": "double", "q16": "double", "q50": "double", "q84": "double",
-                "density": "array<float>"}
+OUTPUT_TYPES = {"prediction": "double", "spread": "double", "q02": "double", "q16": "double", "q50": "double",
+                "q84": "double", "q98": "double", "density": "array<float>"}
 
 
 @contextmanager
@@ -55,11 +55,13 @@ def local_session(cores: int = 2, scratch: str | Path | None = None) -> Iterator
         jvm.wait(timeout=60)
 
 
-def spark_predict(spark, model_uri: str, frame, inputs: list[str], keep: list[str], densities: bool = False):
+def spark_predict(spark, model_uri: str, frame, inputs: list[str], keep: list[str], densities: bool = False,
+                  photsys: str | None = None):
     """`frame` (a Spark DataFrame) with the model's outputs as columns beside the columns `keep`.
 
-    `inputs` are the model's input columns: the flux columns of a catalogue model, or the one
-    column of flattened cutouts of an image model."""
+    `inputs` are the model's input columns: the flux columns of a catalogue model (and `PHOTSYS`
+    for each row's survey field), or the one column of flattened cutouts of an image model.
+    `photsys` names the survey field of every row, for a model calibrated per field."""
     import mlflow.pyfunc
 
     fields = {k: v for k, v in OUTPUT_TYPES.items() if densities or k != "density"}
@@ -68,5 +70,6 @@ def spark_predict(spark, model_uri: str, frame, inputs: list[str], keep: list[st
         if "density" not in outputs:
             raise GalaxypropError(f"{model_uri} gives no density (its head has none)")
     udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local",
-                                  result_type=", ".join(f"{k} {v}" for k, v in fields.items()))
+                                  result_type=", ".join(f"{k} {v}" for k, v in fields.items()),
+                                  params={"photsys": photsys} if photsys else None)
     return frame.withColumn("_out", udf(*inputs)).select(*keep, *(f"_out.{k}" for k in fields))

@@ -6,6 +6,8 @@ that was not measured.
 
 from __future__ import annotations
 
+from galaxyprop.errors import GalaxypropError
+
 ID = "id"
 REDSHIFT = "z"
 SPLIT = "split"
@@ -32,3 +34,19 @@ FIELDS = {"N": "north", "S": "south"}
 
 def field_name(photsys: str) -> str:
     return FIELDS.get(str(photsys).strip(), str(photsys).strip().lower())
+
+
+def field_code(value: object, row: int | None = None) -> str | None:
+    """The PHOTSYS code of a survey field given by its code or its name, in any case (`n`, `North`);
+    None for a missing or empty value."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    for code, name in FIELDS.items():
+        if text.upper() == code or text.lower() == name:
+            return code
+    where = f" (row {row})" if row is not None else ""
+    raise GalaxypropError(f"unknown survey field {text!r}{where}; use one of "
+                          f"{', '.join(f'{c} ({n})' for c, n in FIELDS.items())}")

@@ -1,20 +1,25 @@
 """Gradient-boosted trees (scikit-learn HistGradientBoosting): what a user would pick instead.
 
-The spread is half the 16-84 % interval of two quantile-loss models fitted beside the mean.
+Beside the mean, quantile-loss models at the 2.3, 15.9, 50, 84.1 and 97.7 % levels give a density:
+its CDF passes through those quantiles (probit-linear between them, Gaussian-like tails beyond), so
+gbt is a density head like the others; the spread is half the 15.9-84.1 % interval.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from galaxyprop.densities import Grid, quantile_densities
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs
 
-QUANTILES = (0.16, 0.84)
+QUANTILES = tuple(float(ndtr(t)) for t in (-2.0, -1.0, 0.0, 1.0, 2.0))
 
 
 class GradientBoostingHead(Head):
     name = "gbt"
+    gives_density = True
 
     def __init__(self, learning_rate: float = 0.1, max_iter: int = 300, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 20, l2_regularization: float = 0.0, seed: int = 0):
@@ -39,7 +44,18 @@ class GradientBoostingHead(Head):
         self.quantile_models_ = [self._model(loss="quantile", quantile=q).fit(X, y) for q in QUANTILES]
         return self
 
+    def _quantiles(self, X: np.ndarray) -> np.ndarray:
+        """(n, 5) predicted quantiles, sorted per row (the models are fitted apart and may cross)."""
+        return np.sort(np.stack([m.predict(X) for m in self.quantile_models_], axis=1), axis=1)
+
     def predict(self, X: np.ndarray) -> Prediction:
+        return self.predict_with_pdf(X, None)[0]
+
+    def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
+        return self.predict_with_pdf(X, grid)[1]
+
+    def predict_with_pdf(self, X: np.ndarray, grid: Grid | None) -> tuple[Prediction, np.ndarray | None]:
         X = check_features(X, self.n_features_)
-        low, high = (m.predict(X) for m in self.quantile_models_)
-        return Prediction(self.mean_model_.predict(X), np.maximum(high - low, 0.0) / 2.0)
+        levels = self._quantiles(X)
+        prediction = Prediction(self.mean_model_.predict(X), (levels[:, 3] - levels[:, 1]) / 2.0)
+        return prediction, None if grid is None else quantile_densities(levels, np.array(QUANTILES), grid)
