@@ -1,4 +1,4 @@
-"""The user's commands: `galaxyprop promote|rollback|history|models|lineage|predict|drift|serve|ui`."""
+"""The user's commands: `galaxyprop promote|check|rollback|history|models|lineage|predict|drift|serve|ui`."""
 
 from __future__ import annotations
 
