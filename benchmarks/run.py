@@ -62,7 +62,7 @@ def embedding_throughput(root: Path, n: int = 2048) -> dict:
     """Images and spectra per second through the trained encoder (batched, no gradient, this machine's device)."""
     import torch
 
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.features.contrastive import ContrastiveModel
 
     model = ContrastiveModel.load(root / "models/encoder/encoder.pt")
@@ -87,7 +87,7 @@ def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) 
     `n_features` feature rows (the test split tiled) or `n_images` cutouts."""
     import pandas as pd
 
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.predictor import Predictor
 
     with AstroclipFile(root / "data/raw/astroclip.h5") as file:

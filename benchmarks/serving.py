@@ -35,7 +35,7 @@ CHUNK = 1024      # galaxies per batch-prediction chunk: both files span several
 
 
 def split_cutouts(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
 
     test = pd.read_parquet(root / "data/prepared/test.parquet")
     with AstroclipFile(root / "data/raw/astroclip.h5") as file:
@@ -44,7 +44,7 @@ def split_cutouts(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def write_copies(path: Path, images: np.ndarray, copies: int) -> Path:
     """An AstroCLIP file with `copies` copies of `images` (new TARGETIDs), written a copy at a time."""
-    from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS, astroclip_writer
+    from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, astroclip_writer
 
     n = len(images)
     zeros = np.zeros((n, N_SPECTRUM_PIXELS), np.float32)

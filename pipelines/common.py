@@ -156,16 +156,16 @@ def model_inputs(input_kind: str, frame: pd.DataFrame, features: str):
     their g,r,z cutouts (N, 3, H, W) or spectra from the source's image file, or their embeddings."""
     import numpy as np
 
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW
-    from galaxyprop.data.sources import IMAGES_FILE
+    from galaxyprop.data.sources import raw_images
 
     if input_kind == "catalog":
         return frame
     if input_kind == "embeddings":
         table = feature_split(features, "test").set_index(schema.ID)
         return table.loc[frame[schema.ID]].to_numpy(np.float32)
-    with AstroclipFile(RAW / IMAGES_FILE) as file:
+    with AstroclipFile(raw_images(RAW)) as file:
         rows = frame[IMAGE_ROW].to_numpy()
         if input_kind == "images":
             return file.cutouts(rows)

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import save_object, write_parquet
-from galaxyprop.data.sources import IMAGES_FILE
+from galaxyprop.data.sources import raw_images
 from galaxyprop.errors import exit_on_error
 from galaxyprop.features.contrastive import ContrastiveModel
 from galaxyprop.features.images import channels_first
@@ -55,7 +55,7 @@ def main() -> None:
     embedders = {"image": model.image_embedder(), "spectrum": model.spectrum_embedder()}
     test, device = {}, "cuda" if torch.cuda.is_available() else "cpu"
     with tracking.stage_run(Stores.from_params(params), "embed", params={"embedding": config},
-                            tags={"features": "image"}), AstroclipFile(RAW / IMAGES_FILE) as file:
+                            tags={"features": "image"}), AstroclipFile(raw_images(RAW)) as file:
         for kind, embedder in embedders.items():
             (FEATURES / kind / SKIPPED).unlink(missing_ok=True)
             save_object(embedder, FEATURES / kind / FEATURE_ENCODER)

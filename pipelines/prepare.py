@@ -12,10 +12,10 @@ from common import DATA_PLOTS, PREPARED, RAW, REPORTS, save_figure
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
-from galaxyprop.data.astroclip_hdf5 import DESI_WAVE, AstroclipFile
+from galaxyprop.data.astroclip import DESI_WAVE, AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json, write_parquet
-from galaxyprop.data.sources import IMAGES_FILE, load_source
+from galaxyprop.data.sources import load_source, raw_images, source_split
 from galaxyprop.data.splits import split_frame
 from galaxyprop.errors import GalaxypropError, exit_on_error
 
@@ -25,12 +25,25 @@ log = logging.getLogger("prepare")
 def draw_gallery(frame, path, n: int = 8) -> None:
     """Cutouts and spectra of `n` galaxies spread in redshift (sources with images only)."""
     picks = frame.sort_values(schema.REDSHIFT).iloc[np.linspace(0, len(frame) - 1, n).astype(int)]
-    with AstroclipFile(RAW / IMAGES_FILE) as images:
+    with AstroclipFile(raw_images(RAW)) as images:
         cutouts = images.images(picks[IMAGE_ROW].to_numpy())
         spectra, _ = images.spectra(picks[IMAGE_ROW].to_numpy())
     titles = [f"TARGETID {row[schema.ID]}  z = {row[schema.REDSHIFT]:.3f}  PHOTSYS {row[schema.PHOTSYS]}  "
               f"K(0.1r) = {row['kcorr_r01']:+.3f}" for _, row in picks.iterrows()]
     save_figure(plots.cutout_gallery(cutouts, DESI_WAVE, spectra, titles), path)
+
+
+def file_split(frame) -> np.ndarray:
+    """The image file's own train/test label of every frame row (`split: file`)."""
+    path = raw_images(RAW)
+    if path is None or IMAGE_ROW not in frame:
+        raise GalaxypropError(f"{RAW}: split 'file' needs an image file with its own train/test split")
+    with AstroclipFile(path) as images:
+        labels, layout = images.file_split(), images.layout
+    if labels is None:
+        raise GalaxypropError(f"{path}: the {layout} AstroCLIP layout has no train/test split of its own; "
+                              "set the source's split to 'random'")
+    return labels[frame[IMAGE_ROW].to_numpy()]
 
 
 def metric_name(reason: str) -> str:
@@ -48,7 +61,10 @@ def main() -> None:
         if len(frame) < 20:
             raise GalaxypropError(f"{RAW}: only {len(frame)} usable rows, too few to split")
 
-        splits = split_frame(frame, split["fractions"], split["seed"], split.get("n_redshift_bins", 10))
+        own = None
+        if source_split(data) == "file":
+            own = source.file_split if source.file_split is not None else file_split(frame)
+        splits = split_frame(frame, split["fractions"], split["seed"], split.get("n_redshift_bins", 10), own)
         for name, part in splits.items():
             write_parquet(part, PREPARED / f"{name}.parquet")
         write_json(source.bands_metadata(), PREPARED / "bands.json")

@@ -20,6 +20,8 @@ from galaxyprop.promotion import CalibrationRule, select_candidate
 from galaxyprop.provenance import dvc_output_hash, git_commit
 
 log = logging.getLogger("register")
+#: The tags that make two registrations the same version.
+SAME_VERSION = ("model_hash", "code_hash", "data_hash", "params_hash", "head", "features", "target", "dataset")
 
 
 def check_candidate_heads(heads: list[str]) -> None:
@@ -84,9 +86,19 @@ def main() -> None:
                     f"val_{target_metric}": f"{chosen[target_metric]:.6g}",
                     "val_coverage_68": f"{overall.get('coverage_68', float('nan')):.4g}",
                     "val_pit_ks": f"{overall.get('pit_ks', float('nan')):.4g}"}
-            with tracking.child_run(f"register:{head}:{target}", tags=tags):
-                inputs = model_inputs(predictor.input_kind, example, features)
-                version = registry.register_predictor(predictor, inputs, tags, test_all[target][head])
+            tags["model_hash"] = registry.file_hash(model_dir(target, name) / "predictor.joblib")
+            tags["code_hash"] = registry.package_hash()
+            # A rerun on the same model, code, data and params re-points `candidate` at the version it
+            # registered then (DVC runs this stage every time: the registry is state it cannot cache).
+            existing = registry.find_version(target, {k: tags[k] for k in SAME_VERSION})
+            if existing is not None:
+                version = str(existing.version)
+                registry.set_candidate(target, version)
+                log.info("%s: unchanged since version %s; candidate points at it", registry.model_name(target), version)
+            else:
+                with tracking.child_run(f"register:{head}:{target}", tags=tags):
+                    inputs = model_inputs(predictor.input_kind, example, features)
+                    version = registry.register_predictor(predictor, inputs, tags, test_all[target][head])
             registered[target] = {"model": registry.model_name(target), "version": version, "head": head,
                                   "selection_metric": metric, f"val_{metric}": chosen[metric],
                                   f"val_{target_metric}": chosen[target_metric], "skipped": skipped}

@@ -23,7 +23,7 @@ from galaxyprop.calibration import CalibrationSettings
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import load_object, write_json, write_parquet
-from galaxyprop.data.sources import IMAGES_FILE
+from galaxyprop.data.sources import raw_images
 from galaxyprop.data.density_file import write_densities
 from galaxyprop.densities import Grid, quantiles, resample
 from galaxyprop.errors import GalaxypropError, exit_on_error
@@ -45,7 +45,7 @@ def digest(*arrays: np.ndarray) -> str:
 
 def skip_without_images(target: str, name: str, source: str) -> bool:
     """Image heads need cutouts: for a catalogue source record why, and leave empty predictions."""
-    if (RAW / IMAGES_FILE).exists():
+    if raw_images(RAW) is not None:
         return False
     write_skipped(model_dir(target, name), f"data source '{source}' has no images")
     write_parquet(prediction_frame(prepared_split("test").iloc[:0], "test", target, [], []),

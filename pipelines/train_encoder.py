@@ -19,10 +19,10 @@ from lightning.pytorch.loggers import MLFlowLogger
 from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json
-from galaxyprop.data.sources import IMAGES_FILE
+from galaxyprop.data.sources import raw_images
 from galaxyprop.errors import exit_on_error
 from galaxyprop.features.contrastive import ContrastiveModel
 from galaxyprop.features.images import background_noise
@@ -70,7 +70,7 @@ def main() -> None:
         write_json({"skipped": reason}, REPORTS / "encoder.json")
         ENCODER_PLOTS.mkdir(parents=True, exist_ok=True)
         return
-    images_path = RAW / IMAGES_FILE
+    images_path = raw_images(RAW)
     rows = {split: frame[IMAGE_ROW].to_numpy() for split, frame in frames.items()}
     L.seed_everything(training["seed"], workers=True, verbose=False)
     config = {**model_params, "softening": softening(model_params, images_path, rows["train"])}

@@ -16,7 +16,7 @@ from conftest import gst_path, sdss_data
 from galaxyprop import registry, tracking
 from galaxyprop.calibration import CalibrationSettings, ProbitMap
 from galaxyprop.config import Stores
-from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS, astroclip_writer
+from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, astroclip_writer
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
 from galaxyprop.densities import Grid
 from galaxyprop.heads import make_head

@@ -130,7 +130,7 @@ def test_bad_inputs_name_the_file_and_column(models, catalogue_model, tmp_path):
     with pytest.raises(GalaxypropError, match=r"s.parquet: lacks column\(s\) \['flux_i'\] that the model needs"):
         predict_file(catalogue_model, models.catalogue_uri, source, tmp_path / "o.parquet", progress=False)
     (tmp_path / "s.txt").write_text("x")
-    with pytest.raises(GalaxypropError, match=r"s.txt: unsupported input format '.txt'"):
+    with pytest.raises(GalaxypropError, match=r"s.txt: unsupported catalogue format '.txt'"):
         predict_file(catalogue_model, models.catalogue_uri, tmp_path / "s.txt", tmp_path / "o.parquet", progress=False)
     images = write_astroclip(tmp_path / "c.h5", models.images[:3], np.arange(3))
     with pytest.raises(GalaxypropError, match="takes catalogue columns .* not an image file"):
@@ -139,3 +139,131 @@ def test_bad_inputs_name_the_file_and_column(models, catalogue_model, tmp_path):
     with pytest.raises(GalaxypropError, match=r"n.parquet: rows 0-9: row 0: column 'flux_r' must be a positive"):
         predict_file(catalogue_model, models.catalogue_uri, negative, tmp_path / "o.parquet", progress=False)
     assert not (tmp_path / "o.parquet").exists()
+
+
+def magnitude_catalogue(galaxies: pd.DataFrame, path, ids) -> pd.DataFrame:
+    """The galaxies as a user's CSV: string ids, AB magnitudes and their errors, Galactic extinction."""
+    from galaxyprop.physics.magnitudes import flux_to_mag
+
+    table = pd.DataFrame({"name": ids})
+    for band in "ugriz":
+        flux, ivar = galaxies[f"flux_{band}"].to_numpy(), galaxies[f"flux_ivar_{band}"].to_numpy()
+        extinction = 0.05 + 0.01 * np.arange(len(galaxies)) % 0.1
+        table[f"mag_{band}"] = flux_to_mag(flux) + extinction         # as observed: dimmed by the dust
+        table[f"err_{band}"] = 2.5 / np.log(10) / (flux * np.sqrt(ivar))
+        table[f"ext_{band}"] = extinction
+    table.to_csv(path, index=False)
+    return table
+
+
+MAGNITUDE_MAP = {"columns": {"id": "name", "redshift": "zspec"},
+                 "bands": {b: {"mag": f"mag_{b}", "mag_err": f"err_{b}", "extinction": f"ext_{b}"} for b in "ugriz"}}
+
+
+def test_string_ids_and_magnitudes_through_a_column_map(models, catalogue_model, tmp_path):
+    """A CSV with names like gal00010, magnitudes and extinction, read through a source's column map,
+    predicts exactly what the model gives on the fluxes, keyed by the names (leading zeros kept)."""
+    from collections import Counter
+
+    from galaxyprop.data.catalog import CatalogSpec
+
+    galaxies = models.galaxies.head(120).reset_index(drop=True)
+    ids = [f"gal{i:05d}" for i in range(len(galaxies))]
+    table = magnitude_catalogue(galaxies, tmp_path / "mine.csv", ids)
+    table.loc[7, "mag_r"] = 99.0                                   # a sentinel: the row is skipped and counted
+    table.to_csv(tmp_path / "mine.csv", index=False)
+    spec = CatalogSpec.from_params(MAGNITUDE_MAP)
+    dropped = Counter()
+    n = predict_file(catalogue_model, models.catalogue_uri, tmp_path / "mine.csv", tmp_path / "out.parquet",
+                     chunk_size=50, progress=False, source=("mine", spec), dropped=dropped)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert n == len(galaxies) - 1 and dict(dropped) == {"r flux unusable: non-finite or non-positive (mag_r)": 1}
+    assert out["TARGETID"].tolist() == [i for k, i in enumerate(ids) if k != 7]
+    expected = catalogue_model.predict(galaxies.drop(index=7)[FLUXES])
+    np.testing.assert_allclose(out["prediction"], expected["prediction"], rtol=1e-6)
+    np.testing.assert_allclose(out[["q16", "q84"]], expected[["q16", "q84"]], rtol=1e-5)
+
+
+def test_ids_keep_their_type_and_bad_ids_are_named(models, catalogue_model, tmp_path):
+    galaxies = models.galaxies.head(20)
+    table = galaxies[FLUXES].assign(TARGETID=[f"{i:03d}" for i in range(20)])   # '007': a name, not 7
+    table.to_csv(tmp_path / "zeros.csv", index=False)
+    predict_file(catalogue_model, models.catalogue_uri, tmp_path / "zeros.csv", tmp_path / "z.parquet", progress=False)
+    assert pd.read_parquet(tmp_path / "z.parquet")["TARGETID"].tolist()[:3] == ["000", "001", "002"]
+    table.assign(TARGETID=np.arange(20) + 39627000000000000).to_csv(tmp_path / "int.csv", index=False)
+    predict_file(catalogue_model, models.catalogue_uri, tmp_path / "int.csv", tmp_path / "i.parquet", progress=False)
+    assert pd.read_parquet(tmp_path / "i.parquet")["TARGETID"].dtype == np.int64
+    table.assign(TARGETID=["a"] * 20).to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"dup.csv: id column 'TARGETID' \(rows 0-19\): id 'a' is repeated"):
+        predict_file(catalogue_model, models.catalogue_uri, tmp_path / "dup.csv", tmp_path / "d.parquet", progress=False)
+    table.assign(TARGETID=["a", None] + [f"b{i}" for i in range(18)]).to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"gap.csv: id column 'TARGETID' \(rows 0-19\): row 1 has no id"):
+        predict_file(catalogue_model, models.catalogue_uri, tmp_path / "gap.csv", tmp_path / "g.parquet", progress=False)
+
+
+def test_schema_errors_keep_their_reason(models, catalogue_model, tmp_path):
+    small = write_astroclip(tmp_path / "small.h5", models.images[:4, :, :16, :16], np.arange(4))
+    with pytest.raises(GalaxypropError) as error:
+        predict_file(models.image, models.image_uri, small, tmp_path / "o.parquet", progress=False)
+    message = str(error.value)
+    assert "small.h5: rows 0-3: " in message and "does not match expected shape (-1, 3, 20, 20)" in message
+    assert "\n" not in message and len(message) < 400
+    text = survey_file(models.galaxies.head(5), tmp_path / "t.parquet", ".parquet")
+    pd.read_parquet(text).assign(FLUX_G="bright").to_parquet(text)
+    with pytest.raises(GalaxypropError, match=r"t.parquet: rows 0-4: .*flux_g") as error:
+        predict_file(catalogue_model, models.catalogue_uri, text, tmp_path / "t_out.parquet", progress=False)
+    assert "Failed to enforce schema of data" not in str(error.value)
+
+
+def test_served_400_bodies_give_the_reason_not_the_payload(models):
+    """The scoring server `galaxyprop serve` runs answers bad payloads with HTTP 400 and the reason alone."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": stores(models.root).tracking_uri,
+           "GALAXYPROP_SERVED_MODEL": models.image_uri}
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.serving:create_app",
+                               "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def post(payload: bytes):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", payload,
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, "the server exited"
+                time.sleep(0.5)
+        status, body = post(json.dumps({"inputs": models.images[:3].tolist()}).encode())
+        assert status == 200 and len(json.loads(body)["predictions"]) == 3
+        wrong = json.dumps({"inputs": models.images[:10, :, :16, :16].tolist()}).encode()
+        status, body = post(wrong)
+        answer = json.loads(body)
+        assert status == 400 and len(body) < 600, (status, len(body))
+        assert "does not match expected shape (-1, 3, 20, 20)" in answer["message"]
+        with_nan = models.images[:2].copy()
+        with_nan[1, 0, 3, 3] = np.nan
+        status, body = post(json.dumps({"inputs": with_nan.tolist()}).encode())
+        assert status == 400 and "images row 1 has NaN or infinite pixels" in json.loads(body)["message"]
+        assert len(body) < 600
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -12,7 +12,7 @@ from astropy.io import fits
 from conftest import mock_config
 
 from galaxyprop.data import schema
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW, read_desi
 from galaxyprop.data.fastspecfit import read_fastspec, write_fastspec
 from galaxyprop.data.mock.survey import simulate_survey

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import mock_config
 
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.contrastive import ContrastiveModel, EncoderConfig, clip_loss
 from galaxyprop.features.images import (asinh_stretch, augment, background_noise, center_crop, channels_first,

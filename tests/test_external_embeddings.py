@@ -81,3 +81,28 @@ def test_precomputed_embeddings_check_their_dimension():
     assert encoder.transform(np.ones((3, 8))).shape == (3, 8)
     with pytest.raises(GalaxypropError, match=r"shape \(N, 8\)"):
         encoder.transform(np.ones((3, 9)))
+
+
+def test_ids_of_any_type_join(tmp_path, embeddings):
+    """Names (HDF5 bytes, Parquet strings) join a catalogue with names; TARGETIDs written as text join
+    integer TARGETIDs; names never match integers."""
+    ids, matrix = embeddings
+    names = np.array([f"gal{i:05d}" for i in range(100)])
+    with h5py.File(tmp_path / "names.h5", "w") as handle:
+        handle["id"] = names.astype("S")
+        handle["image_embeddings"] = matrix
+    pd.DataFrame({"TARGETID": ids.astype(str), "image_embeddings": list(matrix)}).to_parquet(tmp_path / "text.parquet")
+    by_name = read_external_embeddings(tmp_path / "names.h5", "image_embeddings")
+    assert by_name["id"].tolist() == names.tolist()
+    joined, report = join_embeddings(pd.DataFrame({"id": names[[5, 1]].astype(object)}), by_name)
+    assert joined["id"].tolist() == ["gal00005", "gal00001"] and report.n_matched == 2
+    np.testing.assert_array_equal(joined.drop(columns="id").to_numpy(), matrix[[5, 1]])
+    by_text = read_external_embeddings(tmp_path / "text.parquet", "image_embeddings")
+    assert by_text["id"].dtype == np.int64
+    assert join_embeddings(pd.DataFrame({"id": ids[[7]]}), by_text)[1].n_matched == 1
+    assert join_embeddings(pd.DataFrame({"id": names[[7]].astype(object)}), by_text)[1].n_matched == 0
+    with h5py.File(tmp_path / "mixed.h5", "w") as handle:
+        handle["id"] = np.array([b"gal1", b""] + [b"x%d" % i for i in range(98)])
+        handle["image_embeddings"] = matrix
+    with pytest.raises(GalaxypropError, match=r"mixed.h5: ids: row 1 has no id"):
+        read_external_embeddings(tmp_path / "mixed.h5", "image_embeddings")

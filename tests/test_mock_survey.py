@@ -144,7 +144,7 @@ def test_spectra_are_on_the_desi_grid_and_follow_the_sed(noiseless_survey):
         spectra = handle["spectra"][:]
     assert spectra.shape == (30, 7781, 1)
     # r-band flux of the spectrum is below the total (fibre) but of the same order.
-    from galaxyprop.data.astroclip_hdf5 import DESI_WAVE
+    from galaxyprop.data.astroclip import DESI_WAVE
     r = load_filter("decam_r")
     fiber = band_maggies(DESI_WAVE, spectra[:, :, 0] * 1e-17, 0.0, r) * 1e9
     fraction = fiber / survey.photometry["flux_r"]

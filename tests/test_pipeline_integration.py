@@ -181,7 +181,7 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
     from galaxyprop.data.desi import read_desi
     from galaxyprop.data.mock.survey import simulate_survey
 
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
 
     config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 24})
     simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)
@@ -217,7 +217,7 @@ def test_the_candidates_serve_calibrated_intervals(project):
     assert "calibration rule: passes" in out.stdout, out.stdout + out.stderr
     registered = json.loads((project / "reports/registered.json").read_text())
     test = __import__("pandas").read_parquet(project / "data/prepared/test.parquet")
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
 
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"), AstroclipFile(project / "data/raw/astroclip.h5") as file:
         for target in ("z", "kcorr_r01"):
@@ -239,8 +239,13 @@ def test_the_candidates_serve_calibrated_intervals(project):
 
 
 def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
+    registered = (project / "reports/registered.json").read_text()
     again = run(["dvc", "repro"], project)
-    assert "Running stage" not in again.stdout
+    # only register reruns (always: the registry is outside DVC's caches), onto the versions it registered
+    assert {line.split("'")[1] for line in again.stdout.splitlines() if line.startswith("Running stage")} == {"register"}
+    assert (project / "reports/registered.json").read_text() == registered
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+        assert len(MlflowClient().search_model_versions("name = 'galaxyprop-z'")) == 1
     edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 5))
     rerun = run(["dvc", "repro"], project).stdout
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
@@ -276,7 +281,55 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
         client = MlflowClient()
         assert str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == \
             str(client.get_model_version_by_alias("galaxyprop-z", "candidate").version)
-    assert run(["dvc", "status"], project).stdout.strip().endswith("Data and pipelines are up to date.")
+    assert_up_to_date(project)
+
+
+def assert_up_to_date(project: Path) -> None:
+    """`dvc status` reports nothing but the register stage, which always reruns."""
+    status = run(["dvc", "status", "--json"], project).stdout
+    assert set(json.loads(status)) <= {"register"}, status
+
+
+def tree_hashes(project: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in ("data", "models", "reports", "mlruns") for path in sorted((project / folder).rglob("*"))
+            if path.is_file()}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("heads.knn.n_trials", -1, "heads.knn.n_trials"),
+    ("heads.knn.n_trials", "abc", "heads.knn.n_trials"),
+    ("split.fractions", {"train": 1.2, "val": -0.35, "test": 0.15}, "split.fractions"),
+    ("data.source", "mokc", "data.source"),
+    ("registry.candidate_heads", ["knn", "knnn"], "registry.candidate_heads"),
+])
+def test_invalid_params_stop_repro_before_any_output_is_removed(project, key, value, message):
+    """`dvc repro` with a bad value stops at check_params with one line naming the key; every output,
+    the registry and the Optuna studies are byte-identical afterwards."""
+    params = (project / "params.yaml").read_text()
+    before = tree_hashes(project)
+
+    def edit(p):
+        node = p
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    edit_params(project, edit)
+    try:
+        failed = run(["dvc", "repro"], project, check=False)
+        cli = run(["galaxyprop", "models"], project, check=False)
+    finally:
+        (project / "params.yaml").write_text(params)
+    assert failed.returncode != 0 and "Traceback" not in failed.stdout + failed.stderr
+    lines = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("galaxyprop: error:")]
+    assert len(lines) == 1 and message in lines[0], failed.stdout + failed.stderr
+    assert "Running stage 'check_params'" in failed.stdout and failed.stdout.count("Running stage") == 1
+    assert cli.returncode == 2 and cli.stderr.strip().splitlines() == lines
+    assert tree_hashes(project) == before
+    assert_up_to_date(project)
 
 
 @contextmanager
@@ -339,7 +392,7 @@ def test_served_production_answers_like_the_model_in_process(project):
     """make run -> promote -> serve -> HTTP predictions of real cutouts equal the pyfunc's; bad payloads get 400."""
     import pandas as pd
 
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
 
     run(["galaxyprop", "promote", "kcorr_r01"], project)
     test = pd.read_parquet(project / "data/prepared/test.parquet").head(12)

@@ -263,3 +263,29 @@ def test_the_gate_reads_drift_per_field_and_allows_field_noise():
     served = {"all": {"sigma_mad": 0.02, "n": 1300, "coverage_68": 0.67, "pit_ks": 0.02},
               "north": {"sigma_mad": 0.03, "n": 500, "coverage_68": 0.60, "pit_ks": 0.09}}
     assert problems(calibrated, served, None) == ["68 % interval covers 0.600 on test 'north', outside 0.683 +- 0.052"]
+
+
+def test_find_version_matches_every_tag_and_set_candidate_repoints(store, tmp_path):
+    """What makes a re-run of the register stage idempotent: the version an identical earlier run
+    registered (same model bytes, code, data, params) is found and `candidate` re-pointed to it."""
+    client = MlflowClient()
+    client.create_registered_model("galaxyprop-z")
+    (tmp_path / "model").mkdir()
+    first, second = (str(client.create_model_version("galaxyprop-z", (tmp_path / "model").as_uri()).version)
+                     for _ in range(2))
+    model = tmp_path / "predictor.joblib"
+    model.write_bytes(b"weights")
+    lineage = {"model_hash": registry.file_hash(model), "code_hash": registry.package_hash(), "data_hash": "d1"}
+    for version, data_hash in ((first, "d1"), (second, "d2")):
+        for key, value in {**lineage, "data_hash": data_hash}.items():
+            client.set_model_version_tag("galaxyprop-z", version, key, value)
+    client.set_registered_model_alias("galaxyprop-z", "candidate", second)
+    assert str(registry.find_version("z", lineage).version) == first
+    assert str(registry.find_version("z", {**lineage, "data_hash": "d2"}).version) == second
+    model.write_bytes(b"other weights")
+    assert registry.find_version("z", {**lineage, "model_hash": registry.file_hash(model)}) is None
+    assert registry.package_hash() == lineage["code_hash"] and len(lineage["model_hash"]) == 64
+    registry.set_candidate("z", first)
+    assert str(registry.resolve_version("z").version) == first
+    with pytest.raises(GalaxypropError, match="at least one tag"):
+        registry.find_version("z", {})

@@ -44,5 +44,8 @@ def test_mock_source_is_simulated_and_read(params, tmp_path):
 def test_unknown_source_and_missing_files_are_one_line_errors(params, tmp_path):
     with pytest.raises(GalaxypropError, match=r"data.source = 'nope' is not one of data.sources"):
         import_source(data_params(params, "nope"), None, tmp_path / "raw")
-    with pytest.raises(GalaxypropError, match="source file not found"):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "earlier.h5").write_text("an earlier import")
+    with pytest.raises(GalaxypropError, match=r"data.sources.desi.images: /path/to/astroclip_desi.h5 not found"):
         import_source(data_params(params, "desi"), None, tmp_path / "raw")
+    assert (tmp_path / "raw" / "earlier.h5").exists()          # checked before the old import is replaced

@@ -29,8 +29,10 @@ def test_spark_udf_equals_pyfunc_for_catalogue_and_image_models(models, tmp_path
     with local_session(cores=2, scratch=tmp_path) as spark:
         by_flux = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue), fluxes,
                                 ["TARGETID"]).toPandas().sort_values("TARGETID")
-        by_field = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue.assign(PHOTSYS=photsys)),
-                                 [*fluxes, "PHOTSYS"], ["TARGETID"]).toPandas().sort_values("TARGETID")
+        # a catalogue keyed by names: the id column of any type rides along
+        named = catalogue.drop(columns="TARGETID").assign(PHOTSYS=photsys, NAME=[f"gal{i:05d}" for i in range(len(catalogue))])
+        by_field = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(named),
+                                 [*fluxes, "PHOTSYS"], ["NAME"]).toPandas().sort_values("NAME")
         all_north = spark_predict(spark, models.catalogue_uri, spark.createDataFrame(catalogue), fluxes,
                                   ["TARGETID"], photsys="N").toPandas().sort_values("TARGETID")
         frame = spark.createDataFrame(cutouts, schema="TARGETID long, image array<float>")
@@ -42,6 +44,7 @@ def test_spark_udf_equals_pyfunc_for_catalogue_and_image_models(models, tmp_path
     # each row's PHOTSYS picks its field's calibration, as in process; `photsys` gives one for all
     want = models.catalogue.predict(models.galaxies[fluxes].assign(PHOTSYS=photsys))
     np.testing.assert_allclose(by_field[columns], want[columns], rtol=1e-9)
+    assert by_field["NAME"].tolist() == named["NAME"].tolist()
     want = models.catalogue.predict(models.galaxies[fluxes], params={"photsys": "N"})
     np.testing.assert_allclose(all_north[columns], want[columns], rtol=1e-9)
     assert not np.allclose(all_north["q84"], by_flux["q84"])

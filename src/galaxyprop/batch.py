@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,13 +19,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from galaxyprop.data import schema
+from galaxyprop.data.catalog import CatalogSpec, mapped_batches
+from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile
 from galaxyprop.data.io import atomic_path, write_json, write_parquet
+from galaxyprop.data.schema import normalise_ids
 from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.serving import input_error
 
 KEY = "TARGETID"
 FIELD_COLUMN = "PHOTSYS"
-ID_COLUMNS = ("TARGETID", "targetid", "id", "ID", "objid", "OBJID")
 Loader = Callable[[], tuple[np.ndarray, "np.ndarray | pd.DataFrame"]]
 
 
@@ -47,7 +51,7 @@ class ModelInput:
 
 
 def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
-    from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS, AstroclipFile
+    from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, AstroclipFile
 
     if need.columns:
         raise GalaxypropError(f"{path}: the model takes catalogue columns {list(need.columns)}, not an "
@@ -63,76 +67,22 @@ def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator
                 rows = np.arange(start, min(start + size, file.n_rows))
 
                 def load(rows=rows):
-                    ids = np.asarray(file.handle["targetids"][rows[0]:rows[-1] + 1])
+                    ids = normalise_ids(file.ids(rows), f"{path}: targetids (rows {rows[0]}-{rows[-1]})", unique=False)
                     inputs = file.cutouts(rows) if len(need.shape) == 4 else file.spectra(rows)[0]
                     return ids, np.ascontiguousarray(inputs, dtype=np.float32)
                 yield start, load
     return file.n_rows, chunks()
 
 
-class CatalogueFile:
-    """A catalogue file read `size` rows of some columns at a time (Parquet, FITS or CSV)."""
-
-    def __init__(self, path: Path):
-        self.path, self.suffix = path, path.suffix.lower()
-        with reading(path, "catalogue file"):
-            if self.suffix in (".parquet", ".pq"):
-                self.file = pq.ParquetFile(path)
-                self.names, self.n_rows = self.file.schema_arrow.names, self.file.metadata.num_rows
-            elif self.suffix == ".csv":
-                self.names = list(pd.read_csv(path, nrows=0).columns)
-                self.n_rows = sum(len(c) for c in pd.read_csv(path, usecols=self.names[:1], chunksize=1 << 20))
-            elif self.suffix in (".fits", ".fit"):
-                from astropy.io import fits
-
-                with fits.open(path, memmap=True) as hdul:
-                    table = next((h for h in hdul if isinstance(h, fits.BinTableHDU)), None)
-                    if table is None:
-                        raise GalaxypropError(f"{path}: no binary table HDU")
-                    self.names, self.n_rows = list(table.columns.names), int(table.header["NAXIS2"])
-            else:
-                raise GalaxypropError(f"{path}: unsupported input format '{self.suffix}' "
-                                      "(use .h5 in the AstroCLIP layout, .parquet, .fits or .csv)")
-        self.by_lower = {n.lower(): n for n in self.names}
-
-    def find(self, wanted: list[str], needed_by: str = "the model") -> list[str]:
-        """The file's names of the `wanted` columns, matched case-insensitively."""
-        missing = [c for c in wanted if c.lower() not in self.by_lower]
-        if missing:
-            raise GalaxypropError(f"{self.path}: lacks column(s) {missing} that {needed_by} needs; "
-                                  f"it has {self.names[:20]}")
-        return [self.by_lower[c.lower()] for c in wanted]
-
-    def read(self, columns: list[str]) -> pd.DataFrame:
-        """These columns of every row."""
-        parts = list(self.batches(columns, 1 << 20))
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-
-    def batches(self, columns: list[str], size: int) -> Iterator[pd.DataFrame]:
-        if self.suffix in (".parquet", ".pq"):
-            yield from (b.to_pandas() for b in self.file.iter_batches(batch_size=size, columns=columns))
-        elif self.suffix == ".csv":
-            yield from pd.read_csv(self.path, usecols=columns, chunksize=size)
-        else:
-            from astropy.io import fits
-
-            with fits.open(self.path, memmap=True) as hdul:
-                data = next(h for h in hdul if isinstance(h, fits.BinTableHDU)).data
-                for start in range(0, self.n_rows, size):
-                    rows = data[start:start + size]
-                    yield pd.DataFrame({c: np.asarray(rows[c]).astype(rows[c].dtype.newbyteorder("="))
-                                        for c in columns})
-
-
 def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
-    from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS
+    from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS
     from galaxyprop.features.embedding import embedding_names
 
     if len(need.shape) == 4 or (len(need.shape) == 2 and need.shape[1] == N_SPECTRUM_PIXELS):
         raise GalaxypropError(f"{path}: the model takes image cutouts or spectra; "
-                              "give it an AstroCLIP-layout HDF5 file")
+                              "give it an AstroCLIP file (HDF5 or Parquet shards)")
     table = CatalogueFile(path)
-    id_column = next((c for c in ID_COLUMNS if c in table.names), None)
+    id_column = table.id_column()
     if id_column is None:
         raise GalaxypropError(f"{path}: no id column (one of {list(ID_COLUMNS)})")
     features = list(need.columns) if need.columns else embedding_names(need.shape[1])
@@ -142,23 +92,74 @@ def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Ite
 
     def chunks():
         start = 0
-        for batch in table.batches([id_column, *source, *([field] if field else [])], size):
-            def load(batch=batch):
+        for batch in table.batches([id_column, *source, *([field] if field else [])], size, text=(id_column,)):
+            def load(batch=batch, start=start):
                 inputs = batch[source].set_axis(features, axis=1)
                 if field:
                     inputs[FIELD_COLUMN] = batch[field].astype(str).str.strip().to_numpy()
-                return batch[id_column].to_numpy(), inputs if need.columns else inputs.to_numpy(np.float32)
+                ids = normalise_ids(batch[id_column].to_numpy(), f"{path}: id column '{id_column}' "
+                                    f"(rows {start}-{start + len(batch) - 1})")
+                return ids, inputs if need.columns else inputs.to_numpy(np.float32)
             yield start, load
             start += len(batch)
     return table.n_rows, chunks()
 
 
-def input_chunks(path: str | Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
-    """(number of rows, lazy chunks `(first row, loader)`) of an AstroCLIP HDF5 file or a catalogue."""
+def _mapped_chunks(path: Path, need: ModelInput, size: int, spec: CatalogSpec,
+                   dropped: Counter) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    """A catalogue in a source's format (magnitudes, extinction, AB offsets) through its column map."""
+    if not need.columns:
+        raise GalaxypropError(f"{path}: --source reads a catalogue through a column map, but the model "
+                              f"takes an array of shape {list(need.shape)}")
+    missing = [c for c in need.columns if c.lower() != FIELD_COLUMN.lower() and c not in
+               {schema.flux_column(b.name) for b in spec.bands} | {schema.ivar_column(b.name) for b in spec.bands}]
+    if missing:
+        raise GalaxypropError(f"{path}: the column map gives no {missing}, which the model takes")
+    n_rows = CatalogueFile(path).n_rows
+
+    def chunks():
+        for start, frame, report in mapped_batches(path, spec, size, extra=(FIELD_COLUMN,)):
+            dropped.update(report.dropped)
+
+            def load(frame=frame):
+                inputs = frame[list(need.columns)]
+                if FIELD_COLUMN in frame:
+                    inputs = inputs.assign(**{FIELD_COLUMN: frame[FIELD_COLUMN].astype(str).str.strip().to_numpy()})
+                return frame[schema.ID].to_numpy(), inputs
+            yield start, load
+    return n_rows, chunks()
+
+
+def input_is_catalogue(path: str | Path) -> bool:
+    """Whether `path` is a catalogue, not an AstroCLIP file (HDF5 in either layout, or Parquet shards:
+    a file, folder or glob whose columns are the image, spectrum, redshift and targetid)."""
+    from galaxyprop.data.astroclip import astroclip_layout
+    from galaxyprop.data.astroclip.layout import HDF5_SUFFIXES
+
+    return Path(path).suffix.lower() not in HDF5_SUFFIXES and astroclip_layout(path) is None
+
+
+def _input_bytes(path: Path) -> int:
+    """Size of the input: a file, or every shard of a folder or glob of Parquet shards."""
+    if path.is_file():
+        return path.stat().st_size
+    from galaxyprop.data.astroclip import shard_paths
+
+    return sum(Path(file).stat().st_size for file, _ in shard_paths(path))
+
+
+def input_chunks(path: str | Path, need: ModelInput, size: int, column_map: CatalogSpec | None = None,
+                 dropped: Counter | None = None) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    """(number of rows, lazy chunks `(first row, loader)`) of an AstroCLIP file or a catalogue (read
+    through `column_map` when given; the rows it cannot use are counted in `dropped`)."""
+    from galaxyprop.data.astroclip.layout import is_glob
+
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not is_glob(path):
         raise GalaxypropError(f"{path}: input file not found")
-    if path.suffix.lower() in (".h5", ".hdf5"):
+    if column_map is not None:
+        return _mapped_chunks(path, need, size, column_map, Counter() if dropped is None else dropped)
+    if not input_is_catalogue(path):
         return _hdf5_chunks(path, need, size)
     return _catalogue_chunks(path, need, size)
 
@@ -173,6 +174,7 @@ class Manifest:
     chunk_size: int
     densities: bool
     photsys: str | None = None
+    source: str | None = None
 
 
 def _parts_dir(output: Path) -> Path:
@@ -195,29 +197,33 @@ def _check_manifest(parts: Path, manifest: Manifest, restart: bool) -> None:
 
 def predict_file(model, model_uri: str, input_path: str | Path, output: str | Path, chunk_size: int = 4096,
                  densities: bool = False, restart: bool = False, progress: bool = True,
-                 photsys: str | None = None) -> int:
+                 photsys: str | None = None, source: tuple[str, CatalogSpec] | None = None,
+                 dropped: Counter | None = None) -> int:
     """Predict every row of `input_path` with the pyfunc `model`, writing Parquet `output` with
     TARGETID, prediction, spread, q02, q16, q50, q84, q98 (and the density when asked); return the
     row count. `photsys` names the survey field of every row (its calibration), where a catalogue's
-    PHOTSYS column does not."""
+    PHOTSYS column does not. `source` (name, column map) reads a catalogue in that source's format;
+    the rows it cannot use (an unusable required band) are skipped and counted in `dropped`."""
     if chunk_size < 1:
         raise GalaxypropError(f"chunk size must be positive, got {chunk_size}")
     input_path, output = Path(input_path), Path(output)
     need = ModelInput.of(model)
-    n_rows, chunks = input_chunks(input_path, need, chunk_size)
+    n_rows, chunks = input_chunks(input_path, need, chunk_size, None if source is None else source[1], dropped)
     parts = _parts_dir(output)
     if photsys is not None:
         from galaxyprop.data.schema import field_code
 
         photsys = field_code(photsys)
-    _check_manifest(parts, Manifest(model_uri, str(input_path.resolve()), input_path.stat().st_size,
-                                    chunk_size, densities, photsys), restart)
+    _check_manifest(parts, Manifest(model_uri, str(input_path.resolve()), _input_bytes(input_path),
+                                    chunk_size, densities, photsys, None if source is None else source[0]), restart)
     done = 0
     with tqdm(total=n_rows, desc=f"predict {input_path.name}", unit="galaxy", disable=not progress) as bar:
         for start, load in chunks:
             part = parts / f"part-{start:012d}.parquet"
             if not part.exists():
                 ids, inputs = load()
+                if len(ids) == 0:           # every row of the chunk was skipped by the column map
+                    continue
                 try:
                     predicted = model.predict(inputs, params={"photsys": photsys} if photsys else None)
                 except Exception as error:
@@ -234,16 +240,22 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
                 rows = pq.ParquetFile(part).metadata.num_rows
             done += rows
             bar.update(rows)
-    _merge(sorted(parts.glob("part-*.parquet")), output)
+    _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
     shutil.rmtree(parts)
     return done
 
 
-def _merge(parts: list[Path], output: Path) -> None:
-    """Concatenate the part files into `output`, one part in memory at a time, atomically."""
+def _merge(parts: list[Path], output: Path, input_path: Path) -> None:
+    """Concatenate the part files into `output`, one part in memory at a time, atomically. Ids that
+    are integers in one chunk and names in another are all written as names."""
+    import pyarrow as pa
+
     if not parts:
-        raise GalaxypropError("the input has no rows")
-    schema = pq.ParquetFile(parts[0]).schema_arrow.remove_metadata()
+        raise GalaxypropError(f"{input_path}: no rows to predict")
+    schemas = [pq.ParquetFile(part).schema_arrow.remove_metadata() for part in parts]
+    schema = schemas[0]
+    if len({str(s.field(KEY).type) for s in schemas}) > 1:
+        schema = schema.set(schema.get_field_index(KEY), pa.field(KEY, pa.string()))
     with atomic_path(output) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             for part in parts:

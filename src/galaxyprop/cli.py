@@ -9,7 +9,35 @@ import sys
 from galaxyprop.errors import GalaxypropError, exit_on_error
 
 
+def _column_map(args: argparse.Namespace, version, model):
+    """(name, column map) to read the input with: `--source`, or the source the version was trained on
+    (its `dataset` tag) when the input is a catalogue that lacks the model's columns; else None."""
+    from galaxyprop.batch import ModelInput, input_is_catalogue
+    from galaxyprop.config import load_params, section
+    from galaxyprop.data.catalog import CatalogSpec
+    from galaxyprop.data.catalogue_file import CatalogueFile
+
+    name = args.source
+    if name is None:
+        need = ModelInput.of(model)
+        trained_on = version.tags.get("dataset")
+        if not (need.columns and trained_on and input_is_catalogue(args.input)):
+            return None
+        by_lower = CatalogueFile(args.input).by_lower
+        if all(c.lower() in by_lower for c in need.columns):
+            return None
+        data = section(load_params(args.params), "data")
+        if data.get("sources", {}).get(trained_on, {}).get("kind") != "catalog":
+            return None
+        name = trained_on
+        print(f"{args.input} lacks the model's columns: reading it with the column map of source "
+              f"'{name}' (the version's training data)", flush=True)
+    return name, CatalogSpec.of_source(section(load_params(args.params), "data"), name)
+
+
 def _predict(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     import mlflow.pyfunc
 
     from galaxyprop import registry
@@ -20,9 +48,13 @@ def _predict(args: argparse.Namespace) -> int:
     version = registry.resolve_version(args.target, args.model)
     uri = f"models:/{version.name}/{version.version}"
     model = mlflow.pyfunc.load_model(uri)
+    source, dropped = _column_map(args, version, model), Counter()
     n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart,
-                     photsys=args.photsys)
+                     photsys=args.photsys, source=source, dropped=dropped)
     print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}")
+    if dropped:
+        print(f"skipped {sum(dropped.values())} rows the column map cannot use: "
+              + "; ".join(f"{reason}: {k}" for reason, k in sorted(dropped.items())))
     return 0
 
 
@@ -40,11 +72,14 @@ def _serve(args: argparse.Namespace) -> int:
     connect(args)
     version = registry.resolve_version(args.target, args.model)   # a clear error if the alias is not set
     uri = f"models:/{version.name}/{args.model}" if args.model.isdigit() else f"models:/{version.name}@{args.model}"
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+    from galaxyprop.serving import SERVED_MODEL_ENV
+
+    # MLflow's scoring server (the same /invocations, /ping, /health, /version), with concise 4xx bodies.
+    command = [sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.serving:create_app",
                "--host", "127.0.0.1", "--port", str(args.port), "--workers", str(args.workers)]
     print(f"serving {uri} (version {version.version}) on http://127.0.0.1:{args.port}/invocations", flush=True)
     # Replace this process, so that its PID is the server's and stopping it stops the server.
-    os.execve(sys.executable, command, _server_env(args))
+    os.execve(sys.executable, command, {**_server_env(args), SERVED_MODEL_ENV: uri})
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -78,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--restart", action="store_true", help="discard partial results of an interrupted run")
     predict.add_argument("--photsys", help="survey field of every galaxy (N or S), for a model calibrated per field; "
                                            "a catalogue's PHOTSYS column gives it per row")
+    predict.add_argument("--source", help="read the input with this data.sources entry's column map (magnitudes, "
+                                           "extinction, id column); default: the model's training source "
+                                           "when the input lacks the model's flux columns")
     predict.set_defaults(func=_predict)
 
     serve = commands.add_parser("serve", help="serve a registered model over HTTP on 127.0.0.1")

@@ -14,7 +14,9 @@ import yaml
 from galaxyprop.errors import GalaxypropError
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict:
+    """params.yaml as a dict; `validate`: checked as a whole first (galaxyprop.validation), so that a bad
+    value stops a stage or command with one line before it does anything."""
     path = Path(path)
     if not path.exists():
         raise GalaxypropError(f"{path}: params file not found (run from the project root)")
@@ -24,6 +26,10 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         raise GalaxypropError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(params, dict):
         raise GalaxypropError(f"{path}: expected a mapping of parameter groups")
+    if validate:
+        from galaxyprop.validation import validate_params
+
+        validate_params(params)
     return params
 
 

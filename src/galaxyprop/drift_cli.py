@@ -20,7 +20,7 @@ from galaxyprop.promotion import metric_function
 EXIT_DRIFT = 3
 PREPARED = Path("data/prepared")
 IMAGE_FEATURES = Path("data/features/image")
-RAW_IMAGES = Path("data/raw/astroclip.h5")
+RAW = Path("data/raw")
 
 
 def _bands(args: argparse.Namespace) -> list[str]:
@@ -73,17 +73,21 @@ def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool) 
             table = pd.read_parquet(table_path).set_index(schema.ID)
         embeddings = table.loc[frame[schema.ID]].to_numpy(np.float32)
     cutouts = None
-    if with_cutouts and RAW_IMAGES.exists() and "image_row" in frame.columns:
-        from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.sources import raw_images
 
-        with AstroclipFile(RAW_IMAGES) as file:
+    images = raw_images(RAW)
+    if with_cutouts and images is not None and "image_row" in frame.columns:
+        from galaxyprop.data.astroclip import AstroclipFile
+
+        with AstroclipFile(images) as file:
             cutouts = file.cutouts(frame["image_row"].to_numpy())
     batch = Batch(path, frame, cutouts)
     return to_sample(f"{field_name}_train", frame, bands, embeddings), batch
 
 
-def _file_sample(path: str, catalog: str | None, bands: list[str], encoder: Path, name: str) -> tuple[Sample, Batch]:
-    batch = read_batch(path, bands, catalog)
+def _file_sample(path: str, catalog: str | None, bands: list[str], encoder: Path, name: str,
+                 column_map=None) -> tuple[Sample, Batch]:
+    batch = read_batch(path, bands, catalog, column_map)
     embeddings = None
     if batch.cutouts is not None:
         if not encoder.exists():
@@ -121,11 +125,17 @@ def drift(args: argparse.Namespace) -> int:
     bands = _bands(args)
     encoder = Path(args.encoder)
     current_name = sample_name(args.name or Path(args.current).stem)
-    current, current_batch = _file_sample(args.current, args.current_catalog, bands, encoder, current_name)
+    column_map = None
+    if args.source:
+        from galaxyprop.data.catalog import CatalogSpec
+
+        column_map = CatalogSpec.of_source(section(params, "data"), args.source)
+    current, current_batch = _file_sample(args.current, args.current_catalog, bands, encoder, current_name,
+                                          column_map)
     models = _models(args, params)
     if args.reference:
         reference, reference_batch = _file_sample(args.reference, args.reference_catalog, bands, encoder,
-                                                  sample_name(Path(args.reference).stem))
+                                                  sample_name(Path(args.reference).stem), column_map)
     else:
         reference, reference_batch = _workspace_reference(args.reference_field or spec["reference_field"], bands,
                                                           with_cutouts=bool(models))
@@ -156,6 +166,8 @@ def add_command(commands) -> None:
                         "flux_<band> and flux_ivar_<band> (any case); z and kcorr_r01 give metrics where present")
     p.add_argument("--current-catalog", help="FastSpecFit .fits joined to an --current image file on TARGETID "
                                              "(photometry and labels)")
+    p.add_argument("--source", help="read --current (and --reference) with this data.sources entry's column map "
+                                    "(a catalogue in the training catalogue's format: magnitudes, extinction, ids)")
     p.add_argument("--reference", help="a reference batch in the same forms (default: the pipeline's training "
                                        "galaxies of --reference-field)")
     p.add_argument("--reference-catalog", help="FastSpecFit .fits joined to a --reference image file")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from galaxyprop.features.photometry import PhotometryFeatures
 
 MAG_ERROR = 2.5 / np.log(10)    # d(mag) = MAG_ERROR * d(flux) / flux
 PREDICT_CHUNK = 2048
+
+if TYPE_CHECKING:
+    from galaxyprop.data.catalog import CatalogSpec
 
 
 def magnitude_error_column(band: str) -> str:
@@ -64,7 +67,7 @@ class Batch:
 
 
 def _read_images(path: Path, catalog: Path | None, bands: Sequence[str]) -> Batch:
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW, read_desi
 
     if catalog is not None:
@@ -78,25 +81,49 @@ def _read_images(path: Path, catalog: Path | None, bands: Sequence[str]) -> Batc
 
 
 def _read_table(path: Path, bands: Sequence[str]) -> Batch:
-    from galaxyprop.batch import CatalogueFile
+    from galaxyprop.data.catalogue_file import CatalogueFile
 
     table = CatalogueFile(path)
     wanted = [c for b in bands for c in (schema.flux_column(b), schema.ivar_column(b))]
     source = table.find(wanted, needed_by="drift's photometry")
     optional = [c for c in (schema.PHOTSYS, *schema.TARGETS) if c.lower() in table.by_lower]
-    with reading(path, "catalogue"):
-        frame = table.read(source + table.find(optional)).set_axis(wanted + optional, axis=1)
+    frame = table.read(source + table.find(optional)).set_axis(wanted + optional, axis=1)
+    for name, column in zip(wanted + optional, source + table.find(optional), strict=True):
+        if name != schema.PHOTSYS and not pd.api.types.is_numeric_dtype(frame[name]):
+            numbers = pd.to_numeric(frame[name], errors="coerce")
+            bad = (numbers.isna() & frame[name].notna()).to_numpy()
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise GalaxypropError(f"{path}: column '{column}' holds text, not numbers "
+                                      f"(row {row}: {frame[name].iloc[row]!r}; {int(bad.sum())} such rows)")
+            frame[name] = numbers
     return Batch(path, frame)
 
 
-def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | None = None) -> Batch:
-    """A user's galaxies: an AstroCLIP HDF5 file (images; joined with a FastSpecFit `catalog` for
+def _read_mapped(path: Path, column_map: CatalogSpec) -> Batch:
+    """A catalogue in a source's format, through its column map (rows it cannot use dropped)."""
+    from galaxyprop.data.catalog import mapped_batches
+
+    parts = [frame for _, frame, _ in mapped_batches(path, column_map, 1 << 20,
+                                                     extra=(schema.PHOTSYS, *schema.TARGETS), redshift=True)]
+    return Batch(path, pd.concat(parts, ignore_index=True))
+
+
+def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | None = None,
+               column_map: CatalogSpec | None = None) -> Batch:
+    """A user's galaxies: an AstroCLIP file (HDF5 or Parquet shards: images; joined with a FastSpecFit `catalog` for
     photometry and labels), or a catalogue (.parquet/.fits/.csv with `flux_<band>`,
-    `flux_ivar_<band>` for every band, any case; `z`, `kcorr_r01`, `photsys` used where present)."""
+    `flux_ivar_<band>` for every band, any case; `z`, `kcorr_r01`, `photsys` used where present),
+    or a catalogue in any format read through a source's `column_map`."""
+    from galaxyprop.batch import input_is_catalogue
+    from galaxyprop.data.astroclip.layout import is_glob
+
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not is_glob(path):
         raise GalaxypropError(f"{path}: file not found")
-    if path.suffix.lower() in (".h5", ".hdf5"):
+    if column_map is not None:
+        batch = _read_mapped(path, column_map)
+    elif not input_is_catalogue(path):
         batch = _read_images(path, None if catalog is None else Path(catalog), bands)
     elif catalog is not None:
         raise GalaxypropError(f"{catalog}: a catalogue joins an AstroCLIP image file, but {path} is not one")

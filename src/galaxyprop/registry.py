@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import importlib.metadata
 import json
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import mlflow
 import numpy as np
@@ -27,6 +29,7 @@ from galaxyprop.errors import GalaxypropError
 from galaxyprop.predictor import FIELD_PARAM, OUTPUT_COLUMNS, Predictor
 from galaxyprop.promotion import Gate
 from galaxyprop.serving import PREDICTOR_ARTIFACT
+from galaxyprop.store_lock import store_lock
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
@@ -124,19 +127,40 @@ class Move:
     why: str
 
 
-def history(target: str) -> list[Move]:
-    """Every move of `production`, oldest first (tags `history.NNNNNN` on the registered model)."""
+def _history_tags(target: str) -> dict[int, str]:
+    """The history tags of the target's model by index (`history.000003` -> 3)."""
     name = model_name(target)
     try:
         tags = MlflowClient().get_registered_model(name).tags
     except MlflowException:
         raise GalaxypropError(f"no registered model '{name}'") from None
-    return [Move(**json.loads(tags[key])) for key in sorted(k for k in tags if k.startswith(HISTORY_TAG))]
+    found = {}
+    for key, value in tags.items():
+        index = key.removeprefix(HISTORY_TAG)
+        if key.startswith(HISTORY_TAG) and index.isdigit():
+            found[int(index)] = value
+    return found
+
+
+def history(target: str) -> list[Move]:
+    """Every move of `production`, oldest first (tags `history.NNNNNN` on the registered model)."""
+    tags = _history_tags(target)
+    return [Move(**json.loads(tags[index])) for index in sorted(tags)]
+
+
+@contextmanager
+def production_lock(target: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold the store's exclusive lock on the target's model: one move of `production` at a time,
+    across processes (see `galaxyprop.store_lock` for how each kind of store is locked)."""
+    with store_lock(mlflow.get_registry_uri(), model_name(target), timeout):
+        yield
 
 
 def _move_production(target: str, action: str, version: str, previous: str | None, why: str,
                      version_tags: Mapping[str, str] | None = None) -> Move:
-    """Point `production` at `version` and record who, when and why: on the version and in the history."""
+    """Point `production` at `version` and record who, when and why: on the version and in the history.
+
+    The caller holds `production_lock` and read `previous` under it."""
     name = model_name(target)
     client = MlflowClient()
     move = Move(action, version, previous, datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -145,19 +169,31 @@ def _move_production(target: str, action: str, version: str, previous: str | Non
                        "previous_production": previous or "none"}.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.set_registered_model_alias(name, PRODUCTION, version)
-    client.set_registered_model_tag(name, f"{HISTORY_TAG}{len(history(target)):06d}", json.dumps(asdict(move)))
+    index = max(_history_tags(target), default=-1) + 1    # never reuses an index, even after a gap
+    client.set_registered_model_tag(name, f"{HISTORY_TAG}{index:06d}", json.dumps(asdict(move)))
     return move
 
 
 def promote(target: str, version: str | None, evaluate: Callable[[str], promotion.Evaluation], gate: Gate,
-            drifted: Sequence[str] = (), force: bool = False, reason: str | None = None) -> PromotionResult:
+            drifted: Sequence[str] = (), force: bool = False, reason: str | None = None,
+            lock_timeout: float | None = None) -> PromotionResult:
     """Move `production` to the candidate if it passes `gate` (see `promotion.problems`).
 
     `evaluate(model_uri)` gives, overall (`all`) and on each field of the test split, the metric and
     the served intervals' calibration, for the candidate and production alike. `force` needs a
-    `reason`, recorded with the move."""
+    `reason`, recorded with the move.
+
+    The whole read-evaluate-check-move-record sequence holds `production_lock`, so a concurrent
+    promotion or rollback waits (up to `lock_timeout` s) and then sees this one's move."""
     if force and not reason:
         raise GalaxypropError("--force needs --reason \"...\" saying why")
+    model_name(target)
+    with production_lock(target, lock_timeout):
+        return _promote(target, version, evaluate, gate, drifted, force, reason)
+
+
+def _promote(target: str, version: str | None, evaluate: Callable[[str], promotion.Evaluation], gate: Gate,
+             drifted: Sequence[str], force: bool, reason: str | None) -> PromotionResult:
     name = model_name(target)
     candidate = str(resolve_version(target, version).version)
     current = alias_version(target, PRODUCTION)
@@ -194,10 +230,17 @@ def production_stack(moves: Sequence[Move]) -> list[str]:
     return stack
 
 
-def rollback(target: str, reason: str) -> PromotionResult:
-    """Move `production` back to the version it was before the latest promotion still in force."""
+def rollback(target: str, reason: str, lock_timeout: float | None = None) -> PromotionResult:
+    """Move `production` back to the version it was before the latest promotion still in force
+    (holding `production_lock`, like `promote`)."""
     if not reason:
         raise GalaxypropError("rollback needs --reason \"...\" saying why")
+    model_name(target)
+    with production_lock(target, lock_timeout):
+        return _rollback(target, reason)
+
+
+def _rollback(target: str, reason: str) -> PromotionResult:
     name = model_name(target)
     current = alias_version(target, PRODUCTION)
     if current is None:
@@ -226,6 +269,43 @@ def versions(target: str) -> list:
     for version in found:
         version.aliases[:] = sorted(a for a, v in aliases.items() if str(v) == str(version.version))
     return sorted(found, key=lambda v: int(v.version), reverse=True)
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 of a file's bytes (e.g. a predictor.joblib), for the `model_hash` tag `find_version` matches."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_hash() -> str:
+    """sha256 over the galaxyprop package's Python sources (what a registered pyfunc ships as its
+    code): with `file_hash` of the predictor it tells whether a version would serve the same thing,
+    even from a dirty working tree whose `git_commit` tag says nothing exact."""
+    root = Path(galaxyprop.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def find_version(target: str, tags: Mapping[str, str]):
+    """The newest registered version of the target's model whose tags hold every item of `tags`
+    (values compared as strings), or None. With the lineage tags of a registration (`git_commit`,
+    `data_hash`, `params_hash`, `model_hash`, ...) it finds the version an identical earlier run
+    registered, so a re-run can re-point `candidate` (`set_candidate`) instead of adding a version."""
+    if not tags:
+        raise GalaxypropError("find_version needs at least one tag to match")
+    wanted = {k: str(v) for k, v in tags.items()}
+    matches = [v for v in versions(target) if all(v.tags.get(k) == value for k, value in wanted.items())]
+    return matches[0] if matches else None
+
+
+def set_candidate(target: str, version: str) -> None:
+    """Point the `candidate` alias at an existing version."""
+    MlflowClient().set_registered_model_alias(model_name(target), CANDIDATE, str(version))
 
 
 def load_model(target: str, ref: str | None = None):

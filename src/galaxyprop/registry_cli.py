@@ -40,6 +40,18 @@ def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def images_path(args: argparse.Namespace) -> Path:
+    """--images, or the AstroCLIP file (or shard folder) the import stage brought into data/raw."""
+    from galaxyprop.data.sources import raw_images
+
+    if args.images:
+        return Path(args.images)
+    found = raw_images(Path("data/raw"))
+    if found is None:
+        raise GalaxypropError("data/raw has no AstroCLIP images (run `dvc repro import_data`) or pass --images")
+    return found
+
+
 def model_input(model, test: pd.DataFrame, test_path: Path, images_path: Path):
     """The test rows as the model takes them: catalogue columns, or cutouts from the image file."""
     input_schema = model.metadata.get_input_schema()
@@ -48,7 +60,7 @@ def model_input(model, test: pd.DataFrame, test_path: Path, images_path: Path):
         if missing:
             raise GalaxypropError(f"{test_path}: lacks the model's input columns {missing}")
         return test[input_schema.required_input_names()]
-    from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+    from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW
 
     if IMAGE_ROW not in test.columns:
@@ -83,7 +95,7 @@ def evaluator(args: argparse.Namespace, params: dict, metric: str):
         parts = []
         for code in ([None] if codes is None else sorted(set(codes))):   # each field with its calibration
             rows = test.index if code is None else test.index[codes == code]
-            inputs = model_input(model, test.loc[rows], test_path, Path(args.images))
+            inputs = model_input(model, test.loc[rows], test_path, images_path(args))
             parts.append(model.predict(inputs, params={FIELD_PARAM: code} if code else None).set_axis(rows))
         served = pd.concat(parts).sort_index()
         grid = getattr(getattr(model.unwrap_python_model(), "predictor", None), "grid", None)
@@ -221,8 +233,8 @@ def add_commands(commands) -> None:
     p.add_argument("--version", help="model version to promote (default: the `candidate` alias)")
     p.add_argument("--metric", help="metric to compare (default: params targets.<target>.metric)")
     p.add_argument("--test-data", default="data/prepared/test.parquet", help="test split to evaluate on")
-    p.add_argument("--images", default="data/raw/astroclip.h5",
-                   help="AstroCLIP-layout file with the test split's cutouts (image models)")
+    p.add_argument("--images", help="AstroCLIP file (HDF5 or Parquet shards) with the test split's cutouts "
+                                    "(image models; default: the one in data/raw)")
     p.add_argument("--drift-summary", default="reports/drift/summary.json",
                    help="drift verdicts per field (read when it exists)")
     p.add_argument("--force", action="store_true", help="promote even if the gate refuses (needs --reason)")
@@ -235,8 +247,8 @@ def add_commands(commands) -> None:
     p.add_argument("--model", default="candidate", help="alias or version number (default: candidate)")
     p.add_argument("--metric", help="metric to report (default: params targets.<target>.metric)")
     p.add_argument("--test-data", default="data/prepared/test.parquet", help="test split to evaluate on")
-    p.add_argument("--images", default="data/raw/astroclip.h5",
-                   help="AstroCLIP-layout file with the test split's cutouts (image models)")
+    p.add_argument("--images", help="AstroCLIP file (HDF5 or Parquet shards) with the test split's cutouts "
+                                    "(image models; default: the one in data/raw)")
     p.set_defaults(func=check)
 
     p = commands.add_parser("rollback", help="move `production` back to the previous production version")

@@ -41,8 +41,55 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
 
 
+MAX_MESSAGE = 500
+
+
+def concise_error(message: str) -> str:
+    """The reason of an MLflow input error, without the echo of the payload MLflow puts before it
+    ("Failed to predict data '<the array>'. Error: Failed to enforce schema of data '<the array>' with
+    schema '...'. Error: <the reason>"): the text after the last "Error: ", on one line."""
+    text = str(message)
+    reason = text.rsplit("Error: ", 1)[-1]
+    return " ".join(line.strip() for line in reason.splitlines() if line.strip())[:MAX_MESSAGE]
+
+
 def input_error(error: Exception) -> str | None:
-    """The one-line message of a model's complaint about its input (None for any other error)."""
+    """The one-line reason of a model's complaint about its input (None for any other error)."""
     if isinstance(error, MlflowException) and error.error_code == "INVALID_PARAMETER_VALUE":
-        return str(error.message).splitlines()[0][:500]
+        return concise_error(error.message)
     return None
+
+
+SERVED_MODEL_ENV = "GALAXYPROP_SERVED_MODEL"
+
+
+def create_app():
+    """MLflow's scoring server for the model at $GALAXYPROP_SERVED_MODEL (a models:/ URI), whose
+    4xx answers carry the reason alone: MLflow's own bodies echo the whole payload (megabytes of
+    cutouts) before it. `galaxyprop serve` runs it with uvicorn on 127.0.0.1."""
+    import json
+    import os
+
+    from fastapi import Request
+    from fastapi.responses import Response
+    from mlflow.pyfunc import scoring_server
+
+    app = scoring_server.init(mlflow.pyfunc.load_model(os.environ[SERVED_MODEL_ENV]))
+
+    @app.middleware("http")
+    async def concise_errors(request: Request, call_next):
+        response = await call_next(request)
+        if not 400 <= response.status_code < 500:
+            return response
+        body = b"".join([chunk async for chunk in response.body_iterator])
+        try:
+            payload = json.loads(body)
+            payload["message"] = concise_error(payload["message"])
+            payload.pop("stack_trace", None)
+            body = json.dumps(payload).encode()
+        except (ValueError, KeyError, TypeError):
+            body = body[:MAX_MESSAGE]
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return Response(body, status_code=response.status_code, headers=headers)
+
+    return app

@@ -5,16 +5,26 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from galaxyprop.config import Stores
 from galaxyprop.provenance import git_commit
 
 _MAX_PARAM_LENGTH = 6000
+HOST_TAG = "galaxyprop.host"
+PID_TAG = "galaxyprop.pid"
+PROCESS_START_TAG = "galaxyprop.process_start"   # the pid's start time (Linux /proc), against pid reuse
+ENDED_BY_TAG = "galaxyprop.ended_by"
+STALE_WITHOUT_PID_S = 24 * 3600                  # a RUNNING run with no pid tag older than this is stale
+PARENT_TAG = "mlflow.parentRunId"
+log = logging.getLogger(__name__)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -45,13 +55,100 @@ def flatten(params: Mapping, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc; None where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]     # field 22; the command name in () may hold spaces
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that say which process runs a stage: host, pid and (on Linux) the pid's start time."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[PROCESS_START_TAG] = start
+    return tags
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # someone else's live process
+        pass
+    if started is None:
+        return True
+    now = _process_start(pid)
+    return now is None or now == started      # a different start time: the pid was reused
+
+
+def _why_stale(run, host: str, now_ms: int) -> str | None:
+    """Why a RUNNING run is left over from a process that is gone (None: it may still be running)."""
+    tags = run.data.tags
+    pid = tags.get(PID_TAG)
+    if pid is None:
+        age = (now_ms - (run.info.start_time or now_ms)) / 1000
+        return f"no pid tag and started {age / 3600:.0f} h ago" if age > STALE_WITHOUT_PID_S else None
+    if tags.get(HOST_TAG) != host or not pid.isdigit():
+        return None        # another machine's process: it cannot be checked from here
+    if _alive(int(pid), tags.get(PROCESS_START_TAG)):
+        return None
+    return f"its process {pid} on {host} is gone"
+
+
+def _end_failed(client: MlflowClient, experiment_id: str, run_id: str, note: str) -> list[str]:
+    """End `run_id` and its RUNNING descendants FAILED, tagged with `note`; return their ids."""
+    ended = []
+    todo = [run_id]
+    while todo:
+        current = todo.pop()
+        client.set_tag(current, ENDED_BY_TAG, note)
+        client.set_terminated(current, "FAILED")
+        ended.append(current)
+        children = client.search_runs([experiment_id], f"tags.{PARENT_TAG} = '{current}' and attributes.status = 'RUNNING'")
+        todo += [child.info.run_id for child in children]
+    return ended
+
+
+def end_stale_runs(stage: str, new_run_id: str, experiment_id: str) -> list[str]:
+    """End FAILED the RUNNING runs of `stage` in the experiment whose process is gone: on this host with a
+    pid that no longer runs (or was reused), or with no pid tag and started over `STALE_WITHOUT_PID_S`
+    ago; with their RUNNING child runs (trials, registrations). Runs of other hosts are left alone.
+    Returns the ids ended."""
+    client = MlflowClient()
+    host, now_ms = socket.gethostname(), int(time.time() * 1000)
+    ended = []
+    safe = stage.replace("'", "")
+    for run in client.search_runs([experiment_id], f"tags.stage = '{safe}' and attributes.status = 'RUNNING'"):
+        if run.info.run_id == new_run_id or PARENT_TAG in run.data.tags:
+            continue
+        why = _why_stale(run, host, now_ms)
+        if why is not None:
+            note = f"run {new_run_id} of stage {stage}: {why}"
+            ended += _end_failed(client, experiment_id, run.info.run_id, note)
+            log.warning("ended FAILED the %s run %s left RUNNING (%s)", stage, run.info.run_id, why)
+    return ended
+
+
 @contextmanager
 def stage_run(stores: Stores, run_name: str, params: Mapping | None = None,
               tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run for one stage; ended FAILED (and the error re-raised) if the stage fails."""
-    connect(stores)
-    all_tags = {"stage": run_name.split(":")[0], "git_commit": git_commit(), **(tags or {})}
+    """An MLflow run for one stage; ended FAILED (and the error re-raised) if the stage fails.
+
+    The run is tagged with its stage, host and pid; runs of the same stage left RUNNING by a process
+    that is gone (killed) are ended FAILED first (`end_stale_runs`)."""
+    experiment_id = connect(stores)
+    stage = run_name.split(":")[0]
+    all_tags = {"stage": stage, "git_commit": git_commit(), **process_tags(), **(tags or {})}
     run = mlflow.start_run(run_name=run_name, tags=all_tags)
+    try:
+        end_stale_runs(stage, run.info.run_id, experiment_id)
+    except Exception as err:      # housekeeping: never the reason a stage fails  # noqa: BLE001
+        log.warning("could not check for %s runs left RUNNING: %s", stage, err)
     try:
         if params:
             mlflow.log_params(flatten(params))

@@ -12,12 +12,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
+from galaxyprop.data.catalogue_file import FORMATS, PARQUET, CatalogueFile, is_fits, stack_lists
 from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.physics import magnitudes
 
@@ -91,6 +92,21 @@ class CatalogSpec:
             hdu=data.get("hdu", 1),
         )
 
+    @classmethod
+    def of_source(cls, data: Mapping, name: str) -> "CatalogSpec":
+        """The column map of `data.sources.<name>` (a `kind: catalog` source) with the data's redshift range."""
+        sources = data.get("sources", {})
+        if name not in sources:
+            raise GalaxypropError(f"unknown source {name!r}: params data.sources has {sorted(sources)}")
+        spec = sources[name]
+        if spec.get("kind") != "catalog":
+            raise GalaxypropError(f"source {name!r} is a {spec.get('kind')!r} source; a column map is read from "
+                                  "a `kind: catalog` source (DESI files are read as they are)")
+        try:
+            return cls.from_params({**spec, "z_min": data.get("z_min", 0.0), "z_max": data.get("z_max")})
+        except GalaxypropError as err:
+            raise GalaxypropError(f"params data.sources.{name}: {err}") from None
+
     def band(self, name: str) -> BandSpec:
         for band in self.bands:
             if band.name == name:
@@ -124,25 +140,28 @@ class CleaningReport:
 class _Table:
     """Numeric columns of a catalogue file, addressed by name or ``NAME[i]``."""
 
-    def __init__(self, path: Path, hdu: int | str):
-        self.path = path
-        suffix = path.suffix.lower()
+    def __init__(self, path: Path, columns: dict[str, np.ndarray]):
+        self.path, self.columns = path, columns
+        lengths = {len(v) for v in self.columns.values()}
+        self.n_rows = lengths.pop() if lengths else 0
+
+    @classmethod
+    def read(cls, path: Path, hdu: int | str, text_columns: tuple[str, ...] = ()) -> "_Table":
+        """Every column of the file (`text_columns` kept as text in a CSV)."""
         with reading(path, "catalogue file"):
-            if suffix in (".fits", ".fit", ".fz") or path.name.endswith(".fits.gz"):
+            if is_fits(path):
                 from astropy.table import Table
 
                 table = Table.read(path, hdu=hdu, format="fits", memmap=False)
-                self.columns = {name: np.asarray(table[name]) for name in table.colnames}
-            elif suffix == ".csv":
-                self.columns = {k: v.to_numpy() for k, v in pd.read_csv(path).items()}
-            elif suffix in (".parquet", ".pq"):
+                columns = {name: np.asarray(table[name]) for name in table.colnames}
+            elif path.suffix.lower() == ".csv":
+                columns = {k: v.to_numpy() for k, v in pd.read_csv(path, dtype={c: str for c in text_columns}).items()}
+            elif path.suffix.lower() in PARQUET:
                 frame = pd.read_parquet(path)
-                self.columns = {k: _stack_lists(v.to_numpy()) for k, v in frame.items()}
+                columns = {k: stack_lists(v.to_numpy()) for k, v in frame.items()}
             else:
-                raise GalaxypropError(f"{path}: unsupported catalogue format '{suffix}' "
-                                      "(use .fits, .csv or .parquet)")
-        lengths = {len(v) for v in self.columns.values()}
-        self.n_rows = lengths.pop() if lengths else 0
+                raise GalaxypropError(f"{path}: unsupported catalogue format '{path.suffix.lower()}' ({FORMATS})")
+        return cls(path, columns)
 
     def get(self, expression: str, role: str, numeric: bool = True) -> np.ndarray:
         match = _INDEXED.match(expression)
@@ -166,12 +185,6 @@ class _Table:
             values = np.ma.filled(values.astype(float), np.nan) if np.ma.isMaskedArray(values) \
                 else values.astype(float)
         return values
-
-
-def _stack_lists(values: np.ndarray) -> np.ndarray:
-    if values.dtype == object and len(values) and isinstance(values[0], (list, np.ndarray)):
-        return np.stack([np.asarray(v, dtype=float) for v in values])
-    return values
 
 
 def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,44 +215,87 @@ def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndar
     return np.where(valid, flux, 0.0), np.where(valid, ivar, 0.0), valid
 
 
+def source_columns(spec: CatalogSpec, redshift: bool = True) -> list[str]:
+    """The file columns the column map reads (array columns by their name)."""
+    expressions = [spec.redshift] if redshift else []
+    for band in spec.bands:
+        expressions += [e for e in (band.flux, band.flux_ivar, band.flux_err, band.mag, band.mag_err,
+                                    band.extinction) if e is not None]
+    return list(dict.fromkeys(_INDEXED.match(e)["name"] if _INDEXED.match(e) else e for e in expressions))
+
+
+def map_photometry(table: _Table, spec: CatalogSpec, report: CleaningReport,
+                   keep: np.ndarray) -> dict[str, np.ndarray]:
+    """Flux and inverse-variance columns of every band in the layout; rows with an unusable
+    required band are cleared from `keep` and counted in `report`."""
+    columns = {}
+    for band in spec.bands:
+        flux, ivar, valid = _band_photometry(table, band)
+        columns[schema.flux_column(band.name)] = flux
+        columns[schema.ivar_column(band.name)] = ivar
+        if band.name in spec.required_bands:
+            bad = ~valid
+            report.dropped[f"{band.name} flux unusable: non-finite or non-positive ({band.flux or band.mag})"] += \
+                int((bad & keep).sum())
+            keep &= ~bad
+    return columns
+
+
 def read_catalog(path: str | Path, spec: CatalogSpec, max_rows: int | None = None,
                  seed: int = 0) -> tuple[pd.DataFrame, CleaningReport]:
     """Read a catalogue into the galaxyprop layout; drop and count the rows that cannot be used.
 
     `max_rows` keeps a seeded random subset (for quick profiles) before cleaning.
     """
-    table = _Table(Path(path), spec.hdu)
+    table = _Table.read(Path(path), spec.hdu, text_columns=(spec.id,) if spec.id else ())
     rows = np.arange(table.n_rows)
     if max_rows is not None and max_rows < table.n_rows:
         rows = np.sort(np.random.default_rng(seed).choice(table.n_rows, max_rows, replace=False))
+        table = _Table(table.path, {k: v[rows] for k, v in table.columns.items()})
     report = CleaningReport(n_input=len(rows))
     keep = np.ones(len(rows), dtype=bool)
 
-    redshift = table.get(spec.redshift, "redshift")[rows]
+    redshift = table.get(spec.redshift, "redshift")
     bad_z = ~np.isfinite(redshift) | (redshift < 0)
     report.dropped[f"redshift missing or negative ({spec.redshift})"] += int(bad_z.sum())
     out_of_range = ~bad_z & ((redshift < spec.z_min) | (redshift > spec.z_max))
     report.dropped[f"redshift outside [{spec.z_min}, {spec.z_max}]"] += int(out_of_range.sum())
     keep &= ~bad_z & ~out_of_range
 
-    ids = table.get(spec.id, "id", numeric=False)[rows] if spec.id else rows
-    frame = {schema.ID: ids, schema.REDSHIFT: redshift}
-    for band in spec.bands:
-        flux, ivar, valid = _band_photometry(table, band)
-        frame[schema.flux_column(band.name)] = flux[rows]
-        frame[schema.ivar_column(band.name)] = ivar[rows]
-        if band.name in spec.required_bands:
-            source = band.flux or band.mag
-            bad = ~valid[rows]
-            report.dropped[f"{band.name} flux unusable: non-finite or non-positive ({source})"] += \
-                int((bad & keep).sum())
-            keep &= ~bad
+    where = f"{path}: id column '{spec.id}'"
+    ids = schema.normalise_ids(table.get(spec.id, "id", numeric=False), where) if spec.id else rows
+    frame = {schema.ID: ids, schema.REDSHIFT: redshift, **map_photometry(table, spec, report, keep)}
     report.dropped = Counter({k: v for k, v in report.dropped.items() if v})
     report.n_kept = int(keep.sum())
     if report.n_kept == 0:
         raise GalaxypropError(f"{path}: no usable rows after cleaning ({report.summary()})")
-    result = pd.DataFrame(frame)[keep].reset_index(drop=True)
-    if result[schema.ID].duplicated().any():
-        dup = result[schema.ID][result[schema.ID].duplicated()].iloc[0]
-        raise GalaxypropError(f"{path}: id column '{spec.id}' is not unique (e.g. {dup})")
-    return result, report
+    return pd.DataFrame(frame)[keep].reset_index(drop=True), report
+
+
+def mapped_batches(path: str | Path, spec: CatalogSpec, size: int, extra: tuple[str, ...] = (),
+                   redshift: bool = False) -> Iterator[tuple[int, pd.DataFrame, CleaningReport]]:
+    """A user's catalogue through a source's column map, `size` rows at a time: (first row, the usable
+    rows in the layout (`id`, fluxes, inverse variances, `z` when `redshift` and the file has the map's
+    redshift column, and the `extra` columns the file has, any case), the batch's cleaning report).
+    No redshift is needed; the id is the row number where the map has no id column."""
+    file = CatalogueFile(path)
+    wanted = source_columns(spec, redshift=False)
+    if redshift and spec.redshift.lower() in file.by_lower:
+        extra = (*extra, spec.redshift)
+    id_column = file.id_column(spec.id) if spec.id else None
+    present = [c for c in extra if c.lower() in file.by_lower]
+    names = file.find(wanted, "the column map") + ([id_column] if id_column else []) + file.find(present)
+    start = 0
+    for batch in file.column_batches(names, size, text=(id_column,) if id_column else ()):
+        n = len(batch[names[0]])
+        table = _Table(file.path, batch)
+        report = CleaningReport(n_input=n)
+        keep = np.ones(n, dtype=bool)
+        ids = (schema.normalise_ids(batch[id_column], f"{path}: id column '{id_column}' (rows {start}-{start + n - 1})")
+               if id_column else np.arange(start, start + n))
+        frame = {schema.ID: ids, **map_photometry(table, spec, report, keep)}
+        frame.update({schema.REDSHIFT if c == spec.redshift else c: batch[file.by_lower[c.lower()]] for c in present})
+        report.n_kept = int(keep.sum())
+        report.dropped = Counter({k: v for k, v in report.dropped.items() if v})
+        yield start, pd.DataFrame(frame)[keep].reset_index(drop=True), report
+        start += n

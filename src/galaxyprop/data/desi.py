@@ -1,7 +1,9 @@
-"""One reader for DESI-like data: AstroCLIP HDF5 (images, spectra) joined with FastSpecFit on TARGETID.
+"""One reader for DESI-like data: AstroCLIP images + spectra (any layout: flat or grouped HDF5,
+Parquet shards) joined with FastSpecFit on TARGETID.
 
 It serves the real files and the mock survey alike. The result is the galaxyprop layout
-(`schema`): one row per galaxy with an image and a catalogue entry, its row in the HDF5 file,
+(`schema`): one row per galaxy with an image and a catalogue entry, its (global) row in the image
+file (grouped / Parquet layouts: also its group or shard and in-group row),
 Galactic-extinction-corrected fluxes, PHOTSYS, and the FastSpecFit labels. Unusable rows are
 dropped and counted by reason, as in the catalogue reader.
 """
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.catalog import CleaningReport
 from galaxyprop.data.fastspecfit import read_fastspec
 from galaxyprop.errors import GalaxypropError
@@ -29,6 +31,7 @@ LABELS = {**{f"KCORR01_SDSS_{b}": f"kcorr_{b.lower()}01" for b in "GRZ"},
           **{f"ABSMAG01_SDSS_{b}": f"absmag_{b.lower()}01" for b in "GRZ"},
           "LOGMSTAR": "logmstar"}
 IMAGE_ROW = "image_row"
+IMAGE_GROUP, IMAGE_GROUP_ROW = "image_group", "image_group_row"   # grouped / Parquet layouts only
 REDSHIFT_TOLERANCE = 1e-3
 
 
@@ -47,11 +50,18 @@ def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
         raise GalaxypropError(f"required bands {unknown} are not DESI bands {list(BANDS)}")
     with AstroclipFile(images_path) as images:
         targetids, image_z = images.index()
+        rows = np.arange(len(targetids))
+        if max_rows is not None and max_rows < len(rows):
+            rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
+        origin = images.origin(rows) if images.layout != "flat" else None
+    if targetids.dtype.kind in "US":          # ids stored as strings: FastSpecFit's TARGETID is an integer
+        try:
+            targetids = targetids.astype(np.int64)
+        except ValueError:
+            raise GalaxypropError(f"{images_path}: target ids are not integers (e.g. {targetids[0]!r}), "
+                                  "so they cannot match FastSpecFit TARGETID") from None
     if len(np.unique(targetids)) != len(targetids):
         raise GalaxypropError(f"{images_path}: 'targetids' has duplicates")
-    rows = np.arange(len(targetids))
-    if max_rows is not None and max_rows < len(rows):
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
     report = CleaningReport(n_input=len(rows))
     dropped: Counter = Counter()
 
@@ -85,6 +95,8 @@ def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
     keep &= ~bad_photsys
 
     frame = {schema.ID: targetids[rows], schema.REDSHIFT: z, schema.PHOTSYS: photsys, IMAGE_ROW: rows}
+    if origin is not None:
+        frame[IMAGE_GROUP], frame[IMAGE_GROUP_ROW] = origin[0].astype(str), origin[1].astype(np.int64)
     for band in BANDS:
         key = band.upper()
         flux = _column(columns, catalog_path, f"FLUX_{key}", f"band {band} flux").astype(float)[cat]

@@ -50,3 +50,51 @@ def field_code(value: object, row: int | None = None) -> str | None:
     where = f" (row {row})" if row is not None else ""
     raise GalaxypropError(f"unknown survey field {text!r}{where}; use one of "
                           f"{', '.join(f'{c} ({n})' for c, n in FIELDS.items())}")
+
+
+_CANONICAL_INTEGER = r"-?(?:0|[1-9][0-9]{0,17})"
+
+
+def normalise_ids(values, where: str, unique: bool = True):
+    """Galaxy ids as one type everywhere: int64 (DESI TARGETID, SDSS objid) or strings (`gal00010`).
+
+    Text that is an integer written canonically (no sign but '-', no leading zeros) becomes int64, so
+    an id read from CSV, HDF5 bytes or Parquet strings matches the same id stored as an integer;
+    any other text stays a string (leading zeros are kept). Missing ids, integers mixed with other
+    text objects and (with `unique`) repeated ids are errors naming `where`."""
+    import numpy as np
+    import pandas as pd
+
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise GalaxypropError(f"{where}: ids must be one value per row, got shape {array.shape}")
+    if array.dtype.kind in "iu":
+        ids = array.astype(np.int64)
+    elif array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise GalaxypropError(f"{where}: id of row {int(np.argmax(bad))} is {float(array[np.argmax(bad)])}, "
+                                  "not an integer or a name")
+        ids = array.astype(np.int64)
+    else:
+        items = [v.decode() if isinstance(v, bytes) else v for v in array.tolist()]
+        kinds = {type(v) for v in items}
+        missing = [i for i, v in enumerate(items) if v is None or (isinstance(v, float) and v != v)
+                   or (isinstance(v, str) and not v.strip())]
+        if missing:
+            raise GalaxypropError(f"{where}: row {missing[0]} has no id ({len(missing)} such rows)")
+        if len(kinds) > 1 and str in kinds:
+            raise GalaxypropError(f"{where}: ids mix types {sorted(k.__name__ for k in kinds)}; "
+                                  "give every id as an integer or every id as a name")
+        text = pd.Series([str(v).strip() for v in items], dtype=object)
+        if len(text) and text.str.fullmatch(_CANONICAL_INTEGER).all():
+            ids = text.astype(np.int64).to_numpy()
+        else:
+            ids = text.to_numpy(dtype=object)
+    if unique:
+        repeated = pd.Series(ids).duplicated()
+        if repeated.any():
+            row = int(np.argmax(repeated.to_numpy()))
+            raise GalaxypropError(f"{where}: id {ids[row]!r} is repeated (row {row}; "
+                                  f"{int(repeated.sum())} repeated ids); ids must be unique")
+    return ids

@@ -1,7 +1,9 @@
 """The pipeline's data sources (params `data.sources`): import them into data/raw, read them into the layout.
 
-`kind: desi` sources are an AstroCLIP HDF5 + FastSpecFit FITS pair (the real files, or the mock
-survey the import step simulates); `kind: catalog` sources are plain catalogues read through a
+`kind: desi` sources are AstroCLIP images + spectra (flat or grouped HDF5, or Parquet shards: a
+file, a glob or a folder) + a FastSpecFit FITS file (the real files, or the mock survey the import
+step simulates); HDF5 is imported as data/raw/astroclip.h5, Parquet shards into data/raw/astroclip/
+under their own names. `kind: catalog` sources are plain catalogues read through a
 column map, with the label K(^{0.1}r) fitted by kcorrect at the spectroscopic redshift.
 """
 
@@ -22,7 +24,8 @@ from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.physics.kcorrect_fit import fit_kcorrection
 
-IMAGES_FILE, FASTSPEC_FILE = "astroclip.h5", "fastspec.fits"
+IMAGES_FILE, IMAGES_DIR, FASTSPEC_FILE = "astroclip.h5", "astroclip", "fastspec.fits"
+SPLITS = ("random", "file")      # data.sources.<name>.split: our seeded split, or the file's own
 PACKAGE_PREFIX = "kcorrect:"
 KINDS = ("desi", "catalog")
 MOCK = "mock"
@@ -37,6 +40,7 @@ class SourceData:
     bands: list[str]                                  # required bands: every row has a positive flux
     responses: dict[str, dict[str, str]]              # band -> {photsys: kcorrect response}
     label_band: str                                   # observed band K(^{0.1}r) is mapped from
+    file_split: np.ndarray | None = None              # 'train' / 'test' of each row from a source's own files
 
     def bands_metadata(self) -> dict:
         return {"bands": self.bands, "responses": self.responses, "label_band": self.label_band}
@@ -52,6 +56,65 @@ def source_spec(data: Mapping) -> tuple[str, dict]:
     if spec.get("kind") not in KINDS:
         raise GalaxypropError(f"params data.sources.{name}.kind must be one of {list(KINDS)}")
     return name, spec
+
+
+def split_of(name: str, spec: Mapping) -> str:
+    """A source's `split`: 'random' (our seeded split) or 'file' (the source's own: an AstroCLIP file's
+    train/test, or a catalogue given as `paths: {train: ..., test: ...}`, where it is the default)."""
+    split = spec.get("split", "file" if "paths" in spec else "random")
+    if split not in SPLITS:
+        raise GalaxypropError(f"params data.sources.{name}.split must be one of {list(SPLITS)}, got {split!r}")
+    if split == "file" and spec.get("kind") == "catalog" and "paths" not in spec:
+        raise GalaxypropError(f"params data.sources.{name}.split: 'file' needs the catalogue as separate files, "
+                              "paths: {train: FILE, test: FILE}")
+    if ("path" in spec) == ("paths" in spec) and spec.get("kind") == "catalog":
+        raise GalaxypropError(f"params data.sources.{name}: give the catalogue as `path` (one file) or "
+                              "`paths: {train: FILE, test: FILE}`")
+    if "paths" in spec and (not isinstance(spec["paths"], Mapping) or set(spec["paths"]) != {"train", "test"}):
+        raise GalaxypropError(f"params data.sources.{name}.paths must map train and test to a file each, "
+                              f"got {spec['paths']!r}")
+    return split
+
+
+def source_split(data: Mapping) -> str:
+    """The selected source's `split` setting (see `split_of`)."""
+    return split_of(*source_spec(data))
+
+
+def source_files(name: str, spec: Mapping) -> list[Path]:
+    """The files a source is imported from, checked to exist (so that a typo in a path stops the
+    run before import_data replaces data/raw). The mock survey has none."""
+    if name == MOCK:
+        return []
+    if spec.get("kind") == "catalog":
+        split_of(name, spec)
+        paths = {"path": spec["path"]} if "path" in spec else {f"paths.{k}": v for k, v in spec["paths"].items()}
+    else:
+        paths = {key: spec.get(key) for key in ("images", "catalog")}
+    files = []
+    for key, path in paths.items():
+        if not path:
+            raise GalaxypropError(f"params data.sources.{name}.{key}: path missing")
+        found = resolve_path(str(path))
+        if key == "images":
+            from galaxyprop.data.astroclip.layout import is_glob, is_parquet_source
+            from galaxyprop.data.astroclip.parquet import shard_paths
+
+            if is_glob(found) or (found.is_dir() and is_parquet_source(found)):
+                files += [Path(f) for f, _ in shard_paths(found)]      # a clear error when none match
+                continue
+        if not found.is_file():
+            raise GalaxypropError(f"params data.sources.{name}.{key}: {found} not found")
+        files.append(found)
+    return files
+
+
+def raw_images(raw: Path) -> Path | None:
+    """The imported image/spectrum data in `raw`: the HDF5 file or the folder of Parquet shards."""
+    for path in (raw / IMAGES_FILE, raw / IMAGES_DIR):
+        if path.exists():
+            return path
+    return None
 
 
 def resolve_path(path: str) -> Path:
@@ -71,16 +134,44 @@ def _copy(source: str, target: Path) -> None:
         shutil.copyfile(path, tmp)
 
 
+def _copy_images(source: str, raw: Path) -> list[Path]:
+    """HDF5 (flat or grouped) -> raw/astroclip.h5; Parquet shards -> raw/astroclip/<shard names>."""
+    from galaxyprop.data.astroclip.layout import is_parquet_source
+    from galaxyprop.data.astroclip.parquet import shard_paths
+
+    path = resolve_path(source)
+    if not is_parquet_source(path):
+        _copy(source, raw / IMAGES_FILE)
+        return [raw / IMAGES_FILE]
+    shards = shard_paths(path)
+    target = raw / IMAGES_DIR
+    tmp = raw / f".{IMAGES_DIR}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for file, name in shards:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, tmp / name)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [target / name for _, name in shards]
+
+
 def import_source(data: Mapping, mock: Mapping | None, raw: Path, progress: bool = True) -> list[Path]:
     """Bring the selected source's files into `raw` (simulating the mock survey); returns them."""
     name, spec = source_spec(data)
+    source_files(name, spec)              # every file is there before the old import is replaced
     if raw.exists():
         shutil.rmtree(raw)
     raw.mkdir(parents=True)
     if spec["kind"] == "catalog":
-        target = raw / f"catalog{''.join(resolve_path(spec['path']).suffixes) or '.fits'}"
-        _copy(spec["path"], target)
-        return [target]
+        parts = {"": spec["path"]} if "path" in spec else {f"_{k}": spec["paths"][k] for k in ("train", "test")}
+        targets = []
+        for part, path in parts.items():
+            targets.append(raw / f"catalog{part}{''.join(resolve_path(str(path)).suffixes) or '.fits'}")
+            _copy(str(path), targets[-1])
+        return targets
+    source_split(data)
     images, catalog = raw / IMAGES_FILE, raw / FASTSPEC_FILE
     if name == MOCK:
         from galaxyprop.data.mock.config import MockConfig
@@ -89,12 +180,13 @@ def import_source(data: Mapping, mock: Mapping | None, raw: Path, progress: bool
         if mock is None:
             raise GalaxypropError("params.yaml: data.source is 'mock' but there is no 'mock' section")
         simulate_survey(MockConfig.from_params(mock), images, catalog, progress)
-    else:
-        for key, target in (("images", images), ("catalog", catalog)):
-            if key not in spec:
-                raise GalaxypropError(f"params data.sources.{name}.{key}: path missing")
-            _copy(spec[key], target)
-    return [images, catalog]
+        return [images, catalog]
+    for key in ("images", "catalog"):
+        if key not in spec:
+            raise GalaxypropError(f"params data.sources.{name}.{key}: path missing")
+    files = _copy_images(str(spec["images"]), raw)
+    _copy(spec["catalog"], catalog)
+    return [*files, catalog]
 
 
 def load_source(data: Mapping, raw: Path) -> SourceData:
@@ -105,13 +197,13 @@ def load_source(data: Mapping, raw: Path) -> SourceData:
     subset = {"max_rows": data.get("max_rows"), "seed": data.get("seed", 0)}
     if spec["kind"] == "desi":
         bands = list(spec.get("required_bands", desi.BANDS))
-        frame, report = desi.read_desi(raw / IMAGES_FILE, raw / FASTSPEC_FILE, bands, **z_range, **subset)
+        images = raw_images(raw)
+        if images is None:
+            raise GalaxypropError(f"{raw}: no imported image file; run the import_data stage")
+        frame, report = desi.read_desi(images, raw / FASTSPEC_FILE, bands, **z_range, **subset)
         return SourceData(frame, report, bands, {b: desi.band_responses(b) for b in desi.BANDS}, "r")
     catalog = CatalogSpec.from_params({**spec, **z_range})
-    files = sorted(raw.glob("catalog*"))
-    if not files:
-        raise GalaxypropError(f"{raw}: no imported catalogue; run the import_data stage")
-    frame, report = read_catalog(files[0], catalog, **subset)
+    frame, report, file_split = _read_catalogues(raw, catalog, subset)
     label = spec.get("label")
     if label is None:
         raise GalaxypropError(f"params data.sources.{name}.label: how to compute K(^{{0.1}}r) is missing")
@@ -121,12 +213,40 @@ def load_source(data: Mapping, raw: Path) -> SourceData:
         report.dropped["kcorrect reference fit failed"] += int(failed.sum())
         report.n_kept -= int(failed.sum())
         frame = frame[~failed].reset_index(drop=True)
+        file_split = None if file_split is None else file_split[~failed]
     responses = {b.name: {"*": b.response} for b in catalog.bands if b.response}
     label_band = next((b for b, r in responses.items() if r["*"] == label["response_map"]), None)
     if label_band is None or any(b not in responses for b in catalog.required_bands):
         raise GalaxypropError(f"params data.sources.{name}: every required band and the label's "
                               "response_map need a 'response' in bands")
-    return SourceData(frame, report, list(catalog.required_bands), responses, label_band)
+    return SourceData(frame, report, list(catalog.required_bands), responses, label_band, file_split)
+
+
+def _read_catalogues(raw: Path, catalog: CatalogSpec,
+                     subset: Mapping) -> tuple[pd.DataFrame, CleaningReport, np.ndarray | None]:
+    """The imported catalogue, or its train and test files with each row's file (ids unique across both)."""
+    files = {part: sorted(raw.glob(f"catalog_{part}.*")) for part in ("train", "test")}
+    if not all(files.values()):
+        whole = sorted(raw.glob("catalog.*"))
+        if not whole:
+            raise GalaxypropError(f"{raw}: no imported catalogue; run the import_data stage")
+        return (*read_catalog(whole[0], catalog, **subset), None)
+    frames, report = [], CleaningReport(n_input=0)
+    for part, (path, *_) in files.items():
+        frame, part_report = read_catalog(path, catalog, **subset)
+        frames.append(frame.assign(_file=part))
+        report.n_input += part_report.n_input
+        report.n_kept += part_report.n_kept
+        report.dropped.update(part_report.dropped)
+    frame = pd.concat(frames, ignore_index=True)
+    if frame[schema.ID].dtype.kind == "O" and frames[0][schema.ID].dtype != frames[1][schema.ID].dtype:
+        raise GalaxypropError(f"{files['train'][0]} and {files['test'][0]}: ids are integers in one file and names "
+                              "in the other")
+    both = frame[schema.ID][frame[schema.ID].duplicated()]
+    if len(both):
+        raise GalaxypropError(f"{files['train'][0]} and {files['test'][0]}: id {both.iloc[0]!r} is in both files "
+                              f"({len(both)} such ids); a galaxy is either for training or for testing")
+    return frame.drop(columns="_file"), report, frame["_file"].to_numpy(dtype=object)
 
 
 def reference_kcorrection(frame: pd.DataFrame, spec: CatalogSpec, label: Mapping) -> np.ndarray:

@@ -53,7 +53,7 @@ def read_external_embeddings(path: str | os.PathLike, embedding: str, id_key: st
         raise GalaxypropError(f"{path}: embedding row {int(np.argmax(bad))} (id {ids[np.argmax(bad)]}) "
                               f"has non-finite values ({int(bad.sum())} such rows)")
     frame = pd.DataFrame(matrix.astype(np.float32), columns=embedding_names(matrix.shape[1]))
-    frame.insert(0, schema.ID, np.asarray(ids).astype(np.int64))
+    frame.insert(0, schema.ID, schema.normalise_ids(ids, f"{path}: ids", unique=False))   # repeats: join_embeddings
     return frame
 
 
@@ -93,7 +93,11 @@ def join_embeddings(catalogue: pd.DataFrame, embeddings: pd.DataFrame,
         raise GalaxypropError(f"external embeddings have dimension {dim}, expected {expected_dim}")
     duplicates = int(embeddings[schema.ID].duplicated().sum())
     unique = embeddings.drop_duplicates(schema.ID)
-    joined = catalogue[[schema.ID]].merge(unique, on=schema.ID, how="inner", validate="one_to_one")
+    keys = catalogue[[schema.ID]]
+    if (keys[schema.ID].dtype.kind == "O") != (unique[schema.ID].dtype.kind == "O"):
+        # integers on one side, names on the other (normalise_ids made every integer-like name an integer)
+        unique = unique.iloc[:0].astype({schema.ID: keys[schema.ID].dtype})
+    joined = keys.merge(unique, on=schema.ID, how="inner", validate="one_to_one")
     report = JoinReport(len(catalogue), len(joined), len(catalogue) - len(joined), duplicates)
     return joined, report
 

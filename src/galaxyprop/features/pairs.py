@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from galaxyprop.data.astroclip_hdf5 import AstroclipFile
+from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.images import channels_first
 from galaxyprop.features.spectra import check_spectra

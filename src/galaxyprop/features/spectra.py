@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from galaxyprop.data.astroclip_hdf5 import N_SPECTRUM_PIXELS
+from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS
 from galaxyprop.errors import GalaxypropError
 
 

@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from galaxyprop.data.astroclip_hdf5 import DESI_WAVE
+from galaxyprop.data.astroclip import DESI_WAVE
 
 FLUX_UNIT = 1e-17                                  # erg/s/cm^2/A
 # Bright night-sky emission (Angstrom, air): [O I], Na D, OH Meinel bands.

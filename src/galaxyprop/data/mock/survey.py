@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from galaxyprop.data.astroclip_hdf5 import astroclip_writer
+from galaxyprop.data.astroclip import astroclip_writer
 from galaxyprop.data.fastspecfit import write_fastspec
 from galaxyprop.data.mock import imaging, spectroscopy
 from galaxyprop.data.mock.config import CATALOG_BANDS, MockConfig

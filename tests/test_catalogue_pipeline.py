@@ -1,0 +1,115 @@
+"""A user's catalogue end to end: real SDSS galaxies as two CSV files (train and test) with string
+ids, magnitudes and extinction, a new source in params, `dvc repro`, and `galaxyprop predict --source`
+on the test file giving the pipeline's own predictions for the same galaxies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from astropy.io import fits
+from conftest import gst_path
+from project_copy import copy_project, run
+
+pytestmark = pytest.mark.integration
+BANDS = "ugriz"
+RESPONSES = {b: f"sdss_{b}0" for b in BANDS}
+AB_OFFSETS = {"u": -0.036, "g": 0.012, "r": 0.010, "i": 0.028, "z": 0.040}
+
+
+def sdss_as_csv(rows: slice, path) -> pd.DataFrame:
+    """gst_tests_small.fits rows as a user's table: `name` (e.g. sdss00017), `zspec`, per band the
+    catalogue magnitude (SDSS asinh-free nanomaggies -> mag), its error and the extinction."""
+    with fits.open(gst_path()) as hdul:
+        data = hdul[1].data[rows]
+    index = np.arange(rows.start, rows.stop)
+    table = pd.DataFrame({"name": [f"sdss{i:05d}" for i in index], "zspec": data["Z"].astype(float)})
+    flux, ivar, extinction = (np.asarray(data[c], float) for c in ("MODELFLUX", "MODELFLUX_IVAR", "EXTINCTION"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, band in enumerate(BANDS):
+            table[f"mag_{band}"] = np.where(flux[:, k] > 0, 22.5 - 2.5 * np.log10(flux[:, k]), 99.0)
+            table[f"err_{band}"] = np.where(ivar[:, k] > 0, 2.5 / np.log(10) / (flux[:, k] * np.sqrt(ivar[:, k])), 99.0)
+            table[f"ext_{band}"] = extinction[:, k]
+    table.to_csv(path, index=False)
+    return table
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("catalogue"))
+    sdss_as_csv(slice(0, 900), root / "my_train.csv")
+    sdss_as_csv(slice(900, 1300), root / "my_test.csv")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["source"] = "mine"
+    params["data"]["sources"]["mine"] = {
+        "kind": "catalog", "paths": {"train": "my_train.csv", "test": "my_test.csv"}, "split": "file",
+        "columns": {"id": "name", "redshift": "zspec"},
+        "bands": {b: {"response": RESPONSES[b], "mag": f"mag_{b}", "mag_err": f"err_{b}",
+                      "extinction": f"ext_{b}", "ab_offset": AB_OFFSETS[b]} for b in BANDS},
+        "required_bands": list(BANDS),
+        "label": {"bands": list(BANDS), "response_out": "sdss_r0", "response_map": "sdss_r0", "band_shift": 0.1}}
+    params["features"].update(default="photometry", compare=["photometry"])
+    heads = params["heads"]
+    heads["knn"]["n_trials"] = 2
+    heads["gbt"].update(n_trials=1)
+    heads["gbt"]["search"]["max_iter"] = 40
+    heads["mlp"]["n_trials"] = 1
+    heads["mlp"]["search"].update(max_epochs=3, width=[32])
+    heads["clap"]["n_trials"] = 1
+    heads["clap"]["search"].update(latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32], max_epochs=2,
+                                   n_realisations=1)
+    params["baselines"]["kcorrect_specz"]["n_mc"] = 2
+    params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
+    params["calibration"]["min_calibration_rows"] = 60
+    params["registry"]["candidate_heads"] = ["knn", "gbt"]
+    params["drift"]["control_splits"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "my catalogue"], root)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def test_the_file_split_and_string_ids_reach_the_prepared_data(project):
+    test = pd.read_parquet(project / "data/prepared/test.parquet")
+    train = pd.read_parquet(project / "data/prepared/train.parquet")
+    val = pd.read_parquet(project / "data/prepared/val.parquet")
+    assert test["id"].map(type).eq(str).all() and test["id"].str.fullmatch(r"sdss0(9\d\d|1[0-2]\d\d)").all()
+    assert not set(train["id"]) & set(test["id"]) and not set(val["id"]) & set(test["id"])
+    assert set(train["id"]) | set(val["id"]) <= {f"sdss{i:05d}" for i in range(900)}
+    assert len(test) > 300 and len(train) > 3 * len(val) > 300
+
+
+def test_predict_source_on_the_test_file_gives_the_pipelines_predictions(project):
+    """The registered candidate, given the user's own test file in the training catalogue's format
+    (magnitudes, extinction, string ids), predicts what the pipeline predicted for those galaxies."""
+    import json
+
+    registered = json.loads((project / "reports/registered.json").read_text())
+    for target in ("z", "kcorr_r01"):
+        entry = registered[target]
+        assert entry["version"] is not None, entry
+        out = project / f"served_{target}.parquet"
+        result = run(["galaxyprop", "predict", target, "--model", "candidate", "--input", "my_test.csv",
+                      "--source", "mine", "--output", str(out)], project)
+        assert "predictions of galaxyprop" in result.stdout
+        served = pd.read_parquet(out).set_index("TARGETID")
+        pipeline = pd.read_parquet(project / f"data/predictions/{target}/{entry['head']}.parquet")
+        pipeline = pipeline[pipeline["split"] == "test"].set_index("id")
+        assert served.index.map(type).eq(str).all() and set(pipeline.index) <= set(served.index)
+        joined = pipeline.join(served, rsuffix="_served", how="inner")
+        assert len(joined) == len(pipeline) > 300
+        np.testing.assert_allclose(joined["prediction_served"], joined["prediction"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(joined["spread_served"], joined["spread"], rtol=1e-4, atol=1e-7)
+
+
+def test_predict_uses_the_training_source_by_default(project):
+    """Without --source, a file lacking the model's flux columns is read with the source the version
+    was trained on (its `dataset` tag)."""
+    result = run(["galaxyprop", "predict", "z", "--model", "candidate", "--input", "my_test.csv",
+                  "--output", "default.parquet"], project)
+    assert "column map of source 'mine'" in result.stdout
+    explicit = project / "served_z.parquet"
+    if explicit.exists():
+        pd.testing.assert_frame_equal(pd.read_parquet(project / "default.parquet"), pd.read_parquet(explicit))

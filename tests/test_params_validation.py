@@ -1,0 +1,176 @@
+"""params.yaml is validated as a whole: the real file and the tiny profile pass, each bad value is one
+line naming its key, from the library, the CLI and the check_params stage."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PROJECT
+
+from galaxyprop.config import load_params
+from galaxyprop.errors import GalaxypropError
+from galaxyprop.validation import ParamsError, validate_params
+
+
+@pytest.fixture(scope="module")
+def real() -> dict:
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+
+
+def edited(params: dict, dotted: str, value) -> dict:
+    params = copy.deepcopy(params)
+    *path, last = dotted.split(".")
+    node = params
+    for key in path:
+        node = node[key]
+    node[last] = value
+    return params
+
+
+def tiny(params: dict) -> dict:
+    """The profile of tests/test_pipeline_integration.py."""
+    params = copy.deepcopy(params)
+    params["mock"]["n_galaxies"] = 800
+    params["mock"]["imaging"]["stamp_size"] = 24
+    params["data"]["max_rows"] = 700
+    params["heads"]["knn"]["n_trials"] = 3
+    params["heads"]["gbt"]["n_trials"] = 2
+    params["heads"]["gbt"]["search"]["max_iter"] = 60
+    params["heads"]["mlp"]["n_trials"] = 2
+    params["heads"]["mlp"]["search"].update(max_epochs=4, width=[32])
+    params["heads"]["cnn"]["search"].update(channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
+    params["heads"]["cnn"]["n_trials"] = 1
+    params["heads"]["clap"]["n_trials"] = 1
+    params["heads"]["clap"]["search"].update(latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32],
+                                             max_epochs=3, n_realisations=2)
+    params["baselines"]["kcorrect_specz"]["n_mc"] = 2
+    params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
+    params["encoder"]["model"].update(embedding_dim=16, image_widths=[8, 16], spectrum_widths=[8, 8, 16],
+                                      crop=20, max_shift=2, logit_scale=5.0)
+    params["encoder"]["training"].update(max_epochs=3, batch_size=32)
+    params["drift"]["control_splits"] = 3
+    params["calibration"]["min_calibration_rows"] = 60
+    params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}
+    return params
+
+
+def test_the_real_params_and_the_tiny_profile_pass(real):
+    validate_params(real)
+    validate_params(tiny(real))
+    validate_params(edited(real, "data.source", "sdss_gst"))
+    validate_params(edited(real, "data.sources.desi.split", "file"))
+    validate_params(edited(real, "data.sources.sdss_gst.split", "random"))
+    validate_params({**real, "someone_elses_section": {"anything": [1, "x"]}})   # unknown sections pass
+    assert load_params(PROJECT / "params.yaml") == real
+
+
+BAD = [
+    ("heads.knn.n_trials", -1, "heads.knn.n_trials must be a positive integer, got -1"),
+    ("heads.knn.n_trials", "abc", "heads.knn.n_trials must be a positive integer, got 'abc'"),
+    ("heads.knn.n_trials", True, "heads.knn.n_trials must be a positive integer, got True"),
+    ("heads.knn.n_trials", 0, "heads.knn.n_trials must be a positive integer, got 0"),
+    ("split.fractions", {"train": 1.2, "val": -0.35, "test": 0.15}, "split.fractions.train must be a number in [0, 1]"),
+    ("split.fractions", {"train": 0.6, "val": 0.15, "test": 0.15}, "split.fractions must sum to 1, got 0.9"),
+    ("split.fractions", {"train": 0.7, "val": 0.3}, "split.fractions needs train, val and test"),
+    ("split.folds", 3, "split has unknown keys ['folds']"),
+    ("data.source", "mokc", "data.source must be one of data.sources ['desi', 'mock', 'sdss_gst'], got 'mokc'"),
+    ("data.sources.mock.kind", "hdf5", "data.sources.mock.kind must be one of ['desi', 'catalog']"),
+    ("data.sources.desi.split", "files", "data.sources.desi.split must be one of ['random', 'file'], got 'files'"),
+    ("data.sources.sdss_gst.split", "file", "data.sources.sdss_gst.split: 'file' needs the catalogue as separate files"),
+    ("data.sources.sdss_gst.paths", {"train": "a.csv"}, "data.sources.sdss_gst: give the catalogue as `path`"),
+    ("data.sources.sdss_gst.columns", {"id": None}, "data.sources.sdss_gst.columns.redshift is missing"),
+    ("registry.candidate_heads", ["knnn"], "registry.candidate_heads[0] names an unknown head 'knnn'"),
+    ("registry.candidate_heads", ["knn@photmetry"], "candidate_heads[0] 'knn@photmetry': the features must be one of"),
+    ("registry.candidate_heads", ["knn", "cnn@image"], "candidate_heads[1] 'cnn@image': the image head 'cnn' takes no"),
+    ("registry.selection.metrc", "crps", "registry.selection has unknown keys ['metrc']"),
+    ("registry.selection.coverage_tolerance", 1.5, "registry.selection.coverage_tolerance must be a number in (0, 1)"),
+    ("targets.z.grid", {"low": 0.5, "high": 0.1, "n_bins": 200}, "targets.z.grid needs low < high"),
+    ("targets.z.grid.n_bins", 1, "targets.z.grid.n_bins must be at least 2"),
+    ("targets.z.metric", "sigma_mda", "targets.z.metric must be a known metric"),
+    ("targets.kcorr_r01.metric", "sigma_mad", "targets.kcorr_r01.metric must be a known metric"),
+    ("heads.knn.search.k", {"low": 256, "high": 4, "log": True}, "heads.knn.search.k needs low <= high"),
+    ("heads.knn.search.k", {"low": 0, "high": 4, "log": True}, "heads.knn.search.k.low must be positive on a log"),
+    ("heads.knn.search.k", {"low": 4.0, "high": 256}, "heads.knn.search.k.low must be an integer, got 4.0"),
+    ("heads.knn.search.k", {"low": 4, "hihg": 256}, "heads.knn.search.k must be a range {low, high, log?}"),
+    ("heads.knn.search.weights", [], "heads.knn.search.weights must list at least one choice"),
+    ("heads.knn.search.weights", ["uniform", "distnce"], "heads.knn.search.weights[1] must be one of"),
+    ("heads.mlp.search.max_epochs", "ten", "heads.mlp.search.max_epochs must be an integer, got 'ten'"),
+    ("heads.clap.objective", "crsp", "heads.clap.objective must be a known metric"),
+    ("heads.knnn", {"n_trials": 1, "search": {}}, "heads names an unknown head 'knnn'"),
+    ("calibration.folds", 1, "calibration.folds must be at least 2, got 1"),
+    ("calibration.kernel_bins", [0, -2], "calibration.kernel_bins must be a non-empty list of non-negative"),
+    ("calibration.fold", 5, "calibration has unknown keys ['fold']"),
+    ("drift.tests.alarm_rate", 1.5, "drift.tests.alarm_rate must be a number in (0, 1), got 1.5"),
+    ("drift.tests.embedding_method", "mdd", "params.yaml: drift.tests.embedding_method: 'mdd' is not one of"),
+    ("tuning.pruner.kind", "medain", "params.yaml: tuning.pruner.kind must be one of"),
+    ("split.seed", "42", "split.seed must be an integer, got '42'"),
+    ("mock.fields.north.fraction", 0.5, "params.yaml: mock.fields: the field fractions sum to 1.1"),
+    ("features.default", "images", "features.default must be a feature source"),
+    ("evaluation.kept_fractions", [1.0, 0.0], "evaluation.kept_fractions must be a non-empty list of"),
+    ("registry.promotion.drift_limits.z", {"sigma_mad": -1}, "registry.promotion.drift_limits.z.sigma_mad must be"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_a_bad_value_is_one_line_naming_its_key(real, key, value, message):
+    with pytest.raises(ParamsError) as raised:
+        validate_params(edited(real, key, value))
+    text = str(raised.value)
+    assert isinstance(raised.value, GalaxypropError) and "\n" not in text
+    assert text.startswith("params.yaml: ") and message in text, text
+
+
+def test_a_missing_required_key_is_named(real):
+    params = copy.deepcopy(real)
+    del params["heads"]["knn"]["n_trials"]
+    with pytest.raises(ParamsError, match=r"^params.yaml: heads.knn.n_trials is missing$"):
+        validate_params(params)
+    assert load_params(write_params(Path(__import__("tempfile").mkdtemp()), params), validate=False) == params
+
+
+def write_params(folder: Path, params: dict) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def one_error_line(result: subprocess.CompletedProcess, key: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("galaxyprop: error: params.yaml: ") and key in lines[0], lines
+
+
+def test_the_cli_stops_with_one_line(real, tmp_path):
+    write_params(tmp_path, edited(real, "heads.knn.n_trials", -1))
+    result = subprocess.run([sys.executable, "-m", "galaxyprop.cli", "--params", "params.yaml", "models"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    one_error_line(result, "heads.knn.n_trials must be a positive integer, got -1")
+    assert not (tmp_path / "mlruns").exists()   # nothing was touched before the check
+
+
+def test_the_check_params_stage(real, tmp_path):
+    shutil.copytree(PROJECT / "pipelines", tmp_path / "pipelines")
+    write_params(tmp_path, real)
+    command = [sys.executable, "pipelines/check_params.py"]
+    ok = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    report = (tmp_path / "reports/params_check.json").read_text()
+    assert yaml.safe_load(report) == {"valid": True, "sections": sorted(real)}
+    # the report does not change with a value, so stages depending on it rerun only for their own params
+    for changed in (edited(real, "heads.knn.n_trials", 7), {**real, "someone_elses_section": {"x": 1}}):
+        write_params(tmp_path, changed)
+        subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+        assert (tmp_path / "reports/params_check.json").read_text() == report
+
+    write_params(tmp_path, edited(real, "split.fractions", {"train": 0.6, "val": 0.15, "test": 0.15}))
+    failed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    one_error_line(failed, "split.fractions must sum to 1")
+    # the marker is left as it was (dvc.yaml: persist), so that a failed check removes nothing
+    assert (tmp_path / "reports/params_check.json").read_text() == report
