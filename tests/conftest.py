@@ -80,3 +80,16 @@ def mlflow_store(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri("")
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh SQLite MLflow store (tracking and registry) for one test."""
+    from galaxyprop import tracking
+    from galaxyprop.config import Stores
+
+    stores = Stores(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(),
+                    f"sqlite:///{tmp_path}/optuna.db", "galaxyprop-test")
+    with mlflow_store(stores.tracking_uri):
+        tracking.connect(stores)
+        yield stores

@@ -34,3 +34,29 @@ def copy_project(root: Path) -> Path:
     run(git + ["add", "-A"], root)
     run(git + ["commit", "-qm", "copy"], root)
     return root
+
+
+def tiny_profile(params: dict) -> None:
+    """The tiny profile the integration test and tools/layout_equivalence.py run: minutes on 2 cores."""
+    params["mock"]["n_galaxies"] = 800
+    params["mock"]["imaging"]["stamp_size"] = 24
+    params["data"]["max_rows"] = 700
+    params["heads"]["knn"]["n_trials"] = 3
+    params["heads"]["gbt"]["n_trials"] = 2
+    params["heads"]["gbt"]["search"]["max_iter"] = 60
+    params["heads"]["mlp"]["n_trials"] = 2
+    params["heads"]["mlp"]["search"].update(max_epochs=4, width=[32])
+    params["heads"]["cnn"]["search"].update(channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
+    params["heads"]["cnn"]["n_trials"] = 1
+    params["heads"]["clap"]["n_trials"] = 1
+    params["heads"]["clap"]["search"].update(latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32],
+                                             max_epochs=3, n_realisations=2)
+    params["baselines"]["kcorrect_specz"]["n_mc"] = 2
+    params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
+    params["encoder"]["model"].update(embedding_dim=16, image_widths=[8, 16], spectrum_widths=[8, 8, 16],
+                                      crop=20, max_shift=2, logit_scale=5.0)
+    params["encoder"]["training"].update(max_epochs=3, batch_size=32)
+    params["drift"]["control_splits"] = 3
+    params["calibration"]["min_calibration_rows"] = 60     # about 100 validation galaxies
+    # The tiny models are far from the real drift limits; the gate's refusal is tested with strict ones.
+    params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}

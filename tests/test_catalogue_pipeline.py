@@ -75,7 +75,7 @@ def test_the_file_split_and_string_ids_reach_the_prepared_data(project):
     test = pd.read_parquet(project / "data/prepared/test.parquet")
     train = pd.read_parquet(project / "data/prepared/train.parquet")
     val = pd.read_parquet(project / "data/prepared/val.parquet")
-    assert test["id"].map(type).eq(str).all() and test["id"].str.fullmatch(r"sdss0(9\d\d|1[0-2]\d\d)").all()
+    assert test["id"].map(type).eq(str).all() and test["id"].str.fullmatch(r"sdss0(09\d\d|1[0-2]\d\d)").all()
     assert not set(train["id"]) & set(test["id"]) and not set(val["id"]) & set(test["id"])
     assert set(train["id"]) | set(val["id"]) <= {f"sdss{i:05d}" for i in range(900)}
     assert len(test) > 300 and len(train) > 3 * len(val) > 300

@@ -5,12 +5,11 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
-from conftest import gst_path, mlflow_store, sdss_data
+from conftest import gst_path, sdss_data
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from galaxyprop import registry, tracking
-from galaxyprop.config import Stores
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.photometry import PhotometryFeatures
@@ -19,15 +18,6 @@ from galaxyprop.metrics import target_metrics
 from galaxyprop.densities import Grid
 from galaxyprop.predictor import QUANTILE_COLUMNS, Predictor
 from galaxyprop.promotion import CalibrationRule, Gate
-
-
-@pytest.fixture
-def store(tmp_path):
-    stores = Stores(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(),
-                    f"sqlite:///{tmp_path}/optuna.db", "galaxyprop-test")
-    with mlflow_store(stores.tracking_uri):
-        tracking.connect(stores)
-        yield stores
 
 
 @pytest.fixture(scope="module")

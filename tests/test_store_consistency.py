@@ -17,7 +17,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import mlflow_store
 from mlflow.tracking import MlflowClient
 
 from galaxyprop import registry, store_lock, tracking
@@ -27,15 +26,6 @@ from galaxyprop.promotion import Gate
 
 NAME = "galaxyprop-z"
 EVALUATION = {"all": {"mse": 0.1}}
-
-
-@pytest.fixture
-def store(tmp_path):
-    stores = Stores(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(),
-                    f"sqlite:///{tmp_path}/optuna.db", "galaxyprop-test")
-    with mlflow_store(stores.tracking_uri):
-        tracking.connect(stores)
-        yield stores
 
 
 @pytest.fixture
@@ -51,17 +41,15 @@ def versions(store, tmp_path):
 
 
 PROMOTER = textwrap.dedent("""
-    import contextlib, sys, time
+    import sys, time
     from pathlib import Path
     import mlflow
     from galaxyprop import registry
     from galaxyprop.promotion import Gate
 
-    uri, version, ready, go, delay, locked = sys.argv[1:7]
+    uri, version, ready, go, delay = sys.argv[1:6]
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if locked == "no":      # what promote did before the lock: the race then shows
-        registry.production_lock = lambda *args, **kwargs: contextlib.nullcontext()
 
     def evaluate(model_uri):
         time.sleep(float(delay))      # an evaluation takes a while: the window the race needs
@@ -74,7 +62,7 @@ PROMOTER = textwrap.dedent("""
 """)
 
 
-def race(store: Stores, tmp_path: Path, targets: list[str], delay: float = 0.5, locked: bool = True) -> list[str]:
+def race(store: Stores, tmp_path: Path, targets: list[str], delay: float = 0.5) -> list[str]:
     """Forced promotions of `targets`, one per process, started at the same instant; their messages."""
     go = tmp_path / "go"
     go.unlink(missing_ok=True)
@@ -83,7 +71,7 @@ def race(store: Stores, tmp_path: Path, targets: list[str], delay: float = 0.5, 
         ready.append(tmp_path / f"ready-{i}")
         ready[-1].unlink(missing_ok=True)
         procs.append(subprocess.Popen([sys.executable, "-c", PROMOTER, store.tracking_uri, version, str(ready[-1]),
-                                       str(go), str(delay), "yes" if locked else "no"],
+                                       str(go), str(delay)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     deadline = time.monotonic() + 120
     while not all(r.exists() for r in ready):      # every process imported and waits at the line
@@ -122,14 +110,6 @@ def test_concurrent_promotions_of_one_version_move_it_once(store, versions, tmp_
     assert sorted(m.split(" (")[0] for m in messages) == [
         "galaxyprop-z version 2 is already production", "promoted galaxyprop-z version 2 to production"]
     assert [(m.action, m.version, m.previous) for m in registry.history("z")] == [("force", "2", None)]
-
-
-def test_without_the_lock_the_same_race_corrupts_the_history(store, versions, tmp_path):
-    """The control: with the lock patched out in the racing processes, both read 'no production' and
-    the history loses a move or records two moves from nothing; the test above is the lock's doing."""
-    race(store, tmp_path, ["1", "2"], locked=False)
-    moves = registry.history("z")
-    assert len(moves) < 2 or moves[1].previous != moves[0].version
 
 
 def test_a_held_lock_times_out_with_one_clear_line(store, versions, tmp_path):

@@ -24,7 +24,7 @@ from galaxyprop.data.catalog import CatalogSpec, mapped_batches
 from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile
 from galaxyprop.data.io import atomic_path, write_json, write_parquet
 from galaxyprop.data.schema import normalise_ids
-from galaxyprop.errors import GalaxypropError, reading
+from galaxyprop.errors import GalaxypropError
 from galaxyprop.serving import input_error
 
 KEY = "TARGETID"

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from galaxyprop.data import schema
 from galaxyprop.drift import Sample
-from galaxyprop.errors import GalaxypropError, reading
+from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.photometry import PhotometryFeatures
 
 MAG_ERROR = 2.5 / np.log(10)    # d(mag) = MAG_ERROR * d(flux) / flux

@@ -22,13 +22,18 @@ def git_commit(cwd: str | Path = ".") -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-def file_md5(path: str | Path) -> str:
-    """MD5 of a file's bytes, as DVC 3 records it for a single-file output."""
-    digest = hashlib.md5()
+def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes, read a block at a time."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_md5(path: str | Path) -> str:
+    """MD5 of a file's bytes, as DVC 3 records it for a single-file output."""
+    return file_digest(path, "md5")
 
 
 def dvc_output_hash(path: str | Path, lock_path: str | Path = "dvc.lock") -> str | None:

@@ -273,11 +273,9 @@ def versions(target: str) -> list:
 
 def file_hash(path: str | Path) -> str:
     """sha256 of a file's bytes (e.g. a predictor.joblib), for the `model_hash` tag `find_version` matches."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from galaxyprop.provenance import file_digest
+
+    return file_digest(path, "sha256")
 
 
 def package_hash() -> str:
