@@ -267,3 +267,26 @@ def test_served_400_bodies_give_the_reason_not_the_payload(models):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_grouped_and_parquet_astroclip_files_predict_like_the_flat_one(models, tmp_path):
+    """The release layouts (groups of unequal lengths; HuggingFace Parquet shards, given as a folder or a
+    glob) give the flat file's predictions, each row with where it lies in the file."""
+    from astroclip_layouts import write_grouped, write_parquet_shards
+
+    n = len(models.images)
+    flat = write_astroclip(tmp_path / "flat.h5", models.images, np.arange(n) + 500)
+    predict_file(models.image, models.image_uri, flat, tmp_path / "flat.parquet", chunk_size=64, progress=False)
+    expected = pd.read_parquet(tmp_path / "flat.parquet")
+    grouped = write_grouped(flat, tmp_path / "grouped.h5", [90, 10, n - 100])
+    write_parquet_shards(flat, tmp_path / "shards", n_train_shards=2, n_test_shards=1, row_group_size=16)
+    for name, path in (("grouped", grouped), ("folder", tmp_path / "shards"),
+                       ("glob", tmp_path / "shards" / "*.parquet")):
+        out = tmp_path / f"{name}.parquet"
+        predict_file(models.image, models.image_uri, path, out, chunk_size=64, progress=False)
+        got = pd.read_parquet(out)
+        pd.testing.assert_frame_equal(got[expected.columns], expected, check_exact=False, rtol=1e-6)
+        assert {"image_group", "image_group_row"} <= set(got.columns)
+    got = pd.read_parquet(tmp_path / "grouped.parquet")
+    assert got["image_group"].tolist() == ["0"] * 90 + ["1"] * 10 + ["2"] * (n - 100)
+    assert got["image_group_row"].tolist() == [*range(90), *range(10), *range(n - 100)]

@@ -95,7 +95,7 @@ def test_predict_source_on_the_test_file_gives_the_pipelines_predictions(project
                       "--source", "mine", "--output", str(out)], project)
         assert "predictions of galaxyprop" in result.stdout
         served = pd.read_parquet(out).set_index("TARGETID")
-        pipeline = pd.read_parquet(project / f"data/predictions/{target}/{entry['head']}.parquet")
+        pipeline = pd.read_parquet(project / f"data/predictions/{target}/{entry['head']}@photometry.parquet")
         pipeline = pipeline[pipeline["split"] == "test"].set_index("id")
         assert served.index.map(type).eq(str).all() and set(pipeline.index) <= set(served.index)
         joined = pipeline.join(served, rsuffix="_served", how="inner")

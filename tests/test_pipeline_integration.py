@@ -227,7 +227,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
     knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry")}
     photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
-    assert knn <= ran <= knn | photoz | {"evaluate", "compare", "register", "drift"}
+    assert knn <= ran <= knn | photoz | {"check_params", "evaluate", "compare", "register", "drift"}
 
 
 def test_promote_cli_and_bad_input_keep_stores_intact(project):
@@ -284,7 +284,7 @@ def test_invalid_params_stop_repro_before_any_output_is_removed(project, key, va
     """`dvc repro` with a bad value stops at check_params with one line naming the key; every output,
     the registry and the Optuna studies are byte-identical afterwards."""
     params = (project / "params.yaml").read_text()
-    before = tree_hashes(project)
+    before, status = tree_hashes(project), run(["dvc", "status", "--json"], project).stdout
 
     def edit(p):
         node = p
@@ -304,7 +304,7 @@ def test_invalid_params_stop_repro_before_any_output_is_removed(project, key, va
     assert "Running stage 'check_params'" in failed.stdout and failed.stdout.count("Running stage") == 1
     assert cli.returncode == 2 and cli.stderr.strip().splitlines() == lines
     assert tree_hashes(project) == before
-    assert_up_to_date(project)
+    assert run(["dvc", "status", "--json"], project).stdout == status
 
 
 @contextmanager
@@ -455,7 +455,12 @@ def test_drift_stage_cli_and_the_promotion_gate(project, tmp_path):
     assert verdict["embedding_drift_score"] is not None and set(verdict["prediction_drift"]) == {"z", "kcorr_r01"}
 
     # The gate: drift on north and a limit the candidate misses -> refused; --force --reason -> promoted.
-    run(["dvc", "repro", "--single-item", "--force", "register"], project)    # a new candidate version
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):     # a new candidate version (the same model)
+        client = MlflowClient()
+        production = client.get_model_version_by_alias("galaxyprop-z", "production")
+        copy = client.create_model_version("galaxyprop-z", production.source, run_id=production.run_id,
+                                           tags=production.tags)
+        client.set_registered_model_alias("galaxyprop-z", "candidate", copy.version)
     drift_summary = tmp_path / "summary.json"
     drift_summary.write_text(json.dumps({"south_vs_north": {"detected": True},
                                          "south_train_vs_south_test": {"detected": False}}))
@@ -469,3 +474,68 @@ def test_drift_stage_cli_and_the_promotion_gate(project, tmp_path):
     assert "forced: north checked by hand; overriding: drift detected on 'north'" in forced.stdout
     history = run(["galaxyprop", "history", "z"], project).stdout
     assert "force" in history and "north checked by hand" in history
+
+
+def bad_input_files(project: Path, folder: Path) -> dict[str, Path]:
+    """Files a user might bring that are wrong in one way each."""
+    import shutil
+
+    import h5py
+    import pandas as pd
+    from astroclip_layouts import write_grouped
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with h5py.File(project / "data/raw/astroclip.h5") as handle:
+        n = len(handle["targetids"])
+    corrupt = write_grouped(project / "data/raw/astroclip.h5", folder / "corrupt.h5", [n // 2, n - n // 2],
+                            compression="gzip")
+    with h5py.File(corrupt, "r") as handle:
+        info = handle["1"]["images"].id.get_chunk_info(3)
+    with open(corrupt, "r+b") as raw:
+        raw.seek(info.byte_offset)
+        raw.write(b"\xff" * info.size)
+    test = pd.read_parquet(project / "data/prepared/test.parquet")
+    fluxes = test[[c for c in test.columns if c.startswith("flux_")]]
+    fluxes.assign(flux_g="bright").to_parquet(folder / "text_flux.parquet")
+    fluxes.iloc[:0].assign(TARGETID=[]).to_csv(folder / "empty.csv", index=False)
+    repeated = folder / "repeated_ids.h5"
+    shutil.copyfile(project / "data/raw/astroclip.h5", repeated)
+    with h5py.File(repeated, "r+") as handle:
+        handle["targetids"][5] = handle["targetids"][4]
+    return {"corrupt": corrupt, "text_flux": folder / "text_flux.parquet", "repeated_ids": repeated,
+            "empty": folder / "empty.csv"}
+
+
+BAD_INPUTS = [  # (command, the one line must contain)
+    (["predict", "kcorr_r01", "--model", "candidate", "--input", "{corrupt}", "--output", "{out}"],
+     "corrupt.h5: rows"),
+    (["drift", "--current", "{text_flux}", "--model", "none", "--out", "{out}"],
+     "text_flux.parquet: column 'flux_g' holds text, not numbers (row 0: 'bright'"),
+    (["drift", "--current", "{corrupt}", "--model", "none", "--out", "{out}"], "unreadable"),
+    (["predict", "z", "--model", "candidate", "--input", "{repeated_ids}", "--output", "{out}"],
+     "repeated_ids.h5: targetids (rows 0-"),
+    (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}"],
+     "empty.csv: the model takes image cutouts or spectra"),
+    (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}", "--source", "nope"],
+     "unknown source 'nope'"),
+    (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}", "--source", "mock"],
+     "source 'mock' is a 'desi' source"),
+    (["promote", "z", "--force"], "--force needs --reason"),
+]
+
+
+def test_bad_inputs_answer_in_one_line_and_change_nothing(project, tmp_path):
+    """Each bad file or argument: exit 2, one line naming the file (and rows or column), no traceback,
+    and every output, the registry and the Optuna studies byte-identical afterwards."""
+    files = {k: str(v) for k, v in bad_input_files(project, tmp_path / "bad").items()}
+    before = tree_hashes(project)
+    out = tmp_path / "out.parquet"
+    for command, expected in BAD_INPUTS:
+        argv = [part.format(**files, out=out) for part in command]
+        result = run(["galaxyprop", *argv], project, check=False)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (argv, result.stderr[-2000:])
+        assert lines and lines[-1].startswith("galaxyprop: error: ") and expected in lines[-1], (argv, lines)
+        # nothing written, and no partial run left to refuse the next try
+        assert not out.exists() and not out.with_name(out.name + ".parts").exists()
+    assert tree_hashes(project) == before

@@ -29,7 +29,9 @@ from galaxyprop.serving import input_error
 
 KEY = "TARGETID"
 FIELD_COLUMN = "PHOTSYS"
-Loader = Callable[[], tuple[np.ndarray, "np.ndarray | pd.DataFrame"]]
+#: A chunk's loader: (its keys: TARGETID and, for AstroCLIP files in groups or shards, where each row
+#: lies in the file; the model's inputs).
+Loader = Callable[[], tuple[pd.DataFrame, "np.ndarray | pd.DataFrame"]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ModelInput:
 
 def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
     from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, AstroclipFile
+    from galaxyprop.data.desi import IMAGE_GROUP, IMAGE_GROUP_ROW
 
     if need.columns:
         raise GalaxypropError(f"{path}: the model takes catalogue columns {list(need.columns)}, not an "
@@ -67,9 +70,12 @@ def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator
                 rows = np.arange(start, min(start + size, file.n_rows))
 
                 def load(rows=rows):
-                    ids = normalise_ids(file.ids(rows), f"{path}: targetids (rows {rows[0]}-{rows[-1]})", unique=False)
+                    keys = pd.DataFrame({KEY: normalise_ids(file.ids(rows), f"{path}: targetids (rows "
+                                                                           f"{rows[0]}-{rows[-1]})")})
+                    if file.layout != "flat":                  # so that each prediction traces back
+                        keys[IMAGE_GROUP], keys[IMAGE_GROUP_ROW] = file.origin(rows)
                     inputs = file.cutouts(rows) if len(need.shape) == 4 else file.spectra(rows)[0]
-                    return ids, np.ascontiguousarray(inputs, dtype=np.float32)
+                    return keys, np.ascontiguousarray(inputs, dtype=np.float32)
                 yield start, load
     return file.n_rows, chunks()
 
@@ -99,7 +105,7 @@ def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Ite
                     inputs[FIELD_COLUMN] = batch[field].astype(str).str.strip().to_numpy()
                 ids = normalise_ids(batch[id_column].to_numpy(), f"{path}: id column '{id_column}' "
                                     f"(rows {start}-{start + len(batch) - 1})")
-                return ids, inputs if need.columns else inputs.to_numpy(np.float32)
+                return pd.DataFrame({KEY: ids}), inputs if need.columns else inputs.to_numpy(np.float32)
             yield start, load
             start += len(batch)
     return table.n_rows, chunks()
@@ -125,7 +131,7 @@ def _mapped_chunks(path: Path, need: ModelInput, size: int, spec: CatalogSpec,
                 inputs = frame[list(need.columns)]
                 if FIELD_COLUMN in frame:
                     inputs = inputs.assign(**{FIELD_COLUMN: frame[FIELD_COLUMN].astype(str).str.strip().to_numpy()})
-                return frame[schema.ID].to_numpy(), inputs
+                return pd.DataFrame({KEY: frame[schema.ID].to_numpy()}), inputs
             yield start, load
     return n_rows, chunks()
 
@@ -216,13 +222,27 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
         photsys = field_code(photsys)
     _check_manifest(parts, Manifest(model_uri, str(input_path.resolve()), _input_bytes(input_path),
                                     chunk_size, densities, photsys, None if source is None else source[0]), restart)
+    try:
+        done = _predict_chunks(model, chunks, parts, n_rows, input_path, densities, photsys, progress)
+    except GalaxypropError:
+        if not any(parts.glob("part-*.parquet")):      # nothing to resume: leave no partial run behind
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
+    _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
+    shutil.rmtree(parts)
+    return done
+
+
+def _predict_chunks(model, chunks, parts: Path, n_rows: int, input_path: Path, densities: bool,
+                    photsys: str | None, progress: bool) -> int:
+    """Predict every chunk that has no part file yet; the number of rows predicted."""
     done = 0
     with tqdm(total=n_rows, desc=f"predict {input_path.name}", unit="galaxy", disable=not progress) as bar:
         for start, load in chunks:
             part = parts / f"part-{start:012d}.parquet"
             if not part.exists():
-                ids, inputs = load()
-                if len(ids) == 0:           # every row of the chunk was skipped by the column map
+                keys, inputs = load()
+                if len(keys) == 0:           # every row of the chunk was skipped by the column map
                     continue
                 try:
                     predicted = model.predict(inputs, params={"photsys": photsys} if photsys else None)
@@ -230,18 +250,16 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
                     message = input_error(error)
                     if message is None:
                         raise
-                    raise GalaxypropError(f"{input_path}: rows {start}-{start + len(ids) - 1}: {message}") from None
+                    raise GalaxypropError(f"{input_path}: rows {start}-{start + len(keys) - 1}: {message}") from None
                 if not densities:
                     predicted = predicted.drop(columns=["density"], errors="ignore")
-                predicted.insert(0, KEY, ids)
+                predicted = pd.concat([keys.reset_index(drop=True), predicted.reset_index(drop=True)], axis=1)
                 write_parquet(predicted, part)
-                rows = len(ids)
+                rows = len(keys)
             else:
                 rows = pq.ParquetFile(part).metadata.num_rows
             done += rows
             bar.update(rows)
-    _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
-    shutil.rmtree(parts)
     return done
 
 

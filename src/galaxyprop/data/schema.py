@@ -95,6 +95,7 @@ def normalise_ids(values, where: str, unique: bool = True):
         repeated = pd.Series(ids).duplicated()
         if repeated.any():
             row = int(np.argmax(repeated.to_numpy()))
-            raise GalaxypropError(f"{where}: id {ids[row]!r} is repeated (row {row}; "
+            shown = repr(ids[row]) if isinstance(ids[row], str) else str(ids[row])
+            raise GalaxypropError(f"{where}: id {shown} is repeated (row {row}; "
                                   f"{int(repeated.sum())} repeated ids); ids must be unique")
     return ids
