@@ -97,7 +97,7 @@ def test_predict_source_on_the_test_file_gives_the_pipelines_predictions(project
         served = pd.read_parquet(out).set_index("TARGETID")
         pipeline = pd.read_parquet(project / f"data/predictions/{target}/{entry['head']}@photometry.parquet")
         pipeline = pipeline[pipeline["split"] == "test"].set_index("id")
-        assert served.index.map(type).eq(str).all() and set(pipeline.index) <= set(served.index)
+        assert all(isinstance(i, str) for i in served.index) and set(pipeline.index) <= set(served.index)
         joined = pipeline.join(served, rsuffix="_served", how="inner")
         assert len(joined) == len(pipeline) > 300
         np.testing.assert_allclose(joined["prediction_served"], joined["prediction"], rtol=1e-5, atol=1e-7)

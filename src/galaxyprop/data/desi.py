@@ -54,14 +54,10 @@ def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
         if max_rows is not None and max_rows < len(rows):
             rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
         origin = images.origin(rows) if images.layout != "flat" else None
-    if targetids.dtype.kind in "US":          # ids stored as strings: FastSpecFit's TARGETID is an integer
-        try:
-            targetids = targetids.astype(np.int64)
-        except ValueError:
-            raise GalaxypropError(f"{images_path}: target ids are not integers (e.g. {targetids[0]!r}), "
-                                  "so they cannot match FastSpecFit TARGETID") from None
-    if len(np.unique(targetids)) != len(targetids):
-        raise GalaxypropError(f"{images_path}: 'targetids' has duplicates")
+    targetids = schema.normalise_ids(targetids, f"{images_path}: targetids")
+    if targetids.dtype.kind != "i":           # FastSpecFit's TARGETID is an integer
+        raise GalaxypropError(f"{images_path}: target ids are not integers (e.g. {targetids[0]!r}), "
+                              "so they cannot match FastSpecFit TARGETID")
     report = CleaningReport(n_input=len(rows))
     dropped: Counter = Counter()
 
