@@ -276,12 +276,10 @@ def tree_hashes(project: Path) -> dict[str, str]:
             if path.is_file() and path.name != "registered_model_meta"}
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("heads.knn.n_trials", -1, "heads.knn.n_trials"),
+@pytest.mark.parametrize("key, value, message", [      # every rule: tests/test_params_validation.py
     ("heads.knn.n_trials", "abc", "heads.knn.n_trials"),
     ("split.fractions", {"train": 1.2, "val": -0.35, "test": 0.15}, "split.fractions"),
     ("data.source", "mokc", "data.source"),
-    ("registry.candidate_heads", ["knn", "knnn"], "registry.candidate_heads"),
 ])
 def test_invalid_params_stop_repro_before_any_output_is_removed(project, key, value, message):
     """`dvc repro` with a bad value stops at check_params with one line naming the key; every output,
