@@ -46,6 +46,6 @@ def test_unknown_source_and_missing_files_are_one_line_errors(params, tmp_path):
         import_source(data_params(params, "nope"), None, tmp_path / "raw")
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "earlier.h5").write_text("an earlier import")
-    with pytest.raises(GalaxypropError, match=r"data.sources.desi.images: /path/to/astroclip_desi.h5 not found"):
+    with pytest.raises(GalaxypropError, match=r"data.sources.desi.images: /path/to/astroclip_desi.1.1.5.h5 not found"):
         import_source(data_params(params, "desi"), None, tmp_path / "raw")
     assert (tmp_path / "raw" / "earlier.h5").exists()          # checked before the old import is replaced
