@@ -4,6 +4,7 @@ reader that fits what `path` holds (flat or grouped HDF5, Parquet shards)."""
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +14,7 @@ from galaxyprop.data.astroclip.layout import is_parquet_source
 from galaxyprop.errors import GalaxypropError
 
 
-class AstroclipFile:
+class AstroclipFile(ABC):
     """Read access to AstroCLIP images, spectra, redshifts and target ids, checked once on opening.
 
     Rows are addressed globally, 0..n_rows-1 (grouped and Parquet layouts: the concatenation of
@@ -31,33 +32,34 @@ class AstroclipFile:
             cls = _reader_class(path)
         return super().__new__(cls)
 
-    # -- what each layout implements -------------------------------------------------------
+    # -- what each layout implements (FlatFile, GroupedFile, ParquetShards) ------------------
+    @abstractmethod
     def index(self) -> tuple[np.ndarray, np.ndarray]:
         """Target ids and redshifts of every row."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ids(self, rows: np.ndarray) -> np.ndarray:
         """Target ids of `rows` (int64, or str where the file stores strings)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def images(self, rows: np.ndarray) -> np.ndarray:
         """Cutouts (n, H, W, 3) as stored."""
-        raise NotImplementedError
 
+    @abstractmethod
     def spectra(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Spectra (n, 7781) and their inverse variances (None when the file has none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def origin(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Group (grouped: its name; Parquet: the shard's name) and in-group row of every row in `rows`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def file_split(self) -> np.ndarray | None:
         """'train' / 'test' of every row as the file itself splits them; None when it has no split."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the open file handles."""
 
     # -- shared ------------------------------------------------------------------------------
     def cutouts(self, rows: np.ndarray) -> np.ndarray:
