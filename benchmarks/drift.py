@@ -34,7 +34,7 @@ def timed(func, *args, **kwargs) -> tuple[float, object]:
 
 
 def embedding_methods() -> dict:
-    from galaxyprop.drift import DriftSettings, embedding_drift
+    from galaxyprop.monitoring.drift import DriftSettings, embedding_drift
 
     rng = np.random.default_rng(0)
 
@@ -55,7 +55,7 @@ def embedding_methods() -> dict:
 def default_samples(root: Path):
     """The stage's south_vs_north pair (photometry and embeddings; no predictions) and the south pool."""
     from galaxyprop.data import schema
-    from galaxyprop.drift_samples import field_mask, to_sample
+    from galaxyprop.monitoring.samples import field_mask, to_sample
 
     frame = pd.concat([pd.read_parquet(root / f"data/prepared/{s}.parquet").assign(split=s) for s in schema.SPLITS],
                       ignore_index=True)
@@ -70,9 +70,8 @@ def default_samples(root: Path):
 
 
 def html_reports(root: Path) -> dict:
-    from galaxyprop.drift import DriftSettings, compare
-    from galaxyprop.drift_samples import to_sample
-
+    from galaxyprop.monitoring.drift import DriftSettings, compare
+    from galaxyprop.monitoring.samples import to_sample
     from test_drift import BANDS, catalogue, gaussian_embeddings
 
     reference, north, _ = default_samples(root)
@@ -100,7 +99,7 @@ def html_reports(root: Path) -> dict:
 
 
 def false_alarms_vs_batch_size(root: Path, n_splits: int = 100) -> list[dict]:
-    from galaxyprop.drift import DriftSettings, false_alarm_rate
+    from galaxyprop.monitoring.drift import DriftSettings, false_alarm_rate
 
     reference, _, pool = default_samples(root)
     return [false_alarm_rate(pool, len(reference), n, n_splits, DriftSettings(), seed=n)

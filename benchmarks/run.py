@@ -26,9 +26,11 @@ import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
-from project_copy import copy_project, run  # noqa: E402
-from drift import drift_benchmarks  # noqa: E402
 from serving import serving_benchmarks  # noqa: E402
+
+from drift import drift_benchmarks  # noqa: E402
+
+from project_copy import copy_project, run  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -63,7 +65,7 @@ def embedding_throughput(root: Path, n: int = 2048) -> dict:
     import torch
 
     from galaxyprop.data.astroclip import AstroclipFile
-    from galaxyprop.features.contrastive import ContrastiveModel
+    from galaxyprop.encoder.contrastive import ContrastiveModel
 
     model = ContrastiveModel.load(root / "models/encoder/encoder.pt")
     with AstroclipFile(root / "data/raw/astroclip.h5") as file:
@@ -88,7 +90,7 @@ def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) 
     import pandas as pd
 
     from galaxyprop.data.astroclip import AstroclipFile
-    from galaxyprop.predictor import Predictor
+    from galaxyprop.registry.predictor import Predictor
 
     with AstroclipFile(root / "data/raw/astroclip.h5") as file:
         cutouts = file.cutouts(np.arange(min(n_images, file.n_rows)))
@@ -161,9 +163,10 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
 def mock_throughput(stamp: int, n: int = 200) -> dict:
     """Galaxies per second on one core: the population draw, then images + spectra."""
     import yaml
-    from conftest import mock_config
 
     from galaxyprop.data.mock.survey import draw_survey, render_block
+
+    from conftest import mock_config
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     config = mock_config(params, n_galaxies=n, n_jobs=1, **{"imaging.stamp_size": stamp})

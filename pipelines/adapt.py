@@ -12,28 +12,30 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
-from common import FEATURES, REPORTS, SKIPPED, prepared_split, save_figure
 
-from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json
-from galaxyprop.drift import DriftSettings, embedding_drift
-from galaxyprop.drift_samples import field_names
 from galaxyprop.errors import exit_on_error
-from galaxyprop.adaptation import DomainAdversarialHead
+from galaxyprop.evaluation.plots import adaptation_bars
+from galaxyprop.heads.adversarial import DomainAdversarialHead
 from galaxyprop.heads.mlp import MLPHead
-from galaxyprop.plots import adaptation_bars
-from galaxyprop.promotion import drifted_fields, metric_function
+from galaxyprop.monitoring.drift import DriftSettings, embedding_drift
+from galaxyprop.monitoring.samples import field_names
+from galaxyprop.registry.promotion import drifted_fields, metric_function
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import ADAPTATION, ADAPTATION_PLOTS, DRIFT_SUMMARY, FEATURES, SKIPPED, feature_path
 
-OUT = REPORTS / "drift" / "adaptation.json"
-PLOTS = REPORTS / "plots" / "adaptation"
+from common import prepared_split, save_figure
+
+OUT = ADAPTATION
+PLOTS = ADAPTATION_PLOTS
 log = logging.getLogger("adapt")
 
 
 def split_with_embeddings(split: str) -> tuple[pd.DataFrame, np.ndarray]:
     frame = prepared_split(split)
-    table = pd.read_parquet(FEATURES / "image" / f"{split}.parquet").set_index(schema.ID)
+    table = pd.read_parquet(feature_path("image", split)).set_index(schema.ID)
     return frame, table.loc[frame[schema.ID]].to_numpy(np.float32)
 
 
@@ -48,7 +50,7 @@ def main() -> None:
     params = load_params()
     spec = section(params, "adaptation")
     reference_field = section(params, "drift.reference_field")
-    drifted = drifted_fields(json.loads((REPORTS / "drift" / "summary.json").read_text()))
+    drifted = drifted_fields(json.loads((DRIFT_SUMMARY).read_text()))
     result = {"reference_field": reference_field, "drifted_fields": drifted}
     if (FEATURES / "image" / SKIPPED).exists():
         drifted, result["skipped"] = [], "the source has no images, so no image embeddings to adapt"

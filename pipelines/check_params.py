@@ -9,14 +9,13 @@ dvc.yaml: DVC leaves it in place, and its content does not depend on the values 
 
 from __future__ import annotations
 
-from common import REPORTS
-
 from galaxyprop.config import load_params
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import exit_on_error
 from galaxyprop.validation import VALIDATED_SECTIONS
+from galaxyprop.workspace import PARAMS_CHECK
 
-OUT = REPORTS / "params_check.json"
+OUT = PARAMS_CHECK
 
 
 @exit_on_error

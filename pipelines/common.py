@@ -1,4 +1,4 @@
-"""What every stage script shares: the workspace layout (mirrored in dvc.yaml) and split loading."""
+"""What every stage script shares: reading prepared splits and features, model inputs, figures."""
 
 from __future__ import annotations
 
@@ -10,21 +10,7 @@ import pandas as pd
 
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
-
-RAW = Path("data/raw")
-PREPARED = Path("data/prepared")
-FEATURES = Path("data/features")
-PREDICTIONS = Path("data/predictions")
-DENSITIES = Path("data/densities")          # each model's val and test densities, raw and calibrated
-MODELS = Path("models")
-REPORTS = Path("reports")
-PLOTS = REPORTS / "plots" / "evaluation"
-DATA_PLOTS = REPORTS / "plots" / "data"
-ENCODER = MODELS / "encoder"
-ENCODER_CHECKPOINT = ENCODER / "encoder.pt"
-ENCODER_PLOTS = REPORTS / "plots" / "encoder"
-FEATURE_ENCODER = "encoder.joblib"   # in each feature source's folder: what turns inputs into its features
-SKIPPED = "skipped.json"             # written instead of outputs when the source cannot feed a stage
+from galaxyprop.workspace import BANDS, FEATURES, RAW, SKIPPED, feature_path, prepared_path, result_name
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 logging.getLogger("faiss").setLevel(logging.WARNING)
@@ -42,7 +28,7 @@ def save_figure(fig, path: Path) -> None:
 
 
 def prepared_split(split: str) -> pd.DataFrame:
-    path = PREPARED / f"{split}.parquet"
+    path = prepared_path(split)
     if not path.exists():
         raise GalaxypropError(f"{path} not found: run the prepare stage (dvc repro prepare)")
     return pd.read_parquet(path)
@@ -50,7 +36,7 @@ def prepared_split(split: str) -> pd.DataFrame:
 
 def prepared_bands() -> dict:
     """The source's bands as the prepare stage recorded them: `bands`, `responses`, `label_band`."""
-    path = PREPARED / "bands.json"
+    path = BANDS
     if not path.exists():
         raise GalaxypropError(f"{path} not found: run the prepare stage (dvc repro prepare)")
     return json.loads(path.read_text())
@@ -61,15 +47,12 @@ def feature_split(source: str, split: str) -> pd.DataFrame:
     skipped = FEATURES / source / SKIPPED
     if skipped.exists():
         raise GalaxypropError(f"feature source '{source}' was not built: {json.loads(skipped.read_text())['reason']}")
-    path = FEATURES / source / f"{split}.parquet"
+    path = feature_path(source, split)
     if not path.exists():
         raise GalaxypropError(f"{path} not found: run the stage that makes '{source}' features (dvc repro)")
     return pd.read_parquet(path)
 
 
-def result_name(head: str, features: str) -> str:
-    """How a head's model folder and predictions file are named: `knn@image`."""
-    return f"{head}@{features}"
 
 
 def metrics_key(name: str, default_features: str) -> str:
@@ -111,16 +94,10 @@ def write_skipped(folder: Path, reason: str) -> None:
     logging.getLogger("pipeline").warning("%s: %s", folder, reason)
 
 
-def predictions_path(target: str, head: str) -> Path:
-    return PREDICTIONS / target / f"{head}.parquet"
 
 
-def densities_path(target: str, head: str) -> Path:
-    return DENSITIES / target / f"{head}.h5"
 
 
-def model_dir(target: str, head: str) -> Path:
-    return MODELS / target / head
 
 
 def prediction_frame(frame: pd.DataFrame, split: str, target: str, value, spread) -> pd.DataFrame:

@@ -5,25 +5,26 @@ from __future__ import annotations
 import json
 import logging
 
-from common import PLOTS as EVALUATION_PLOTS
-from common import REPORTS, inputs_of, save_figure
-
-from galaxyprop import plots, tracking
-from galaxyprop.comparison import comparison_markdown
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import exit_on_error
+from galaxyprop.evaluation import plots
+from galaxyprop.evaluation.comparison import comparison_markdown
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import BREAKDOWN, COMPARISON, COMPARISON_PLOTS, EVALUATION_PLOTS, METRICS, REPORTS
+
+from common import inputs_of, save_figure
 
 log = logging.getLogger("compare")
-PLOTS = REPORTS / "plots" / "comparison"
+PLOTS = COMPARISON_PLOTS
 MC_DROPOUT = ("mlp", "cnn")   # heads whose spread is MC dropout: their confidence curve is plotted
 
 
 @exit_on_error
 def main() -> None:
     params = load_params()
-    metrics = json.loads((REPORTS / "metrics.json").read_text())
-    breakdown = json.loads((REPORTS / "metrics_breakdown.json").read_text())
+    metrics = json.loads((METRICS).read_text())
+    breakdown = json.loads((BREAKDOWN).read_text())
     default = section(params, "features.default")
     selection = {target: section(params, f"targets.{target}.metric") for target in metrics}
     inputs = {key: inputs_of(key, default) for per_target in metrics.values() for key in per_target}
@@ -43,10 +44,10 @@ def main() -> None:
                                   EVALUATION_PLOTS / f"{target}_coverage_by_field.png") if p.exists()]
             figures[target] = [str(p.relative_to(REPORTS)) for p in paths]
         report = comparison_markdown(metrics, breakdown, inputs, selection, figures)
-        with atomic_path(REPORTS / "comparison.md") as tmp:
+        with atomic_path(COMPARISON) as tmp:
             tmp.write_text(report)
-        log.info("wrote %s", REPORTS / "comparison.md")
-        tracking.log_artifacts([REPORTS / "comparison.md"])
+        log.info("wrote %s", COMPARISON)
+        tracking.log_artifacts([COMPARISON])
         tracking.log_artifacts([PLOTS], artifact_path="plots/comparison")
 
 

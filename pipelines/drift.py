@@ -11,20 +11,22 @@ import shutil
 
 import numpy as np
 import pandas as pd
-from common import FEATURES, REPORTS, SKIPPED, model_inputs, prepared_bands, prepared_split, save_figure
 
-from galaxyprop import registry, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json
-from galaxyprop.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
-from galaxyprop.drift_samples import field_mask, field_names, predict, to_sample
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.promotion import metric_function
+from galaxyprop.monitoring.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
+from galaxyprop.monitoring.samples import field_mask, field_names, predict, to_sample
+from galaxyprop.registry import versions as registry
+from galaxyprop.registry.promotion import metric_function
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import DRIFT, DRIFT_PLOTS, FEATURES, REGISTERED, SKIPPED
 
-DRIFT = REPORTS / "drift"
+from common import model_inputs, prepared_bands, prepared_split, save_figure
+
 HTML = DRIFT / "html"
-PLOTS = REPORTS / "plots" / "drift"
+PLOTS = DRIFT_PLOTS
 log = logging.getLogger("drift")
 
 
@@ -43,14 +45,14 @@ def image_embeddings(frame: pd.DataFrame) -> np.ndarray | None:
 
 def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Each target's registered candidate (reports/registered.json) on these galaxies."""
-    registered = json.loads((REPORTS / "registered.json").read_text())
+    registered = json.loads((REGISTERED).read_text())
     models = {t: registry.load_model(t, entry["version"]) for t, entry in registered.items() if entry["version"]}
     needs_images = any(m.metadata.get_input_schema().is_tensor_spec() for m in models.values())
     cutouts = model_inputs("images", frame, "image") if needs_images else None
     skipped: dict[str, str] = {}
     predictions = predict(models, frame, cutouts, skipped, progress=True)
     if skipped:
-        raise GalaxypropError(f"reports/registered.json names models that cannot take this pipeline's galaxies "
+        raise GalaxypropError(f"{REGISTERED} names models that cannot take this pipeline's galaxies "
                               f"(the registry and the workspace disagree; rerun `dvc repro -f register`): {skipped}")
     return predictions
 
@@ -96,7 +98,7 @@ def main() -> None:
 
         write_json(summary, DRIFT / "summary.json")
         write_json(control, DRIFT / "control.json")
-        from galaxyprop.plots import drift_scores
+        from galaxyprop.evaluation.plots import drift_scores
 
         save_figure(drift_scores(summary, settings.column_method, settings.column_method in P_VALUE_TESTS),
                     PLOTS / "drift_scores.png")

@@ -8,24 +8,25 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
-from common import (ENCODER, ENCODER_CHECKPOINT, FEATURE_ENCODER, FEATURES, RAW, REPORTS, SKIPPED,
-                    prepared_split, save_figure, write_skipped)
 from tqdm.auto import tqdm
 
-from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import save_object, write_parquet
 from galaxyprop.data.sources import raw_images
+from galaxyprop.encoder.contrastive import ContrastiveModel
+from galaxyprop.encoder.spectra import check_spectra
 from galaxyprop.errors import exit_on_error
-from galaxyprop.features.contrastive import ContrastiveModel
+from galaxyprop.evaluation import plots
 from galaxyprop.features.images import channels_first
-from galaxyprop.features.spectra import check_spectra
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import EMBEDDING_PLOTS, ENCODER, ENCODER_CHECKPOINT, FEATURE_ENCODER, FEATURES, RAW, SKIPPED
+
+from common import prepared_split, save_figure, write_skipped
 
 log = logging.getLogger("embed")
-EMBEDDING_PLOTS = REPORTS / "plots" / "embeddings"
 
 
 def embed_split(file: AstroclipFile, rows: np.ndarray, embedders: dict, chunk: int, batch_size: int,

@@ -7,17 +7,20 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import PLOTS, PREDICTIONS, REPORTS, densities_path, metrics_key, prepared_split, save_figure
 
-from galaxyprop import plots, tracking
 from galaxyprop.calibration import calibration_summary
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.densities import cdf_at, mode
-from galaxyprop.metrics import density_metrics, quantile_bins, target_metrics
+from galaxyprop.evaluation import plots
+from galaxyprop.evaluation.densities import cdf_at, mode
+from galaxyprop.evaluation.metrics import density_metrics, quantile_bins, target_metrics
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import BREAKDOWN, EVALUATION_PLOTS, METRICS, PREDICTIONS, VAL_METRICS, densities_path
+
+from common import metrics_key, prepared_split, save_figure
 
 log = logging.getLogger("evaluate")
 #: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).
@@ -129,24 +132,24 @@ def main() -> None:
                 residuals[head] = (test[schema.REDSHIFT].to_numpy(), (test["prediction"] - test["true"]).to_numpy())
                 save_figure(plots.prediction_vs_truth(test["true"].to_numpy(), test["prediction"].to_numpy(), target,
                                                       f"{head}: {target} on the test split"),
-                            PLOTS / f"{target}_{head}_pred_vs_true.png")
-            save_figure(plots.residual_vs_redshift(residuals, target), PLOTS / f"{target}_residual_vs_z.png")
+                            EVALUATION_PLOTS / f"{target}_{head}_pred_vs_true.png")
+            save_figure(plots.residual_vs_redshift(residuals, target), EVALUATION_PLOTS / f"{target}_residual_vs_z.png")
             if pits:
-                save_figure(plots.pit_histograms(pits, target, raw_pits), PLOTS / f"{target}_pit_histograms.png")
-                save_figure(plots.pit_qq(pits, target), PLOTS / f"{target}_pit_qq.png")
+                save_figure(plots.pit_histograms(pits, target, raw_pits), EVALUATION_PLOTS / f"{target}_pit_histograms.png")
+                save_figure(plots.pit_qq(pits, target), EVALUATION_PLOTS / f"{target}_pit_qq.png")
                 save_figure(plots.coverage_by_field(breakdown["calibration_by_field"][target], target),
-                            PLOTS / f"{target}_coverage_by_field.png")
+                            EVALUATION_PLOTS / f"{target}_coverage_by_field.png")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if not test_metrics:
             raise GalaxypropError(f"no predictions under {PREDICTIONS}: run the train stages first")
-        write_json(test_metrics, REPORTS / "metrics.json")
-        write_json(val_metrics, REPORTS / "val_metrics.json")
-        write_json({**breakdown, "failed_predictions": failures}, REPORTS / "metrics_breakdown.json")
+        write_json(test_metrics, METRICS)
+        write_json(val_metrics, VAL_METRICS)
+        write_json({**breakdown, "failed_predictions": failures}, BREAKDOWN)
         tracking.log_metrics(test_metrics, prefix="test.")
         tracking.log_metrics(val_metrics, prefix="val.")
-        tracking.log_artifacts([REPORTS / "metrics.json", REPORTS / "metrics_breakdown.json"])
-        tracking.log_artifacts([PLOTS], artifact_path="plots")
+        tracking.log_artifacts([METRICS, BREAKDOWN])
+        tracking.log_artifacts([EVALUATION_PLOTS], artifact_path="plots")
 
 
 if __name__ == "__main__":

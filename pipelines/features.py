@@ -7,15 +7,17 @@ import logging
 from dataclasses import asdict
 
 import pandas as pd
-from common import FEATURE_ENCODER, FEATURES, prepared_bands, prepared_split, write_skipped
 
-from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import save_object, write_json, write_parquet
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.external import PrecomputedEmbeddings, join_embeddings, read_external_embeddings
 from galaxyprop.features.photometry import PhotometryFeatures
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, feature_path
+
+from common import prepared_bands, prepared_split, write_skipped
 
 log = logging.getLogger("features")
 
@@ -32,7 +34,7 @@ def photometry_features(config: dict) -> dict:
         frame = prepared_split(split)
         matrix = pd.DataFrame(encoder.transform(frame), columns=encoder.names)
         matrix.insert(0, schema.ID, frame[schema.ID].to_numpy())
-        write_parquet(matrix, FEATURES / "photometry" / f"{split}.parquet")
+        write_parquet(matrix, feature_path("photometry", split))
     return {"photometry.n_features": len(encoder.names)}
 
 

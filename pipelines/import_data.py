@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from common import RAW
-
-from galaxyprop import tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data.sources import import_source, source_spec
 from galaxyprop.errors import exit_on_error
 from galaxyprop.provenance import file_md5
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import RAW
 
 
 @exit_on_error

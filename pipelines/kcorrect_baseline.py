@@ -12,17 +12,18 @@ import logging
 
 import numpy as np
 import pandas as pd
-from common import (PREDICTIONS, REPORTS, inputs_of, metrics_key, prediction_frame, predictions_path,
-                    prepared_bands, prepared_split, result_name)
 
-from galaxyprop import tracking
-from galaxyprop.comparison import IMAGE_INPUTS
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json, write_parquet
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.evaluation.comparison import IMAGE_INPUTS
+from galaxyprop.evaluation.metrics import objective_value, target_metrics
 from galaxyprop.heads.kcorrect_baseline import ANY_PHOTSYS, kcorrect_by_photsys
-from galaxyprop.metrics import objective_value, target_metrics
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_name
+
+from common import inputs_of, metrics_key, prediction_frame, prepared_bands, prepared_split
 
 log = logging.getLogger("kcorrect_baseline")
 TARGET = "kcorr_r01"
@@ -97,7 +98,7 @@ def main() -> None:
         summary = {"redshift": source, "failed_fits": failures,
                    "failed_fits_total": sum(sum(v.values()) for v in failures.values()),
                    **({"no_photo_z": no_redshift} if photo_z is not None else {})}
-        write_json(summary, REPORTS / f"{head}.json")
+        write_json(summary, baseline_summary(head))
         log.info("%s at %s redshift; kcorrect fits that failed (by split and PHOTSYS): %s", head, source, failures)
         tracking.log_metrics({"failed_fits": failures, "failed_fits_total": summary["failed_fits_total"]})
 

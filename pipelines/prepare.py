@@ -7,9 +7,6 @@ import re
 
 import numpy as np
 
-from common import DATA_PLOTS, PREPARED, RAW, REPORTS, save_figure
-
-from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import DESI_WAVE, AstroclipFile
@@ -18,6 +15,11 @@ from galaxyprop.data.io import write_json, write_parquet
 from galaxyprop.data.sources import load_source, raw_images, source_split
 from galaxyprop.data.splits import split_frame
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.evaluation import plots
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import DATA_PLOTS, PREPARE_SUMMARY, PREPARED, RAW
+
+from common import save_figure
 
 log = logging.getLogger("prepare")
 
@@ -73,12 +75,12 @@ def main() -> None:
             draw_gallery(frame, DATA_PLOTS / "gallery.png")
             tracking.log_artifacts([DATA_PLOTS / "gallery.png"], artifact_path="plots")
         summary = {**report.as_dict(), "split_sizes": {k: len(v) for k, v in splits.items()}}
-        write_json(summary, REPORTS / "prepare.json")
+        write_json(summary, PREPARE_SUMMARY)
         tracking.log_metrics({"n_input": report.n_input, "n_kept": report.n_kept,
                               "n_dropped": report.n_dropped,
                               **{metric_name(k): v for k, v in report.dropped.items()},
                               **{f"n_{k}": len(v) for k, v in splits.items()}})
-        tracking.log_artifacts([REPORTS / "prepare.json"])
+        tracking.log_artifacts([PREPARE_SUMMARY])
     print(report.summary())
 
 

@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import logging
 
-from common import PREPARED, REPORTS, inputs_of, model_dir, model_inputs, prepared_split, result_of
-
-from galaxyprop import registry, tracking
 from galaxyprop.calibration import OVERALL
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.heads import head_class
-from galaxyprop.predictor import Predictor
-from galaxyprop.promotion import CalibrationRule, select_candidate
 from galaxyprop.provenance import dvc_output_hash, git_commit
+from galaxyprop.registry import versions as registry
+from galaxyprop.registry.predictor import Predictor
+from galaxyprop.registry.promotion import CalibrationRule, select_candidate
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import BREAKDOWN, METRICS, PREPARED, REGISTERED, VAL_METRICS, model_dir
+
+from common import inputs_of, model_inputs, prepared_split, result_of
 
 log = logging.getLogger("register")
 #: The tags that make two registrations the same version.
@@ -48,9 +50,9 @@ def uncalibrated_heads(target: str, heads: list[str], default_features: str) -> 
 @exit_on_error
 def main() -> None:
     params = load_params()
-    val_all = json.loads((REPORTS / "val_metrics.json").read_text())
-    test_all = json.loads((REPORTS / "metrics.json").read_text())
-    calibration = json.loads((REPORTS / "metrics_breakdown.json").read_text()).get("calibration_by_field", {})
+    val_all = json.loads((VAL_METRICS).read_text())
+    test_all = json.loads((METRICS).read_text())
+    calibration = json.loads((BREAKDOWN).read_text()).get("calibration_by_field", {})
     candidates = [str(h) for h in section(params, "registry.candidate_heads")]
     check_candidate_heads(candidates)
     selection = section(params, "registry.selection")
@@ -104,7 +106,7 @@ def main() -> None:
                                   f"val_{target_metric}": chosen[target_metric], "skipped": skipped}
             log.info("registered %s version %s (%s, val %s = %.5g, calibrated: %s) as candidate",
                      registry.model_name(target), version, head, metric, chosen[metric], predictor.calibrated)
-        write_json(registered, REPORTS / "registered.json")
+        write_json(registered, REGISTERED)
 
 
 if __name__ == "__main__":

@@ -15,23 +15,32 @@ import time
 
 import numpy as np
 import pandas as pd
-from common import (FEATURE_ENCODER, FEATURES, RAW, densities_path, metrics_key, model_dir, prediction_frame,
-                    predictions_path, prepared_split, result_name, split_fields, split_inputs, write_skipped)
 
-from galaxyprop import tracking
 from galaxyprop.calibration import CalibrationSettings
 from galaxyprop.config import Stores, load_params, params_hash, section
 from galaxyprop.data import schema
+from galaxyprop.data.density_file import write_densities
 from galaxyprop.data.io import load_object, write_json, write_parquet
 from galaxyprop.data.sources import raw_images
-from galaxyprop.data.density_file import write_densities
-from galaxyprop.densities import Grid, quantiles, resample
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.evaluation.densities import Grid, quantiles, resample
+from galaxyprop.evaluation.metrics import density_metrics, objective_value, target_metrics
 from galaxyprop.features.images import Cutouts
 from galaxyprop.heads import IMAGE_HEADS, Head, head_class, make_head
-from galaxyprop.metrics import density_metrics, objective_value, target_metrics
-from galaxyprop.predictor import QUANTILES, Predictor
-from galaxyprop.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
+from galaxyprop.registry.predictor import QUANTILES, Predictor
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.tracking.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
+from galaxyprop.workspace import (
+    FEATURE_ENCODER,
+    FEATURES,
+    RAW,
+    densities_path,
+    model_dir,
+    predictions_path,
+    result_name,
+)
+
+from common import metrics_key, prediction_frame, prepared_split, split_fields, split_inputs, write_skipped
 
 log = logging.getLogger("train")
 

@@ -11,23 +11,25 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from common import (ENCODER, ENCODER_CHECKPOINT, ENCODER_PLOTS, RAW, REPORTS, prepared_split, save_figure,
-                    write_skipped)
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
-from galaxyprop import plots, tracking
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json
 from galaxyprop.data.sources import raw_images
+from galaxyprop.encoder.contrastive import ContrastiveModel
+from galaxyprop.encoder.pairs import PairDataModule
 from galaxyprop.errors import exit_on_error
-from galaxyprop.features.contrastive import ContrastiveModel
+from galaxyprop.evaluation import plots
+from galaxyprop.evaluation.metrics.retrieval import retrieval_metrics
 from galaxyprop.features.images import background_noise
-from galaxyprop.features.pairs import PairDataModule
-from galaxyprop.metrics.retrieval import retrieval_metrics
+from galaxyprop.tracking import runs as tracking
+from galaxyprop.workspace import ENCODER, ENCODER_CHECKPOINT, ENCODER_PLOTS, ENCODER_SUMMARY, RAW
+
+from common import prepared_split, save_figure, write_skipped
 
 log = logging.getLogger("train_encoder")
 
@@ -39,10 +41,10 @@ class EpochHistory(Callback):
         self.rows: list[dict] = []
         self._start = 0.0
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ARG002
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ARG002
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
         metrics = trainer.callback_metrics   # the epoch's validation has run by now
         if "val_loss" not in metrics:
             return
@@ -67,7 +69,7 @@ def main() -> None:
     if IMAGE_ROW not in frames["train"]:
         reason = f"data source '{section(params, 'data.source')}' has no images and spectra"
         write_skipped(ENCODER, reason)
-        write_json({"skipped": reason}, REPORTS / "encoder.json")
+        write_json({"skipped": reason}, ENCODER_SUMMARY)
         ENCODER_PLOTS.mkdir(parents=True, exist_ok=True)
         return
     images_path = raw_images(RAW)
@@ -113,7 +115,7 @@ def main() -> None:
                   "device": str(trainer.strategy.root_device),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         write_json({**summary, "config": best.describe(), "history": losses}, ENCODER / "summary.json")
-        write_json({**summary, **timing}, REPORTS / "encoder.json")
+        write_json({**summary, **timing}, ENCODER_SUMMARY)
         save_figure(plots.loss_curves(history.rows, "contrastive (InfoNCE) loss"), ENCODER_PLOTS / "loss.png")
         tracking.log_metrics({f"summary.{k}": v for k, v in {**summary, **timing}.items()})
         tracking.log_artifacts([ENCODER / "summary.json"])

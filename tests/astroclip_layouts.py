@@ -7,6 +7,7 @@ before test shards), so a reader's global row r is the flat file's row r.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -100,10 +101,8 @@ def _table(data: dict[str, np.ndarray], start: int, stop: int, hf_extension: boo
 
 def _register() -> None:
     for name, ndim in (("Array3DExtensionType", 3), ("Array2DExtensionType", 2)):
-        try:
+        with contextlib.suppress(pa.ArrowKeyError):   # registered already
             pa.register_extension_type(_HFArray((1,) * ndim, "float32", name))
-        except pa.ArrowKeyError:
-            pass   # registered already
 
 
 def write_parquet_shards(flat_path: str | os.PathLike, out_dir: str | os.PathLike, n_train_shards: int = 2,

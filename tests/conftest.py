@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -85,8 +85,8 @@ def mlflow_store(uri: str) -> Iterator[None]:
 @pytest.fixture
 def store(tmp_path):
     """A fresh SQLite MLflow store (tracking and registry) for one test."""
-    from galaxyprop import tracking
     from galaxyprop.config import Stores
+    from galaxyprop.tracking import runs as tracking
 
     stores = Stores(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(),
                     f"sqlite:///{tmp_path}/optuna.db", "galaxyprop-test")

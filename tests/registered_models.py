@@ -11,16 +11,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from conftest import gst_path, sdss_data
 
-from galaxyprop import registry, tracking
 from galaxyprop.calibration import CalibrationSettings, ProbitMap
 from galaxyprop.config import Stores
 from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, astroclip_writer
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
-from galaxyprop.densities import Grid
+from galaxyprop.evaluation.densities import Grid
 from galaxyprop.heads import make_head
-from galaxyprop.predictor import Predictor
+from galaxyprop.registry import versions as registry
+from galaxyprop.registry.predictor import Predictor
+from galaxyprop.tracking import runs as tracking
+
+from conftest import gst_path, sdss_data
 
 STAMP = 20
 CALIBRATION = CalibrationSettings(min_rows=100)
@@ -46,8 +48,8 @@ def register_models(root: Path, params: dict) -> Models:
     """Register both models in the store at `root` (the caller points MLflow at it)."""
     import torch
 
-    from galaxyprop.features.embedding import ImageEmbedder
-    from galaxyprop.features.networks import ImageEncoder
+    from galaxyprop.encoder.embedding import ImageEmbedder
+    from galaxyprop.encoder.networks import ImageEncoder
     from galaxyprop.features.photometry import PhotometryFeatures
 
     tracking.connect(stores(root))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from galaxyprop.adaptation import DomainAdversarialHead, reverse_gradient
-from galaxyprop.drift import DriftSettings, embedding_drift
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.heads.adversarial import DomainAdversarialHead, reverse_gradient
 from galaxyprop.heads.mlp import MLPHead
+from galaxyprop.monitoring.drift import DriftSettings, embedding_drift
 
 HYPER = dict(hidden_layers=2, width=32, dropout=0.05, learning_rate=3e-3, batch_size=128, max_epochs=25,
              patience=25, n_mc=0, seed=0)

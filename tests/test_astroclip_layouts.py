@@ -14,8 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from astroclip_layouts import write_grouped, write_parquet_shards
-from conftest import mock_config
 
 from galaxyprop.data.astroclip import AstroclipFile, astroclip_layout, open_astroclip, shard_split
 from galaxyprop.data.desi import IMAGE_GROUP, IMAGE_GROUP_ROW, IMAGE_ROW, read_desi
@@ -23,6 +21,9 @@ from galaxyprop.data.mock.survey import simulate_survey
 from galaxyprop.data.sources import import_source, load_source, raw_images, source_split
 from galaxyprop.data.splits import split_frame
 from galaxyprop.errors import GalaxypropError
+
+from astroclip_layouts import write_grouped, write_parquet_shards
+from conftest import mock_config
 
 N = 40
 GROUPS = [21, 7, 12]
@@ -256,9 +257,8 @@ def test_bad_parquet_sets_give_one_line_errors(files, tmp_path):
     with pytest.raises(GalaxypropError, match=re.escape("missing columns ['spectrum', 'targetid']")) as err:
         AstroclipFile(catalogue)
     assert str(catalogue) in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(GalaxypropError, match="row 40 out of range"):
-        with AstroclipFile(files["folder"]) as f:
-            f.images(np.array([1, 40]))
+    with pytest.raises(GalaxypropError, match="row 40 out of range"), AstroclipFile(files["folder"]) as f:
+        f.images(np.array([1, 40]))
 
 
 def corrupted(files, tmp_path) -> tuple[Path, int]:

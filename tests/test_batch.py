@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.table import Table
+
+from galaxyprop.deploy.batch import predict_file
+from galaxyprop.errors import GalaxypropError
+
 from conftest import mlflow_store
 from registered_models import register_models, stores, write_astroclip
-
-from galaxyprop.batch import predict_file
-from galaxyprop.errors import GalaxypropError
 
 FLUXES = [f"flux_{b}" for b in "ugriz"]
 
@@ -232,7 +233,7 @@ def test_served_400_bodies_give_the_reason_not_the_payload(models):
         port = probe.getsockname()[1]
     env = {**os.environ, "MLFLOW_TRACKING_URI": stores(models.root).tracking_uri,
            "GALAXYPROP_SERVED_MODEL": models.image_uri}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.serving:create_app",
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
                                "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

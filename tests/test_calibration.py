@@ -8,14 +8,29 @@ import pytest
 from scipy import stats
 from scipy.special import ndtr
 
-from galaxyprop.calibration import (CalibrationSettings, Calibrator, ProbitMap, calibration_rule_problems,
-                                    calibration_summary, fit_calibration, ks_noise)
+from galaxyprop.calibration import (
+    CalibrationSettings,
+    Calibrator,
+    ProbitMap,
+    calibration_rule_problems,
+    calibration_summary,
+    fit_calibration,
+    ks_noise,
+)
 from galaxyprop.data.io import load_object, save_object
-from galaxyprop.densities import (Grid, cdf_at, gaussian_densities, histogram_densities, probit_cdf_at_edges,
-                                  probit_pit, quantile_densities, quantiles)
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.densities import (
+    Grid,
+    cdf_at,
+    gaussian_densities,
+    histogram_densities,
+    probit_cdf_at_edges,
+    probit_pit,
+    quantile_densities,
+    quantiles,
+)
+from galaxyprop.evaluation.metrics import crps
 from galaxyprop.heads.base import Head, Prediction
-from galaxyprop.metrics import crps
 
 GRID = Grid(-1.0, 1.0, 200)
 FINE = CalibrationSettings().grid(GRID)
@@ -190,7 +205,7 @@ class Overconfident(Head):
 def test_a_predictor_serves_calibrated_quantiles_and_keeps_its_point_estimate(tmp_path):
     """MC-dropout-like Gaussians 4x too narrow through the Predictor: the served [q16, q84] and
     [q02, q98] cover 68 % and 95 % of held-out truths; the prediction is the head's own."""
-    from galaxyprop.predictor import QUANTILE_COLUMNS, Predictor
+    from galaxyprop.registry.predictor import QUANTILE_COLUMNS, Predictor
 
     rng = np.random.default_rng(10)
     mean, sigma = rng.uniform(-0.4, 0.4, N), rng.uniform(0.02, 0.08, N)
@@ -216,7 +231,7 @@ def test_a_predictor_serves_calibrated_quantiles_and_keeps_its_point_estimate(tm
 
 
 def test_a_predictor_saved_before_calibration_loads_uncalibrated(tmp_path):
-    from galaxyprop.predictor import Predictor
+    from galaxyprop.registry.predictor import Predictor
 
     rng = np.random.default_rng(11)
     X = np.stack([rng.uniform(-0.4, 0.4, 50), np.full(50, 0.05)], axis=1)

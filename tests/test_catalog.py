@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
-from conftest import gst_path, sdss_data, write_gst_like
 
 from galaxyprop.data import schema
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
 from galaxyprop.errors import GalaxypropError
+
+from conftest import gst_path, sdss_data, write_gst_like
 
 
 def spec_of(params: dict, **changes) -> CatalogSpec:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from astropy.io import fits
+
 from conftest import gst_path
 from project_copy import copy_project, run
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from galaxyprop.densities import Grid, cdf_at, gaussian_densities, moments
+from galaxyprop.evaluation.densities import Grid, cdf_at, gaussian_densities, moments
+from galaxyprop.evaluation.metrics import density_metrics
 from galaxyprop.heads import make_head
 from galaxyprop.heads.clap.adaptive_knn import AdaptiveKNN, log_k_grid, pit_counts, recalibrate
 from galaxyprop.heads.clap.projection import supervised_contrastive_loss
 from galaxyprop.heads.clap.refit import fit_density_net
-from galaxyprop.metrics import density_metrics
 
 GRID = Grid(-3.0, 3.0, 300)
 

@@ -7,10 +7,19 @@ import pytest
 from scipy import stats
 
 from galaxyprop.data.density_file import read_densities, write_densities
-from galaxyprop.densities import (Grid, cdf_at, gaussian_densities, harmonic_mean, histogram_densities, moments,
-                                  normalise, quantiles, resample)
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.metrics import crps, density_metrics, w1_to_uniform
+from galaxyprop.evaluation.densities import (
+    Grid,
+    cdf_at,
+    gaussian_densities,
+    harmonic_mean,
+    histogram_densities,
+    moments,
+    normalise,
+    quantiles,
+    resample,
+)
+from galaxyprop.evaluation.metrics import crps, density_metrics, w1_to_uniform
 
 GRID = Grid(-2.0, 2.0, 400)
 
@@ -119,7 +128,7 @@ def test_density_file_round_trip_and_bad_file(tmp_path):
 
 
 def test_density_findings_judge_clap_against_the_other_heads():
-    from galaxyprop.comparison import density_findings
+    from galaxyprop.evaluation.comparison import density_findings
 
     base = {"pit_cvm": 0.1, "pit_outlier_rate": 0.0, "crps": 0.02, "coverage_95": 0.95}
     metrics = {"clap": {**base, "pit_ks": 0.015, "pit_w1": 0.005, "coverage_68": 0.70, "sigma_mad": 0.0385},

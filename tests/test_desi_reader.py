@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import mock_config
 
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
@@ -17,6 +16,8 @@ from galaxyprop.data.desi import IMAGE_ROW, read_desi
 from galaxyprop.data.fastspecfit import read_fastspec, write_fastspec
 from galaxyprop.data.mock.survey import simulate_survey
 from galaxyprop.errors import GalaxypropError
+
+from conftest import mock_config
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT
 
-from galaxyprop.drift import DriftSettings, Sample, compare, false_alarm_rate
-from galaxyprop.drift_samples import photometry_columns, to_sample
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.monitoring.drift import DriftSettings, Sample, compare, false_alarm_rate
+from galaxyprop.monitoring.samples import photometry_columns, to_sample
+
+from conftest import PROJECT
 
 BANDS = ["g", "r", "z", "W1"]
 DEPTH = {"g": 24.7, "r": 24.1, "z": 23.3, "W1": 20.3}   # 5-sigma AB depths
@@ -125,7 +126,7 @@ def test_bad_inputs_give_one_clear_error(reference):
 
 
 def drift_cli(tmp_path, capsys, current, *extra) -> tuple[int, str, str]:
-    from galaxyprop.cli import main
+    from galaxyprop.cli.main import main
 
     reference = tmp_path / "reference.parquet"
     if not reference.exists():

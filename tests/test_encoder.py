@@ -9,17 +9,25 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import mock_config
 
 from galaxyprop.data.astroclip import AstroclipFile
+from galaxyprop.encoder.contrastive import ContrastiveModel, EncoderConfig, clip_loss
+from galaxyprop.encoder.networks import ApertureFluxes, ImageEncoder, SpectrumEncoder
+from galaxyprop.encoder.pairs import PairDataModule
+from galaxyprop.encoder.spectra import check_spectra, normalise_spectra
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.features.contrastive import ContrastiveModel, EncoderConfig, clip_loss
-from galaxyprop.features.images import (asinh_stretch, augment, background_noise, center_crop, channels_first,
-                                        dihedral, dihedral_inverse)
-from galaxyprop.features.networks import ApertureFluxes, ImageEncoder, SpectrumEncoder
-from galaxyprop.features.pairs import PairDataModule
-from galaxyprop.features.spectra import check_spectra, normalise_spectra
-from galaxyprop.metrics.retrieval import retrieval_metrics, retrieval_top_k
+from galaxyprop.evaluation.metrics.retrieval import retrieval_metrics, retrieval_top_k
+from galaxyprop.features.images import (
+    asinh_stretch,
+    augment,
+    background_noise,
+    center_crop,
+    channels_first,
+    dihedral,
+    dihedral_inverse,
+)
+
+from conftest import mock_config
 
 SMALL = {"embedding_dim": 16, "image_widths": [8, 16], "spectrum_widths": [8, 8, 16], "crop": 24, "max_shift": 2}
 

@@ -8,12 +8,12 @@ import pytest
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
-from galaxyprop.densities import Grid, quantiles
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.densities import Grid, quantiles
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import Head, make_head
 from galaxyprop.heads.kcorrect_baseline import KcorrectHead
-from galaxyprop.predictor import Predictor
+from galaxyprop.registry.predictor import Predictor
 
 
 def linear_problem(n: int = 3000, noise: float = 0.05, seed: int = 0):
@@ -135,10 +135,11 @@ def test_predictor_needs_positive_fluxes():
 def test_kcorrect_baseline_uses_each_fields_filters_and_equals_kcorrect_called_directly():
     import kcorrect.kcorrect
     from astropy.io import fits
-    from conftest import gst_path
 
     from galaxyprop.data import schema
     from galaxyprop.heads.kcorrect_baseline import kcorrect_by_photsys
+
+    from conftest import gst_path
 
     data = fits.getdata(gst_path())[:80]
     flux = np.asarray(data["MODELFLUX"], float)[:, [1, 2, 4]]       # SDSS g,r,z fluxes as if DESI's

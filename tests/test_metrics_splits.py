@@ -7,7 +7,13 @@ import pytest
 
 from galaxyprop.data.splits import stratified_split
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.metrics import is_better, objective_value, redshift_metrics, regression_metrics, target_metrics
+from galaxyprop.evaluation.metrics import (
+    is_better,
+    objective_value,
+    redshift_metrics,
+    regression_metrics,
+    target_metrics,
+)
 
 
 def test_regression_metrics_known_values():

@@ -6,7 +6,6 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import mock_config
 
 from galaxyprop.data.mock import imaging
 from galaxyprop.data.mock.labels import observe
@@ -15,6 +14,8 @@ from galaxyprop.data.mock.survey import draw_survey, simulate_survey
 from galaxyprop.physics.filters import load_filter
 from galaxyprop.physics.kcorrection import band_maggies, kcorrection
 from galaxyprop.physics.sed import load_templates
+
+from conftest import mock_config
 
 IDENTITY = -2.5 * np.log10(1.1)
 SOUTH_ONLY = {"fields.south.fraction": 1.0, "fields.north.fraction": 0.0}

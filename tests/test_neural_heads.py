@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.metrics import regression_metrics
 from galaxyprop.heads import Head, make_head
-from galaxyprop.metrics import regression_metrics
 
 
 def linear_problem(n: int, noise: float = 0.05, seed: int = 0, scale: float = 1.0):

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project_copy import tiny_profile
-from conftest import PROJECT
 
 from galaxyprop.config import load_params
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.validation import ParamsError, validate_params
+
+from conftest import PROJECT
+from project_copy import tiny_profile
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def one_error_line(result: subprocess.CompletedProcess, key: str) -> None:
 
 def test_the_cli_stops_with_one_line(real, tmp_path):
     write_params(tmp_path, edited(real, "heads.knn.n_trials", -1))
-    result = subprocess.run([sys.executable, "-m", "galaxyprop.cli", "--params", "params.yaml", "models"],
+    result = subprocess.run([sys.executable, "-m", "galaxyprop.cli.main", "--params", "params.yaml", "models"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     one_error_line(result, "heads.knn.n_trials must be a positive integer, got -1")
     assert not (tmp_path / "mlruns").exists()   # nothing was touched before the check

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 import numpy as np
 import pytest
 import yaml
-from conftest import mlflow_store, mock_config
 from mlflow.tracking import MlflowClient
+
+from conftest import mlflow_store, mock_config
 from project_copy import copy_project, run, tiny_profile
 
 pytestmark = pytest.mark.integration
@@ -102,7 +103,7 @@ def test_densities_are_written_per_test_galaxy_and_scored(project):
     import pandas as pd
 
     from galaxyprop.data.density_file import read_densities
-    from galaxyprop.metrics import density_metrics
+    from galaxyprop.evaluation.metrics import density_metrics
 
     test = pd.read_parquet(project / "data/prepared/test.parquet")
     written = sorted(p.name for p in (project / "data/densities/z").glob("*.h5"))
@@ -153,10 +154,9 @@ def test_encoder_and_embedding_stages(project):
 
 
 def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_path, params):
+    from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import read_desi
     from galaxyprop.data.mock.survey import simulate_survey
-
-    from galaxyprop.data.astroclip import AstroclipFile
 
     config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 24})
     simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)
@@ -346,9 +346,9 @@ def galaxyprop_server(project: Path, command: list[str], ready_path: str) -> Ite
 def test_ui_serves_the_project_store_on_localhost(project):
     import urllib.request
 
-    with galaxyprop_server(project, ["ui"], "/health") as base:
-        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response:
-            body = json.loads(response.read())
+    with (galaxyprop_server(project, ["ui"], "/health") as base,
+          urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response):
+        body = json.loads(response.read())
     assert {m["name"] for m in body["registered_models"]} == {"galaxyprop-z", "galaxyprop-kcorr_r01"}
 
 
@@ -483,6 +483,7 @@ def bad_input_files(project: Path, folder: Path) -> dict[str, Path]:
 
     import h5py
     import pandas as pd
+
     from astroclip_layouts import write_grouped
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
-from conftest import gst_path, sdss_data
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from galaxyprop import registry, tracking
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.densities import Grid
+from galaxyprop.evaluation.metrics import target_metrics
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import make_head
-from galaxyprop.metrics import target_metrics
-from galaxyprop.densities import Grid
-from galaxyprop.predictor import QUANTILE_COLUMNS, Predictor
-from galaxyprop.promotion import CalibrationRule, Gate
+from galaxyprop.registry import versions as registry
+from galaxyprop.registry.predictor import QUANTILE_COLUMNS, Predictor
+from galaxyprop.registry.promotion import CalibrationRule, Gate
+from galaxyprop.tracking import runs as tracking
+
+from conftest import gst_path, sdss_data
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def register(store, train, test, shuffle: bool = False, predictor: Predictor | N
 
 def mse_on(test):
     """The promotion evaluation: overall and per survey field (here two halves of the test rows)."""
-    from galaxyprop.promotion import served_evaluation
+    from galaxyprop.registry.promotion import served_evaluation
 
     fields = np.where(np.arange(len(test)) < len(test) // 2, "north", "south")
 
@@ -154,8 +156,8 @@ def test_an_image_model_registers_with_a_tensor_signature(store):
     """A version trained on image embeddings takes (N, 3, H, W) cutouts, declared in its signature."""
     import torch
 
-    from galaxyprop.features.embedding import ImageEmbedder
-    from galaxyprop.features.networks import ImageEncoder
+    from galaxyprop.encoder.embedding import ImageEmbedder
+    from galaxyprop.encoder.networks import ImageEncoder
 
     torch.manual_seed(0)
     embedder = ImageEmbedder(ImageEncoder((4, 8), embedding_dim=6), torch.ones(3), crop=16)
@@ -194,9 +196,9 @@ def test_the_gate_refuses_a_miscalibrated_candidate_with_the_numbers(store, gala
     # `galaxyprop models` says which version is served uncalibrated
     import argparse
 
-    from conftest import PROJECT
+    from galaxyprop.cli import registry as registry_cli
 
-    from galaxyprop import registry_cli
+    from conftest import PROJECT
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
     registry_cli.models(argparse.Namespace(params=PROJECT / "params.yaml", target="z"))
@@ -207,7 +209,7 @@ def test_the_gate_refuses_a_miscalibrated_candidate_with_the_numbers(store, gala
 def test_selection_skips_a_miscalibrated_winner():
     """mlp has the best validation CRPS but intervals 3x too narrow: clap is the candidate; with too
     few validation rows to calibrate, knn is chosen only when nothing else passes."""
-    from galaxyprop.promotion import select_candidate
+    from galaxyprop.registry.promotion import select_candidate
 
     val = {"mlp": {"crps": 0.010}, "clap": {"crps": 0.012}, "knn": {"crps": 0.011}, "gbt": {"sigma_mad": 0.03}}
     good = {"all": {"n": 1300, "coverage_68": 0.69, "pit_ks": 0.02}, "N": {"n": 500, "coverage_68": 0.66, "pit_ks": 0.04}}
@@ -226,7 +228,7 @@ def test_selection_skips_a_miscalibrated_winner():
 
 
 def test_the_gate_reads_drift_per_field_and_allows_field_noise():
-    from galaxyprop.promotion import drifted_fields, problems
+    from galaxyprop.registry.promotion import drifted_fields, problems
 
     summary = {"south_vs_north": {"detected": True}, "south_train_vs_south_test": {"detected": True},
                "south_vs_batch": {"detected": False}}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from galaxyprop.deploy.spark import local_session, spark_predict
+
 from conftest import mlflow_store
 from registered_models import register_models, stores
-
-from galaxyprop.spark import local_session, spark_predict
 
 pytest.importorskip("pyspark", reason="pyspark is in the dev extra; it needs Java 17 or 21")
 

@@ -19,10 +19,12 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from galaxyprop import registry, store_lock, tracking
 from galaxyprop.config import Stores
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.promotion import Gate
+from galaxyprop.registry import lock as store_lock
+from galaxyprop.registry import versions as registry
+from galaxyprop.registry.promotion import Gate
+from galaxyprop.tracking import runs as tracking
 
 NAME = "galaxyprop-z"
 EVALUATION = {"all": {"mse": 0.1}}
@@ -44,8 +46,8 @@ PROMOTER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import mlflow
-    from galaxyprop import registry
-    from galaxyprop.promotion import Gate
+    from galaxyprop.registry import versions as registry
+    from galaxyprop.registry.promotion import Gate
 
     uri, version, ready, go, delay = sys.argv[1:6]
     mlflow.set_tracking_uri(uri)
@@ -158,7 +160,7 @@ def test_the_lock_is_keyed_by_the_kind_of_store(tmp_path, monkeypatch):
 
 STAGE = textwrap.dedent("""
     import sys, time
-    from galaxyprop import tracking
+    from galaxyprop.tracking import runs as tracking
     from galaxyprop.config import Stores
 
     with tracking.stage_run(Stores(*sys.argv[1:5]), "train:knn") as run:

@@ -10,15 +10,16 @@ from contextlib import contextmanager
 import numpy as np
 import optuna
 import pytest
-from conftest import PROJECT, mlflow_store
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.tuning import hyperparameters, make_pruner, pruning_callback, tune
+from galaxyprop.tracking.tuning import hyperparameters, make_pruner, pruning_callback, tune
+
+from conftest import PROJECT, mlflow_store
 
 SPACE = {"x": {"low": -5.0, "high": 5.0}, "n": {"low": 1, "high": 8}, "kind": ["a", "b"], "fixed": 3}
 
 
-def objective(params, trial=None):  # noqa: ARG001
+def objective(params, trial=None):
     assert params["fixed"] == 3 and isinstance(params["n"], int)
     value = (params["x"] - 1.0) ** 2 + (params["kind"] == "b")
     return value, {"loss": value}
@@ -72,10 +73,10 @@ def test_a_pruned_trial_ends_its_mlflow_run_cleanly(tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from galaxyprop import tracking
     from galaxyprop.config import Stores
     from galaxyprop.heads import make_head
     from galaxyprop.heads.neural import EpochReporter
+    from galaxyprop.tracking import runs as tracking
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 3)).astype(np.float32)
@@ -114,7 +115,7 @@ def test_a_pruned_trial_ends_its_mlflow_run_cleanly(tmp_path):
 
 KILLABLE = """
 import sys, time
-from galaxyprop.tuning import tune
+from galaxyprop.tracking.tuning import tune
 def objective(params, trial):
     if trial.number >= 2:
         time.sleep(600)          # the stage is killed here

@@ -19,9 +19,9 @@ from galaxyprop.calibration import ks_noise
 from galaxyprop.config import load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
-from galaxyprop.densities import quantiles
 from galaxyprop.errors import exit_on_error
-from galaxyprop.metrics import target_metrics
+from galaxyprop.evaluation.densities import quantiles
+from galaxyprop.evaluation.metrics import target_metrics
 
 REPORTS, DENSITIES = Path("reports"), Path("data/densities")
 

@@ -25,8 +25,8 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from astroclip_layouts import write_grouped, write_parquet_shards  # noqa: E402
-from project_copy import copy_project, run, tiny_profile  # noqa: E402
+from astroclip_layouts import write_grouped, write_parquet_shards
+from project_copy import copy_project, run, tiny_profile
 
 REPORTS = ("reports/metrics.json", "reports/val_metrics.json")
 

@@ -3,8 +3,22 @@
 Starts ``mlflow ui`` on a free 127.0.0.1 port, drives Debian's ``chromium`` over the DevTools protocol
 (``--remote-debugging-pipe``, stdlib only), writes PNGs and prints their paths. From the repo root:
 ``.venv/bin/python tools/ui_screenshots.py --experiment galaxyprop-mock --model galaxyprop-z``."""
-import argparse, base64, contextlib, fcntl, json, os, shutil, signal, socket, subprocess, sys, tempfile  # noqa: E401
-import itertools, time, urllib.parse, urllib.request  # noqa: E401
+import argparse
+import base64
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",

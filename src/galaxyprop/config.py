@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -59,7 +59,7 @@ class Stores:
     experiment: str
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "Stores":
+    def from_params(cls, params: Mapping) -> Stores:
         stores = section(params, "stores")
         tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", stores["tracking_uri"])
         artifacts = os.environ.get("GALAXYPROP_ARTIFACT_LOCATION", stores["artifact_location"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -39,6 +40,6 @@ def reading(path: object, what: str) -> Iterator[None]:
         raise
     except FileNotFoundError:
         raise GalaxypropError(f"{path}: {what} not found") from None
-    except Exception as err:  # noqa: BLE001 - any reader failure is a bad file for the user
+    except Exception as err:
         detail = str(err).splitlines()[0] if str(err) else ""
         raise GalaxypropError(f"{path}: cannot read {what} ({type(err).__name__}: {detail})") from None

@@ -10,9 +10,15 @@ fields (PHOTSYS) and one global map leaves a field off by more than the noise, t
 own map. Pure numpy/scipy: no MLflow, no file paths.
 """
 
-from galaxyprop.calibration.calibrator import Calibrator, CalibrationResult, CalibrationSettings, fit_calibration
-from galaxyprop.calibration.checks import (NOMINAL, OVERALL, calibration_rule_problems, calibration_summary,
-                                           field_groups, ks_noise)
+from galaxyprop.calibration.calibrator import CalibrationResult, CalibrationSettings, Calibrator, fit_calibration
+from galaxyprop.calibration.checks import (
+                                           NOMINAL,
+                                           OVERALL,
+                                           calibration_rule_problems,
+                                           calibration_summary,
+                                           field_groups,
+                                           ks_noise,
+)
 from galaxyprop.calibration.probit_map import ProbitMap
 
 __all__ = ["NOMINAL", "OVERALL", "Calibrator", "CalibrationResult", "CalibrationSettings", "ProbitMap",

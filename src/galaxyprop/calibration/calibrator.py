@@ -9,8 +9,8 @@ calibration is measured on galaxies its map did not see.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.signal import fftconvolve
@@ -18,9 +18,9 @@ from scipy.special import ndtr
 
 from galaxyprop.calibration.checks import OVERALL, calibration_summary, off_by_more_than_noise
 from galaxyprop.calibration.probit_map import ProbitMap
-from galaxyprop.densities import Grid, from_probit_cdf, normalise, probit_cdf_at_edges, probit_pit
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.metrics.density import crps
+from galaxyprop.evaluation.densities import Grid, from_probit_cdf, normalise, probit_cdf_at_edges, probit_pit
+from galaxyprop.evaluation.metrics.density import crps
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CalibrationSettings:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "CalibrationSettings":
+    def from_params(cls, params: Mapping) -> CalibrationSettings:
         try:
             settings = cls(int(params.get("min_calibration_rows", cls.min_rows)), int(params.get("folds", cls.folds)),
                            tuple(float(h) for h in params.get("kernel_bins", cls.kernel_bins)),

@@ -3,13 +3,13 @@ levels a finite sample allows, and the calibration rule that selection and promo
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from scipy.special import ndtr
 
-from galaxyprop.densities import Grid, probit_pit
-from galaxyprop.metrics.density import crps, pit_metrics
+from galaxyprop.evaluation.densities import Grid, probit_pit
+from galaxyprop.evaluation.metrics.density import crps, pit_metrics
 
 OVERALL = "all"
 NOMINAL = {"coverage_68": float(ndtr(1) - ndtr(-1)), "coverage_95": float(ndtr(2) - ndtr(-2))}

@@ -31,7 +31,7 @@ class ProbitMap:
     knots_out: tuple[float, ...]
 
     @classmethod
-    def fit(cls, probit_pits: np.ndarray, min_tail: int = 10) -> "ProbitMap":
+    def fit(cls, probit_pits: np.ndarray, min_tail: int = 10) -> ProbitMap:
         """The map that makes these probit PITs standard normal at the knots. A knot at level p is
         used only when `min_tail` galaxies or more lie beyond it (n p >= min_tail). (A straight line
         through the knots has less noise but, after the kernel, misses the served +-1 and +-2 sigma
@@ -49,7 +49,7 @@ class ProbitMap:
         return cls(tuple(float(x) for x in inputs), tuple(float(t) for t in knots))
 
     @classmethod
-    def identity(cls) -> "ProbitMap":
+    def identity(cls) -> ProbitMap:
         return cls((-1.0, 1.0), (-1.0, 1.0))
 
     def __call__(self, probits: np.ndarray) -> np.ndarray:

@@ -1,1 +1,2 @@
-"""Dataset layout, catalogue readers, splits."""
+"""Data in: the source readers (catalogues, AstroCLIP files, FastSpecFit, the mock survey), the schema
+that normalises ids and columns, and the train/val/test splits."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ class BandSpec:
     ab_offset: float = 0.0
 
     @classmethod
-    def from_mapping(cls, name: str, spec: Mapping) -> "BandSpec":
+    def from_mapping(cls, name: str, spec: Mapping) -> BandSpec:
         unknown = set(spec) - set(cls.__dataclass_fields__)
         if unknown:
             raise GalaxypropError(f"band '{name}': unknown column-map keys {sorted(unknown)}")
@@ -71,7 +71,7 @@ class CatalogSpec:
     hdu: int | str = 1
 
     @classmethod
-    def from_params(cls, data: Mapping) -> "CatalogSpec":
+    def from_params(cls, data: Mapping) -> CatalogSpec:
         columns = data.get("columns", {})
         if "redshift" not in columns:
             raise GalaxypropError("params data.columns.redshift is missing")
@@ -93,7 +93,7 @@ class CatalogSpec:
         )
 
     @classmethod
-    def of_source(cls, data: Mapping, name: str) -> "CatalogSpec":
+    def of_source(cls, data: Mapping, name: str) -> CatalogSpec:
         """The column map of `data.sources.<name>` (a `kind: catalog` source) with the data's redshift range."""
         sources = data.get("sources", {})
         if name not in sources:
@@ -146,7 +146,7 @@ class _Table:
         self.n_rows = lengths.pop() if lengths else 0
 
     @classmethod
-    def read(cls, path: Path, hdu: int | str, text_columns: tuple[str, ...] = ()) -> "_Table":
+    def read(cls, path: Path, hdu: int | str, text_columns: tuple[str, ...] = ()) -> _Table:
         """Every column of the file (`text_columns` kept as text in a CSV)."""
         with reading(path, "catalogue file"):
             if is_fits(path):

@@ -7,8 +7,8 @@ leading zeros (`schema.normalise_ids` then makes canonical integers int64).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd

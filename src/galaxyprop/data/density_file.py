@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 
 from galaxyprop.data.io import atomic_path
-from galaxyprop.densities import Grid
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.densities import Grid
 
 
 def write_densities(path: str | os.PathLike, ids: np.ndarray, pdf: np.ndarray, grid: Grid,

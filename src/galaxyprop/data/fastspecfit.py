@@ -9,8 +9,8 @@ photometry); newer ones move the photometric fits (`KCORR01_*`, `ABSMAG01_*`, `L
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

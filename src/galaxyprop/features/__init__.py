@@ -1,1 +1,2 @@
-"""Encoders that turn a dataset into a feature matrix."""
+"""Feature sources a head learns from: catalogue photometry (colours, magnitudes), external embeddings
+joined by id, and the image cutouts as the CNNs see them (crops, shifts, scaling)."""

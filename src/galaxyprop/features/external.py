@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
+from galaxyprop.encoder.embedding import embedding_names
 from galaxyprop.errors import GalaxypropError, reading
-from galaxyprop.features.embedding import embedding_names
 from galaxyprop.heads.base import check_features
 
 ID_CANDIDATES = ("TARGETID", "targetid", "targetids", "id")

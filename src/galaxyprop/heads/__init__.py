@@ -1,4 +1,5 @@
-"""Heads behind one interface: `fit(X, y)`, `predict(X)` -> value and spread, `save`/`load`."""
+"""Every head behind one interface (heads.base.Head): feature heads (knn, gbt, mlp, clap), the image CNN,
+the domain-adversarial MLP (heads.adversarial) and the kcorrect template-fit baseline; `make_head` builds one by name."""
 
 from __future__ import annotations
 

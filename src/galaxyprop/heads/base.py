@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, NamedTuple, Sequence
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from galaxyprop.data.io import load_object, save_object
-from galaxyprop.densities import Grid
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.densities import Grid
 
 
 class Prediction(NamedTuple):
@@ -28,7 +29,7 @@ class Head(ABC):
     needs_grid: ClassVar[bool] = False        # learns its densities on the target's grid (constructor `grid`)
 
     @abstractmethod
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Head":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Head:
         """Learn from features `X` (n, d) and target `y` (n,)."""
 
     @abstractmethod
@@ -43,13 +44,13 @@ class Head(ABC):
         """Point estimate, spread and densities together (heads override it to share the work)."""
         return self.predict(X), self.predict_pdf(X, grid)
 
-    def finalise(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> "Head":  # noqa: ARG002
+    def finalise(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> Head:
         """After tuning, complete the best trial's model (e.g. grow an ensemble that tuning scored
         one member of); most heads are complete already."""
         return self
 
-    def fit_tuned(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,  # noqa: ARG002
-                  callbacks: Sequence = ()) -> "Head":  # noqa: ARG002
+    def fit_tuned(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                  callbacks: Sequence = ()) -> Head:
         """Fit for a tuning trial. Heads that train by epochs override it to early-stop on the
         validation split and to report to `callbacks` (Lightning's, e.g. Optuna's pruning)."""
         return self.fit(X, y)
@@ -63,7 +64,7 @@ class Head(ABC):
         save_object(self, path)
 
     @staticmethod
-    def load(path: str | Path) -> "Head":
+    def load(path: str | Path) -> Head:
         return load_object(path, Head)
 
 

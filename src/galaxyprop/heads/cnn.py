@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from galaxyprop.encoder.networks import ImageTrunk
 from galaxyprop.features.images import background_noise, channels_first, prepare_cutouts
-from galaxyprop.features.networks import ImageTrunk
 from galaxyprop.heads.neural import NeuralHead
 
 SKY_NOISE_SAMPLE = 2000   # cutouts the asinh softening is measured on

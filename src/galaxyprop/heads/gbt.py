@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import ndtr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from galaxyprop.densities import Grid, quantile_densities
+from galaxyprop.evaluation.densities import Grid, quantile_densities
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs
 
 QUANTILES = tuple(float(ndtr(t)) for t in (-2.0, -1.0, 0.0, 1.0, 2.0))
@@ -37,7 +37,7 @@ class GradientBoostingHead(Head):
             l2_regularization=self.l2_regularization, early_stopping=True,
             validation_fraction=0.1, n_iter_no_change=20, random_state=self.seed, **loss)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "GradientBoostingHead":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> GradientBoostingHead:
         X, y = check_fit_inputs(X, y)
         self.n_features_ = X.shape[1]
         self.mean_model_ = self._model().fit(X, y)

@@ -39,7 +39,7 @@ class KcorrectHead(Head):
         ivar = frame[[schema.ivar_column(b) for b in bands]].to_numpy(float)
         return np.hstack([flux, ivar, np.asarray(redshift, float)[:, None]])
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "KcorrectHead":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> KcorrectHead:
         check_features(X, 2 * len(self.responses) + 1)
         return self
 

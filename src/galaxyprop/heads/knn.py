@@ -5,7 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from galaxyprop.densities import Grid, histogram_densities
+from galaxyprop.evaluation.densities import Grid, histogram_densities
 from galaxyprop.features.scaling import make_scaler
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs
 
@@ -19,7 +19,7 @@ class KNNHead(Head):
         self.weights = weights
         self.scaling = scaling
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNHead":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> KNNHead:
         X, y = check_fit_inputs(X, y)
         if self.weights not in ("uniform", "distance"):
             raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")

@@ -13,7 +13,8 @@ import copy
 import logging
 import warnings
 from abc import abstractmethod
-from typing import Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from galaxyprop.densities import Grid, gaussian_densities
+from galaxyprop.evaluation.densities import Grid, gaussian_densities
 from galaxyprop.heads.base import Head, Prediction, check_target
 
 for _name in ("lightning.pytorch", "lightning.fabric"):
@@ -87,10 +88,10 @@ class LossTask(L.LightningModule):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ARG002
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ARG002
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")
 
     def configure_optimizers(self):
@@ -187,7 +188,7 @@ class NeuralHead(Head):
         """The trunk for training inputs `X` and how many features it gives."""
 
     def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
-            callbacks: Sequence[Callback] = ()) -> "NeuralHead":
+            callbacks: Sequence[Callback] = ()) -> NeuralHead:
         """Train on (X, y); with `validation`, early-stop on it and keep the best epoch's weights."""
         for fitted in [name for name in vars(self) if name.endswith("_")]:   # a refit starts afresh
             delattr(self, fitted)
@@ -210,7 +211,7 @@ class NeuralHead(Head):
         self.history_, self.best_epoch_ = best.history, best.best_epoch
         return self
 
-    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> "NeuralHead":
+    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> NeuralHead:
         return self.fit(X, y, (X_val, y_val), callbacks)
 
     def _dataset(self, X: np.ndarray, y: np.ndarray) -> TensorDataset:

@@ -32,7 +32,7 @@ def responses_dir() -> str:
     return os.path.join(os.path.dirname(kcorrect.__file__), "data", "responses")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_filter(name: str) -> Filter:
     """Read `<name>.dat` from kcorrect's responses (columns `lambda`, `pass`)."""
     from astropy.io import ascii

@@ -47,12 +47,12 @@ def fit_kcorrection(flux: np.ndarray, ivar: np.ndarray, redshift: np.ndarray,
     maggies_ivar = np.asarray(ivar, dtype=float) * NANOMAGGIES_PER_MAGGY**2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        state = np.random.get_state()  # kcorrect draws its Monte-Carlo noise from numpy's global RNG
-        np.random.seed(seed)
+        state = np.random.get_state()  # noqa: NPY002 -- kcorrect draws its Monte-Carlo noise from numpy's global RNG
+        np.random.seed(seed)  # noqa: NPY002
         try:
             fitted = model.fit_coeffs(redshift=redshift, maggies=maggies, ivar=maggies_ivar, mc=n_mc)
         finally:
-            np.random.set_state(state)
+            np.random.set_state(state)  # noqa: NPY002
         coeffs = fitted[0] if n_mc else fitted
         kcorr = model.kcorrect(redshift=redshift, coeffs=coeffs, band_shift=band_shift)[:, 0]
         spread = np.full(len(redshift), np.nan)

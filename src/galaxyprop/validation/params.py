@@ -10,7 +10,7 @@ under the group's key.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from galaxyprop.errors import GalaxypropError
 
@@ -211,7 +211,7 @@ def metric_names(target: str | None) -> tuple[set[str], set[str]]:
     functions that compute them."""
     import numpy as np
 
-    from galaxyprop.metrics import pit_metrics, regression_metrics, target_metrics
+    from galaxyprop.evaluation.metrics import pit_metrics, regression_metrics, target_metrics
 
     y = np.array([0.1, 0.2, 0.3])
     point = set(target_metrics(target, y, y, 0.05) if target else regression_metrics(y, y, 0.05))
@@ -236,13 +236,13 @@ def check_data(data: Mapping, params: Mapping) -> None:
         key = f"data.sources.{name}"
         if spec.get("kind") not in SOURCE_KINDS:
             fail(f"{key}.kind", f"must be one of {list(SOURCE_KINDS)}, {_got(spec.get('kind'))}")
-        reuse(key, lambda: split_of(name, spec))
+        reuse(key, lambda name=name, spec=spec: split_of(name, spec))
         if name == data["source"]:
-            reuse(key, lambda: source_files(name, spec))
+            reuse(key, lambda name=name, spec=spec: source_files(name, spec))
         if spec["kind"] == "desi":
             continue
         z_range = {"z_min": data.get("z_min", 0.0), "z_max": data.get("z_max")}
-        reuse(key, lambda: CatalogSpec.from_params({**spec, **z_range}))
+        reuse(key, lambda spec=spec, z_range=z_range: CatalogSpec.from_params({**spec, **z_range}))
         label = spec.get("label")
         check_rule(f"{key}.label", label, "map")
         for field, rule in (("bands", "strs"), ("response_out", "str"), ("response_map", "str"),
@@ -337,7 +337,7 @@ def check_features(features: Mapping) -> None:
 def check_registry(registry: Mapping, params: Mapping) -> None:
     from galaxyprop.data.schema import TARGETS
     from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS
-    from galaxyprop.promotion import CalibrationRule
+    from galaxyprop.registry.promotion import CalibrationRule
 
     compare = set(params.get("features", {}).get("compare") or []) | set(FEATURE_SOURCES)
     for i, entry in enumerate(registry["candidate_heads"]):
@@ -365,7 +365,7 @@ def check_registry(registry: Mapping, params: Mapping) -> None:
 
 
 def check_tuning(tuning: Mapping) -> None:
-    from galaxyprop.tuning import make_pruner
+    from galaxyprop.tracking.tuning import make_pruner
 
     reuse("tuning.pruner", lambda: make_pruner(tuning.get("pruner")))
 
@@ -379,7 +379,7 @@ def check_calibration(calibration: Mapping) -> None:
 
 
 def check_drift(drift: Mapping) -> None:
-    from galaxyprop.drift import DriftSettings
+    from galaxyprop.monitoring.drift import DriftSettings
 
     reuse("drift.tests", lambda: DriftSettings.from_params(drift.get("tests") or {}))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class AstroclipFile(ABC):
             raise GalaxypropError(f"{self.path}: row {bad} out of range (the file has {self.n_rows} rows)")
         return rows
 
-    def __enter__(self) -> "AstroclipFile":
+    def __enter__(self) -> AstroclipFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -99,7 +99,7 @@ def _reader_class(path: str | os.PathLike) -> type[AstroclipFile]:
 
         with h5py.File(path, "r") as handle:
             grouped = "images" not in handle and group_names(handle) is not None
-    except Exception:  # noqa: BLE001 - the flat reader reports the missing or unreadable file
+    except Exception:
         grouped = False
     if grouped:
         from galaxyprop.data.astroclip.grouped import GroupedFile

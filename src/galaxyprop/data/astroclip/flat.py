@@ -6,9 +6,9 @@ nanomaggies/pixel, `spectra` (N, 7781, 1) in 1e-17 erg/s/cm^2/A on the DESI grid
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -44,9 +44,8 @@ def astroclip_writer(path: str | os.PathLike, n: int, stamp: int) -> Iterator[As
     """An AstroclipWriter on a temporary file that replaces `path` only if the block succeeds."""
     import h5py
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            yield AstroclipWriter(handle, n, stamp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        yield AstroclipWriter(handle, n, stamp)
 
 
 def open_hdf5(path: Path):

@@ -56,7 +56,7 @@ def astroclip_layout(path: str | os.PathLike) -> str | None:
             import pyarrow.parquet as pq
 
             names = set(pq.read_schema(shards[0][0]).names)
-        except Exception:  # noqa: BLE001 - detection never raises
+        except Exception:
             return None
         return "parquet" if set(COLUMNS.values()) <= names else None
     import h5py
@@ -68,6 +68,6 @@ def astroclip_layout(path: str | os.PathLike) -> str | None:
             groups = group_names(handle)
             if groups and all(k in handle[g] for g in groups for k in REQUIRED):
                 return "grouped"
-    except Exception:  # noqa: BLE001 - detection never raises
+    except Exception:
         return None
     return None

@@ -112,7 +112,7 @@ class ParquetShards(AstroclipFile):
             for file in self.shard_files:
                 try:
                     handle = pq.ParquetFile(file)
-                except Exception as err:  # noqa: BLE001 - any failure is a bad shard
+                except Exception as err:
                     raise GalaxypropError(f"{file}: not a readable Parquet file "
                                           f"({(str(err).splitlines() or [''])[0]})") from None
                 self.files.append(handle)
@@ -175,7 +175,7 @@ class ParquetShards(AstroclipFile):
                         break
         except GalaxypropError:
             raise
-        except Exception as err:  # noqa: BLE001 - a corrupt page is a bad shard
+        except Exception as err:
             a, b = self.offsets[part] + unique[0], self.offsets[part] + unique[-1]
             raise GalaxypropError(f"{where}: rows {a}-{b} (shard {self.shard_names[part]}) unreadable "
                                   f"('{column}': {type(err).__name__}: {(str(err).splitlines() or [''])[0]})") from None
@@ -200,7 +200,7 @@ class ParquetShards(AstroclipFile):
                 for batch in handle.iter_batches(batch_size=65536, columns=["targetid", "redshift"]):
                     ids.append(batch.column(0).to_numpy(zero_copy_only=False))
                     redshifts.append(batch.column(1).to_numpy(zero_copy_only=False))
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 raise GalaxypropError(f"{self.shard_files[part]}: 'targetid'/'redshift' unreadable "
                                       f"({type(err).__name__}: {(str(err).splitlines() or [''])[0]})") from None
         if not ids:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from galaxyprop.errors import GalaxypropError
 
@@ -25,7 +25,7 @@ class SurveyField:
     depth: Mapping[str, float]          # 5-sigma point-source AB depth per catalogue band
 
     @classmethod
-    def from_mapping(cls, name: str, spec: Mapping) -> "SurveyField":
+    def from_mapping(cls, name: str, spec: Mapping) -> SurveyField:
         try:
             result = cls(name=name, **spec)
         except TypeError as err:
@@ -54,7 +54,7 @@ class MockConfig:
     noise: bool = True
 
     @classmethod
-    def from_params(cls, mock: Mapping) -> "MockConfig":
+    def from_params(cls, mock: Mapping) -> MockConfig:
         mock = dict(mock)
         fields = tuple(SurveyField.from_mapping(n, s) for n, s in mock.pop("fields", {}).items())
         if not fields:

@@ -35,12 +35,12 @@ class Population:
     def __len__(self) -> int:
         return len(self.table["z"])
 
-    def take(self, rows) -> "Population":
+    def take(self, rows) -> Population:
         return Population({k: v[rows] for k, v in self.table.items()}, self.coeffs_bulge[rows],
                           self.coeffs_disk[rows], self.perturbation[rows])
 
     @staticmethod
-    def concatenate(parts: list["Population"]) -> "Population":
+    def concatenate(parts: list[Population]) -> Population:
         return Population({k: np.concatenate([p.table[k] for p in parts]) for k in parts[0].table},
                           np.concatenate([p.coeffs_bulge for p in parts]),
                           np.concatenate([p.coeffs_disk for p in parts]),

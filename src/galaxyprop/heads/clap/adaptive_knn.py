@@ -13,8 +13,8 @@ import faiss
 import numpy as np
 from numpy.polynomial import legendre
 
-from galaxyprop.densities import Grid, cdf_at, cdf_at_edges, histogram_densities, normalise
-from galaxyprop.metrics.density import w1_to_uniform
+from galaxyprop.evaluation.densities import Grid, cdf_at, cdf_at_edges, histogram_densities, normalise
+from galaxyprop.evaluation.metrics.density import w1_to_uniform
 
 CHUNK = 2048       # query galaxies per block (bounds the memory of the neighbour lists)
 G_FLOOR = 1e-3     # smallest reweighting: a recalibration never removes a bin's mass entirely

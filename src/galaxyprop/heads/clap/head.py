@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galaxyprop.densities import Grid, harmonic_mean, moments, resample
+from galaxyprop.evaluation.densities import Grid, harmonic_mean, moments, resample
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs, check_target
 from galaxyprop.heads.clap.adaptive_knn import AdaptiveKNN
 from galaxyprop.heads.clap.projection import ProjectionNet, fit_projection
@@ -67,17 +67,17 @@ class ClapHead(Head):
     def density_grid(self) -> Grid:
         return Grid.from_params(self.grid)
 
-    def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None) -> "ClapHead":
+    def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None) -> ClapHead:
         """Train every realisation; with `validation`, the networks early-stop on it."""
         self._start(X, y, validation)
         return self._grow(self.n_realisations)
 
-    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> "ClapHead":  # noqa: ARG002
+    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> ClapHead:
         """A tuning trial scores one realisation; `finalise` grows the best trial's to the full ensemble."""
         self._start(X, y, (X_val, y_val))
         return self._grow(1)
 
-    def finalise(self, X, y, X_val, y_val) -> "ClapHead":
+    def finalise(self, X, y, X_val, y_val) -> ClapHead:
         if not hasattr(self, "realisations_"):
             return self.fit(X, y, (X_val, y_val))
         return self._grow(self.n_realisations)
@@ -92,7 +92,7 @@ class ClapHead(Head):
         self._data = (X, y, validation)
         self.realisations_: list[Realisation] = []
 
-    def _grow(self, n: int) -> "ClapHead":
+    def _grow(self, n: int) -> ClapHead:
         while len(self.realisations_) < n:
             X, y, validation = self._data
             self.realisations_.append(self._realisation(X, y, validation, self.seed + len(self.realisations_)))

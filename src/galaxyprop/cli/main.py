@@ -1,0 +1,143 @@
+"""The user's commands: `galaxyprop promote|check|rollback|history|models|lineage|predict|drift|serve|ui`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from galaxyprop.errors import GalaxypropError, exit_on_error
+
+
+def _column_map(args: argparse.Namespace, version, model):
+    """(name, column map) to read the input with: `--source`, or the source the version was trained on
+    (its `dataset` tag) when the input is a catalogue that lacks the model's columns; else None."""
+    from galaxyprop.config import load_params, section
+    from galaxyprop.data.catalog import CatalogSpec
+    from galaxyprop.data.catalogue_file import CatalogueFile
+    from galaxyprop.deploy.batch import ModelInput, input_is_catalogue
+
+    name = args.source
+    if name is None:
+        need = ModelInput.of(model)
+        trained_on = version.tags.get("dataset")
+        if not (need.columns and trained_on and input_is_catalogue(args.input)):
+            return None
+        by_lower = CatalogueFile(args.input).by_lower
+        if all(c.lower() in by_lower for c in need.columns):
+            return None
+        data = section(load_params(args.params), "data")
+        if data.get("sources", {}).get(trained_on, {}).get("kind") != "catalog":
+            return None
+        name = trained_on
+        print(f"{args.input} lacks the model's columns: reading it with the column map of source "
+              f"'{name}' (the version's training data)", flush=True)
+    return name, CatalogSpec.of_source(section(load_params(args.params), "data"), name)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    import mlflow.pyfunc
+
+    from galaxyprop.cli.registry import connect
+    from galaxyprop.deploy.batch import predict_file
+    from galaxyprop.registry import versions as registry
+
+    connect(args)
+    version = registry.resolve_version(args.target, args.model)
+    uri = f"models:/{version.name}/{version.version}"
+    model = mlflow.pyfunc.load_model(uri)
+    source, dropped = _column_map(args, version, model), Counter()
+    n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart,
+                     photsys=args.photsys, source=source, dropped=dropped)
+    print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}")
+    if dropped:
+        print(f"skipped {sum(dropped.values())} rows the column map cannot use: "
+              + "; ".join(f"{reason}: {k}" for reason, k in sorted(dropped.items())))
+    return 0
+
+
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    from galaxyprop.config import Stores, load_params
+
+    stores = Stores.from_params(load_params(args.params))
+    return {**os.environ, "MLFLOW_TRACKING_URI": stores.tracking_uri}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from galaxyprop.cli.registry import connect
+    from galaxyprop.registry import versions as registry
+
+    connect(args)
+    version = registry.resolve_version(args.target, args.model)   # a clear error if the alias is not set
+    uri = f"models:/{version.name}/{args.model}" if args.model.isdigit() else f"models:/{version.name}@{args.model}"
+    from galaxyprop.registry.serving import SERVED_MODEL_ENV
+
+    # MLflow's scoring server (the same /invocations, /ping, /health, /version), with concise 4xx bodies.
+    command = [sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
+               "--host", "127.0.0.1", "--port", str(args.port), "--workers", str(args.workers)]
+    print(f"serving {uri} (version {version.version}) on http://127.0.0.1:{args.port}/invocations", flush=True)
+    # Replace this process, so that its PID is the server's and stopping it stops the server.
+    os.execve(sys.executable, command, {**_server_env(args), SERVED_MODEL_ENV: uri})
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from galaxyprop.config import Stores, load_params
+
+    stores = Stores.from_params(load_params(args.params))
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", stores.tracking_uri,
+               "--default-artifact-root", stores.artifact_location, "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execve(sys.executable, command, _server_env(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from galaxyprop.cli import drift as drift_cli
+    from galaxyprop.cli.registry import add_commands
+
+    parser = argparse.ArgumentParser(prog="galaxyprop", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="the project's params file")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_commands(commands)
+    drift_cli.add_command(commands)
+
+    predict = commands.add_parser("predict", help="predict a file of any size in chunks, to Parquet keyed by TARGETID")
+    predict.add_argument("target")
+    predict.add_argument("--input", required=True,
+                         help="AstroCLIP-layout HDF5 (images) or catalogue (.parquet/.fits/.csv)")
+    predict.add_argument("--output", required=True, help="Parquet file to write")
+    predict.add_argument("--model", default="production", help="alias or version number (default: production)")
+    predict.add_argument("--chunk-size", type=int, default=4096, help="galaxies per chunk (memory is bounded by it)")
+    predict.add_argument("--densities", action="store_true", help="also write each galaxy's density on the grid")
+    predict.add_argument("--restart", action="store_true", help="discard partial results of an interrupted run")
+    predict.add_argument("--photsys", help="survey field of every galaxy (N or S), for a model calibrated per field; "
+                                           "a catalogue's PHOTSYS column gives it per row")
+    predict.add_argument("--source", help="read the input with this data.sources entry's column map (magnitudes, "
+                                           "extinction, id column); default: the model's training source "
+                                           "when the input lacks the model's flux columns")
+    predict.set_defaults(func=_predict)
+
+    serve = commands.add_parser("serve", help="serve a registered model over HTTP on 127.0.0.1")
+    serve.add_argument("target")
+    serve.add_argument("--model", default="production", help="alias or version number (default: production)")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=_serve)
+
+    ui = commands.add_parser("ui", help="MLflow UI on 127.0.0.1 against the project's store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=_ui)
+    return parser
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "chunk_size", 1) < 1:
+        raise GalaxypropError(f"--chunk-size must be positive, got {args.chunk_size}")
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

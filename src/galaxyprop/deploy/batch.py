@@ -1,0 +1,279 @@
+"""Batch prediction over a file of any size: chunks in, Parquet keyed by TARGETID out.
+
+Memory stays constant (one chunk of inputs and predictions at a time). Each chunk's predictions
+are written atomically as a part file next to the output, so an interrupted run resumes where it
+stopped; the parts are merged into the output at the end, streamed row group by row group.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from galaxyprop.data import schema
+from galaxyprop.data.catalog import CatalogSpec, mapped_batches
+from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile
+from galaxyprop.data.io import atomic_path, write_json, write_parquet
+from galaxyprop.data.schema import normalise_ids
+from galaxyprop.errors import GalaxypropError
+from galaxyprop.registry.serving import input_error
+
+KEY = "TARGETID"
+FIELD_COLUMN = "PHOTSYS"
+#: A chunk's loader: (its keys: TARGETID and, for AstroCLIP files in groups or shards, where each row
+#: lies in the file; the model's inputs).
+Loader = Callable[[], tuple[pd.DataFrame, "np.ndarray | pd.DataFrame"]]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a registered model takes, read from its signature: catalogue `columns`, or an array
+    of `shape` (images (−1, 3, H, W), spectra (−1, 7781), embeddings (−1, d))."""
+
+    columns: tuple[str, ...] = ()
+    shape: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, model) -> ModelInput:
+        schema = model.metadata.get_input_schema()
+        if schema is None:
+            raise GalaxypropError("the model has no input signature")
+        if schema.is_tensor_spec():
+            return cls(shape=tuple(int(s) for s in schema.inputs[0].shape))
+        return cls(columns=tuple(schema.required_input_names()))
+
+
+def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, AstroclipFile
+    from galaxyprop.data.desi import IMAGE_GROUP, IMAGE_GROUP_ROW
+
+    if need.columns:
+        raise GalaxypropError(f"{path}: the model takes catalogue columns {list(need.columns)}, not an "
+                              "image file; give it a catalogue (.parquet, .fits, .csv)")
+    if len(need.shape) == 2 and need.shape[1] != N_SPECTRUM_PIXELS:
+        raise GalaxypropError(f"{path}: the model takes embeddings of shape {need.shape}; give them as a "
+                              "catalogue with columns e000, e001, ...")
+    file = AstroclipFile(path)
+
+    def chunks():
+        with file:
+            for start in range(0, file.n_rows, size):
+                rows = np.arange(start, min(start + size, file.n_rows))
+
+                def load(rows=rows):
+                    keys = pd.DataFrame({KEY: normalise_ids(file.ids(rows), f"{path}: targetids (rows "
+                                                                           f"{rows[0]}-{rows[-1]})")})
+                    if file.layout != "flat":                  # so that each prediction traces back
+                        keys[IMAGE_GROUP], keys[IMAGE_GROUP_ROW] = file.origin(rows)
+                    inputs = file.cutouts(rows) if len(need.shape) == 4 else file.spectra(rows)[0]
+                    return keys, np.ascontiguousarray(inputs, dtype=np.float32)
+                yield start, load
+    return file.n_rows, chunks()
+
+
+def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS
+    from galaxyprop.encoder.embedding import embedding_names
+
+    if len(need.shape) == 4 or (len(need.shape) == 2 and need.shape[1] == N_SPECTRUM_PIXELS):
+        raise GalaxypropError(f"{path}: the model takes image cutouts or spectra; "
+                              "give it an AstroCLIP file (HDF5 or Parquet shards)")
+    table = CatalogueFile(path)
+    id_column = table.id_column()
+    if id_column is None:
+        raise GalaxypropError(f"{path}: no id column (one of {list(ID_COLUMNS)})")
+    features = list(need.columns) if need.columns else embedding_names(need.shape[1])
+    source = table.find(features)
+    # A catalogue model takes each row's survey field (its calibration) from a PHOTSYS column.
+    field = table.by_lower.get(FIELD_COLUMN.lower()) if need.columns else None
+
+    def chunks():
+        start = 0
+        for batch in table.batches([id_column, *source, *([field] if field else [])], size, text=(id_column,)):
+            def load(batch=batch, start=start):
+                inputs = batch[source].set_axis(features, axis=1)
+                if field:
+                    inputs[FIELD_COLUMN] = batch[field].astype(str).str.strip().to_numpy()
+                ids = normalise_ids(batch[id_column].to_numpy(), f"{path}: id column '{id_column}' "
+                                    f"(rows {start}-{start + len(batch) - 1})")
+                return pd.DataFrame({KEY: ids}), inputs if need.columns else inputs.to_numpy(np.float32)
+            yield start, load
+            start += len(batch)
+    return table.n_rows, chunks()
+
+
+def _mapped_chunks(path: Path, need: ModelInput, size: int, spec: CatalogSpec,
+                   dropped: Counter) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    """A catalogue in a source's format (magnitudes, extinction, AB offsets) through its column map."""
+    if not need.columns:
+        raise GalaxypropError(f"{path}: --source reads a catalogue through a column map, but the model "
+                              f"takes an array of shape {list(need.shape)}")
+    missing = [c for c in need.columns if c.lower() != FIELD_COLUMN.lower() and c not in
+               {schema.flux_column(b.name) for b in spec.bands} | {schema.ivar_column(b.name) for b in spec.bands}]
+    if missing:
+        raise GalaxypropError(f"{path}: the column map gives no {missing}, which the model takes")
+    n_rows = CatalogueFile(path).n_rows
+
+    def chunks():
+        for start, frame, report in mapped_batches(path, spec, size, extra=(FIELD_COLUMN,)):
+            dropped.update(report.dropped)
+
+            def load(frame=frame):
+                inputs = frame[list(need.columns)]
+                if FIELD_COLUMN in frame:
+                    inputs = inputs.assign(**{FIELD_COLUMN: frame[FIELD_COLUMN].astype(str).str.strip().to_numpy()})
+                return pd.DataFrame({KEY: frame[schema.ID].to_numpy()}), inputs
+            yield start, load
+    return n_rows, chunks()
+
+
+def input_is_catalogue(path: str | Path) -> bool:
+    """Whether `path` is a catalogue, not an AstroCLIP file (HDF5 in either layout, or Parquet shards:
+    a file, folder or glob whose columns are the image, spectrum, redshift and targetid)."""
+    from galaxyprop.data.astroclip import astroclip_layout
+    from galaxyprop.data.astroclip.layout import HDF5_SUFFIXES
+
+    return Path(path).suffix.lower() not in HDF5_SUFFIXES and astroclip_layout(path) is None
+
+
+def _input_bytes(path: Path) -> int:
+    """Size of the input: a file, or every shard of a folder or glob of Parquet shards."""
+    if path.is_file():
+        return path.stat().st_size
+    from galaxyprop.data.astroclip import shard_paths
+
+    return sum(Path(file).stat().st_size for file, _ in shard_paths(path))
+
+
+def input_chunks(path: str | Path, need: ModelInput, size: int, column_map: CatalogSpec | None = None,
+                 dropped: Counter | None = None) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    """(number of rows, lazy chunks `(first row, loader)`) of an AstroCLIP file or a catalogue (read
+    through `column_map` when given; the rows it cannot use are counted in `dropped`)."""
+    from galaxyprop.data.astroclip.layout import is_glob
+
+    path = Path(path)
+    if not path.exists() and not is_glob(path):
+        raise GalaxypropError(f"{path}: input file not found")
+    if column_map is not None:
+        return _mapped_chunks(path, need, size, column_map, Counter() if dropped is None else dropped)
+    if not input_is_catalogue(path):
+        return _hdf5_chunks(path, need, size)
+    return _catalogue_chunks(path, need, size)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the part files were computed from; a resume must match it."""
+
+    model_uri: str
+    input: str
+    input_bytes: int
+    chunk_size: int
+    densities: bool
+    photsys: str | None = None
+    source: str | None = None
+
+
+def _parts_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def _check_manifest(parts: Path, manifest: Manifest, restart: bool) -> None:
+    path = parts / "manifest.json"
+    if parts.exists() and (restart or not path.exists()):
+        shutil.rmtree(parts)
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != asdict(manifest):
+            changed = sorted(k for k in recorded if recorded[k] != asdict(manifest).get(k))
+            raise GalaxypropError(f"{parts}: partial results from another run (different {changed}); "
+                                  "pass --restart to discard them")
+    parts.mkdir(parents=True, exist_ok=True)
+    write_json(asdict(manifest), path)
+
+
+def predict_file(model, model_uri: str, input_path: str | Path, output: str | Path, chunk_size: int = 4096,
+                 densities: bool = False, restart: bool = False, progress: bool = True,
+                 photsys: str | None = None, source: tuple[str, CatalogSpec] | None = None,
+                 dropped: Counter | None = None) -> int:
+    """Predict every row of `input_path` with the pyfunc `model`, writing Parquet `output` with
+    TARGETID, prediction, spread, q02, q16, q50, q84, q98 (and the density when asked); return the
+    row count. `photsys` names the survey field of every row (its calibration), where a catalogue's
+    PHOTSYS column does not. `source` (name, column map) reads a catalogue in that source's format;
+    the rows it cannot use (an unusable required band) are skipped and counted in `dropped`."""
+    if chunk_size < 1:
+        raise GalaxypropError(f"chunk size must be positive, got {chunk_size}")
+    input_path, output = Path(input_path), Path(output)
+    need = ModelInput.of(model)
+    n_rows, chunks = input_chunks(input_path, need, chunk_size, None if source is None else source[1], dropped)
+    parts = _parts_dir(output)
+    if photsys is not None:
+        from galaxyprop.data.schema import field_code
+
+        photsys = field_code(photsys)
+    _check_manifest(parts, Manifest(model_uri, str(input_path.resolve()), _input_bytes(input_path),
+                                    chunk_size, densities, photsys, None if source is None else source[0]), restart)
+    try:
+        done = _predict_chunks(model, chunks, parts, n_rows, input_path, densities, photsys, progress)
+    except GalaxypropError:
+        if not any(parts.glob("part-*.parquet")):      # nothing to resume: leave no partial run behind
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
+    _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
+    shutil.rmtree(parts)
+    return done
+
+
+def _predict_chunks(model, chunks, parts: Path, n_rows: int, input_path: Path, densities: bool,
+                    photsys: str | None, progress: bool) -> int:
+    """Predict every chunk that has no part file yet; the number of rows predicted."""
+    done = 0
+    with tqdm(total=n_rows, desc=f"predict {input_path.name}", unit="galaxy", disable=not progress) as bar:
+        for start, load in chunks:
+            part = parts / f"part-{start:012d}.parquet"
+            if not part.exists():
+                keys, inputs = load()
+                if len(keys) == 0:           # every row of the chunk was skipped by the column map
+                    continue
+                try:
+                    predicted = model.predict(inputs, params={"photsys": photsys} if photsys else None)
+                except Exception as error:
+                    message = input_error(error)
+                    if message is None:
+                        raise
+                    raise GalaxypropError(f"{input_path}: rows {start}-{start + len(keys) - 1}: {message}") from None
+                if not densities:
+                    predicted = predicted.drop(columns=["density"], errors="ignore")
+                predicted = pd.concat([keys.reset_index(drop=True), predicted.reset_index(drop=True)], axis=1)
+                write_parquet(predicted, part)
+                rows = len(keys)
+            else:
+                rows = pq.ParquetFile(part).metadata.num_rows
+            done += rows
+            bar.update(rows)
+    return done
+
+
+def _merge(parts: list[Path], output: Path, input_path: Path) -> None:
+    """Concatenate the part files into `output`, one part in memory at a time, atomically. Ids that
+    are integers in one chunk and names in another are all written as names."""
+    import pyarrow as pa
+
+    if not parts:
+        raise GalaxypropError(f"{input_path}: no rows to predict")
+    schemas = [pq.ParquetFile(part).schema_arrow.remove_metadata() for part in parts]
+    schema = schemas[0]
+    if len({str(s.field(KEY).type) for s in schemas}) > 1:
+        schema = schema.set(schema.get_field_index(KEY), pa.field(KEY, pa.string()))
+    with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for part in parts:
+            writer.write_table(pq.read_table(part).cast(schema))

@@ -1,7 +1,0 @@
-"""MLflow models-from-code entry point: the registry logs this file instead of a pickled object."""
-
-import mlflow.models
-
-from galaxyprop.serving import PredictorModel
-
-mlflow.models.set_model(PredictorModel())

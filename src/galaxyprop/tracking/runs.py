@@ -1,0 +1,225 @@
+"""MLflow tracking: one run per pipeline stage, nested runs per tuning trial, FAILED on error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from galaxyprop.config import Stores
+from galaxyprop.provenance import git_commit
+
+_MAX_PARAM_LENGTH = 6000
+HOST_TAG = "galaxyprop.host"
+PID_TAG = "galaxyprop.pid"
+PROCESS_START_TAG = "galaxyprop.process_start"   # the pid's start time (Linux /proc), against pid reuse
+ENDED_BY_TAG = "galaxyprop.ended_by"
+STALE_WITHOUT_PID_S = 24 * 3600                  # a RUNNING run with no pid tag older than this is stale
+PARENT_TAG = "mlflow.parentRunId"
+log = logging.getLogger(__name__)
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def connect(stores: Stores) -> str:
+    """Point MLflow at the project's stores; create the experiment if needed; return its id."""
+    mlflow.set_tracking_uri(stores.tracking_uri)
+    mlflow.set_registry_uri(stores.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(stores.experiment)
+    if experiment is None:
+        location = f"{stores.artifact_location.rstrip('/')}/{stores.experiment}"
+        experiment_id = mlflow.create_experiment(stores.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flatten(params: Mapping, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; long values are truncated to MLflow's limit."""
+    flat: dict[str, object] = {}
+    for key, value in params.items():
+        name = mlflow_key(f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:_MAX_PARAM_LENGTH]
+    return flat
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc; None where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]     # field 22; the command name in () may hold spaces
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that say which process runs a stage: host, pid and (on Linux) the pid's start time."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[PROCESS_START_TAG] = start
+    return tags
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # someone else's live process
+        pass
+    if started is None:
+        return True
+    now = _process_start(pid)
+    return now is None or now == started      # a different start time: the pid was reused
+
+
+def _why_stale(run, host: str, now_ms: int) -> str | None:
+    """Why a RUNNING run is left over from a process that is gone (None: it may still be running)."""
+    tags = run.data.tags
+    pid = tags.get(PID_TAG)
+    if pid is None:
+        age = (now_ms - (run.info.start_time or now_ms)) / 1000
+        return f"no pid tag and started {age / 3600:.0f} h ago" if age > STALE_WITHOUT_PID_S else None
+    if tags.get(HOST_TAG) != host or not pid.isdigit():
+        return None        # another machine's process: it cannot be checked from here
+    if _alive(int(pid), tags.get(PROCESS_START_TAG)):
+        return None
+    return f"its process {pid} on {host} is gone"
+
+
+def _end_failed(client: MlflowClient, experiment_id: str, run_id: str, note: str) -> list[str]:
+    """End `run_id` and its RUNNING descendants FAILED, tagged with `note`; return their ids."""
+    ended = []
+    todo = [run_id]
+    while todo:
+        current = todo.pop()
+        client.set_tag(current, ENDED_BY_TAG, note)
+        client.set_terminated(current, "FAILED")
+        ended.append(current)
+        children = client.search_runs([experiment_id], f"tags.{PARENT_TAG} = '{current}' and attributes.status = 'RUNNING'")
+        todo += [child.info.run_id for child in children]
+    return ended
+
+
+def end_stale_runs(stage: str, new_run_id: str, experiment_id: str) -> list[str]:
+    """End FAILED the RUNNING runs of `stage` in the experiment whose process is gone: on this host with a
+    pid that no longer runs (or was reused), or with no pid tag and started over `STALE_WITHOUT_PID_S`
+    ago; with their RUNNING child runs (trials, registrations). Runs of other hosts are left alone.
+    Returns the ids ended."""
+    client = MlflowClient()
+    host, now_ms = socket.gethostname(), int(time.time() * 1000)
+    ended = []
+    safe = stage.replace("'", "")
+    for run in client.search_runs([experiment_id], f"tags.stage = '{safe}' and attributes.status = 'RUNNING'"):
+        if run.info.run_id == new_run_id or PARENT_TAG in run.data.tags:
+            continue
+        why = _why_stale(run, host, now_ms)
+        if why is not None:
+            note = f"run {new_run_id} of stage {stage}: {why}"
+            ended += _end_failed(client, experiment_id, run.info.run_id, note)
+            log.warning("ended FAILED the %s run %s left RUNNING (%s)", stage, run.info.run_id, why)
+    return ended
+
+
+@contextmanager
+def stage_run(stores: Stores, run_name: str, params: Mapping | None = None,
+              tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run for one stage; ended FAILED (and the error re-raised) if the stage fails.
+
+    The run is tagged with its stage, host and pid; runs of the same stage left RUNNING by a process
+    that is gone (killed) are ended FAILED first (`end_stale_runs`)."""
+    experiment_id = connect(stores)
+    stage = run_name.split(":")[0]
+    all_tags = {"stage": stage, "git_commit": git_commit(), **process_tags(), **(tags or {})}
+    run = mlflow.start_run(run_name=run_name, tags=all_tags)
+    try:
+        end_stale_runs(stage, run.info.run_id, experiment_id)
+    except Exception as err:      # housekeeping: never the reason a stage fails
+        log.warning("could not check for %s runs left RUNNING: %s", stage, err)
+    try:
+        if params:
+            mlflow.log_params(flatten(params))
+        yield run
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+@contextmanager
+def child_run(run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A nested run under the active stage run (one per registered model or trial)."""
+    with mlflow.start_run(run_name=run_name, nested=True, tags=dict(tags or {})) as run:
+        yield run
+
+
+def mlflow_key(name: str) -> str:
+    """A param/metric name MLflow accepts: `@` (as in `knn@photometry`) becomes `:`, any other
+    character it forbids (e.g. the `*` of a catalogue's any-PHOTSYS responses) becomes `_`."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("@", ":"))
+
+
+def log_metrics(metrics: Mapping[str, float], prefix: str = "", step: int | None = None) -> None:
+    """Log the finite numbers of a (nested) mapping to the active run, at `step` for curves."""
+    finite = {mlflow_key(f"{prefix}{k}"): float(v) for k, v in flatten(metrics).items()
+              if _is_number(v)}
+    if finite:
+        mlflow.log_metrics(finite, step=step)
+
+
+def _is_number(value: object) -> bool:
+    try:
+        return float(value) == float(value)  # drops NaN
+    except (TypeError, ValueError):
+        return False
+
+
+def set_tags(tags: Mapping[str, object]) -> None:
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+@contextmanager
+def trial_run(trial, params: Mapping, run_prefix: str) -> Iterator[mlflow.ActiveRun]:
+    """A nested run for one Optuna trial, open while it trains (so its curves land in it).
+
+    A pruned trial ends FINISHED with the tag `optuna_state=PRUNED`; a failed one ends FAILED;
+    either way the stage's run stays the active parent.
+    """
+    import optuna
+
+    run = mlflow.start_run(run_name=f"{run_prefix}:trial-{trial.number}", nested=True,
+                           tags={"optuna_trial": str(trial.number), "optuna_study": trial.study.study_name})
+    try:
+        mlflow.log_params(flatten(params))
+        yield run
+    except optuna.TrialPruned:
+        mlflow.set_tag("optuna_state", "PRUNED")
+        mlflow.end_run(status="FINISHED")
+        raise
+    except BaseException:
+        mlflow.set_tag("optuna_state", "FAIL")
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.set_tag("optuna_state", "COMPLETE")
+    mlflow.end_run(status="FINISHED")
+
+
+def log_artifacts(paths: list[str | Path], artifact_path: str | None = None) -> None:
+    for path in paths:
+        if Path(path).is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+        elif Path(path).exists():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)

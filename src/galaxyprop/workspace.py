@@ -1,0 +1,79 @@
+"""The workspace's file layout: where every stage, command and test finds data, models and reports.
+
+Paths are relative to the project root (the folder holding `dvc.yaml`), and `dvc.yaml` declares
+the same paths as stage outputs; nothing else in the package spells them out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+RAW = DATA / "raw"
+PREPARED = DATA / "prepared"
+BANDS = PREPARED / "bands.json"          # the source's bands, responses and label band
+FEATURES = DATA / "features"
+IMAGE_FEATURES = FEATURES / "image"
+PREDICTIONS = DATA / "predictions"
+DENSITIES = DATA / "densities"          # each model's val and test densities, raw and calibrated
+MODELS = Path("models")
+ENCODER = MODELS / "encoder"
+ENCODER_CHECKPOINT = ENCODER / "encoder.pt"
+REPORTS = Path("reports")
+PARAMS_CHECK = REPORTS / "params_check.json"
+PREPARE_SUMMARY = REPORTS / "prepare.json"
+ENCODER_SUMMARY = REPORTS / "encoder.json"
+METRICS = REPORTS / "metrics.json"
+VAL_METRICS = REPORTS / "val_metrics.json"
+BREAKDOWN = REPORTS / "metrics_breakdown.json"
+COMPARISON = REPORTS / "comparison.md"
+REGISTERED = REPORTS / "registered.json"
+DRIFT = REPORTS / "drift"
+DRIFT_SUMMARY = DRIFT / "summary.json"
+DRIFT_BATCHES = DRIFT / "batches"
+ADAPTATION = DRIFT / "adaptation.json"
+CURVES = REPORTS / "curves"             # the data behind the plots, as CSV for `dvc plots diff`
+PLOTS = REPORTS / "plots"
+EVALUATION_PLOTS = PLOTS / "evaluation"
+DATA_PLOTS = PLOTS / "data"
+ENCODER_PLOTS = PLOTS / "encoder"
+EMBEDDING_PLOTS = PLOTS / "embeddings"
+COMPARISON_PLOTS = PLOTS / "comparison"
+DRIFT_PLOTS = PLOTS / "drift"
+ADAPTATION_PLOTS = PLOTS / "adaptation"
+FEATURE_ENCODER = "encoder.joblib"   # in each feature source's folder: what turns inputs into its features
+SKIPPED = "skipped.json"             # written instead of outputs when the source cannot feed a stage
+
+
+def result_name(head: str, features: str) -> str:
+    """How a head's model folder and predictions file are named: `knn@image`."""
+    return f"{head}@{features}"
+
+
+def prepared_path(split: str) -> Path:
+    return PREPARED / f"{split}.parquet"
+
+
+TEST_SPLIT = prepared_path("test")
+
+
+def feature_path(source: str, split: str) -> Path:
+    """One feature source's matrix for one split: `data/features/image/train.parquet`."""
+    return FEATURES / source / f"{split}.parquet"
+
+
+def model_dir(target: str, head: str) -> Path:
+    return MODELS / target / head
+
+
+def predictions_path(target: str, head: str) -> Path:
+    return PREDICTIONS / target / f"{head}.parquet"
+
+
+def densities_path(target: str, head: str) -> Path:
+    return DENSITIES / target / f"{head}.h5"
+
+
+def baseline_summary(head: str) -> Path:
+    """The kcorrect baselines' summaries: `reports/kcorrect_specz.json`, `reports/kcorrect_photoz@image.json`."""
+    return REPORTS / f"{head}.json"
