@@ -1,11 +1,12 @@
-# galaxyprop: `make run` (set up + the pipeline), `make test`, `make bench`, `make ui`.
+# galaxyprop: `make run` (set up + the pipeline), `make test` (everything CI runs), `make test-fast` (unit tests),
+# `make lint`, `make bench`, `make ui`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test bench ui clean-stores
+.PHONY: install run test test-fast lint bench ui clean-stores
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +19,18 @@ install: $(VENV)/.installed
 run: install
 	dvc repro
 	dvc push --quiet
+	$(BIN)/galaxyprop summary
 
 test: install
 	$(BIN)/python -m pytest
+
+# unit tests only (no pipeline runs, no servers): the lane to run while editing
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not slow" -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/python tools/stage_deps.py
 
 bench: install
 	$(BIN)/python benchmarks/run.py

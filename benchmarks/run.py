@@ -29,6 +29,7 @@ sys.path.insert(0, str(PROJECT / "tests"))
 from serving import serving_benchmarks  # noqa: E402
 
 from drift import drift_benchmarks  # noqa: E402
+from galaxyprop.config import load_params  # noqa: E402
 
 from project_copy import copy_project, run  # noqa: E402
 
@@ -121,13 +122,12 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
     whole ensemble on half and all of the training split, with densities/s on `n_queries` galaxies
     through the refitted networks and through the KNN index, to show how each grows with the training set."""
     import pandas as pd
-    import yaml
 
     from galaxyprop.heads import make_head
 
     folder = root / "models" / target / f"clap@{features}"
     best = json.loads((folder / "best_params.json").read_text())["params"]
-    grid = yaml.safe_load((root / "params.yaml").read_text())["targets"][target]["grid"]
+    grid = load_params(root / "params.yaml", validate=False)["targets"][target]["grid"]
 
     def split(name):
         table = pd.read_parquet(root / "data/features" / features / f"{name}.parquet").set_index("id")
@@ -140,7 +140,7 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
     for n in (len(X) // 2, len(X)):
         head = make_head("clap", **best, grid=grid)
         start = time.perf_counter()
-        head.fit(X[:n], y[:n], validation)
+        head.fit(X[:n], y[:n], validation=validation)
         fit_s = time.perf_counter() - start
         rates = {}
         for path, predict in (("refit", head.predict_pdf), ("knn", head.knn_pdf)):
@@ -162,13 +162,12 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
 
 def mock_throughput(stamp: int, n: int = 200) -> dict:
     """Galaxies per second on one core: the population draw, then images + spectra."""
-    import yaml
 
     from galaxyprop.data.mock.survey import draw_survey, render_block
 
     from conftest import mock_config
 
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = load_params(PROJECT / "params.yaml", validate=False)
     config = mock_config(params, n_galaxies=n, n_jobs=1, **{"imaging.stamp_size": stamp})
     start = time.perf_counter()
     survey = draw_survey(config, progress=False)
@@ -182,9 +181,8 @@ def mock_throughput(stamp: int, n: int = 200) -> dict:
 
 
 def file_sizes(root: Path) -> dict:
-    import yaml
 
-    n = yaml.safe_load((root / "params.yaml").read_text())["mock"]["n_galaxies"]
+    n = load_params(root / "params.yaml", validate=False)["mock"]["n_galaxies"]
     sizes = {f.name: f.stat().st_size for f in (root / "data/raw").iterdir()}
     return {"n_galaxies": n, **{f"{name}_mib_per_10k": round(size / n * 1e4 / 2**20, 1)
                                 for name, size in sizes.items()}}

@@ -75,7 +75,8 @@ def main() -> None:
             # loss stops the adversarial one before its ramped-up adversary has acted.
             heads = {
                 "reference_only": MLPHead(**hyper).fit(X_train[source], y_train[source]),
-                "adversarial": DomainAdversarialHead(spec["adversary_weight"], spec["discriminator_speed"], **hyper)
+                "adversarial": DomainAdversarialHead(adversary_weight=spec["adversary_weight"],
+                                                     discriminator_speed=spec["discriminator_speed"], **hyper)
                 .fit(X_train[source], y_train[source], unlabelled=X_train[np.isin(names["train"], drifted)]),
                 "both_fields": MLPHead(**hyper).fit(X_train, y_train),
             }

@@ -14,11 +14,20 @@ from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.evaluation import plots
+from galaxyprop.evaluation import curves, plots
+from galaxyprop.evaluation.curves import write_curve
 from galaxyprop.evaluation.densities import cdf_at, mode
 from galaxyprop.evaluation.metrics import density_metrics, quantile_bins, target_metrics
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import BREAKDOWN, EVALUATION_PLOTS, METRICS, PREDICTIONS, VAL_METRICS, densities_path
+from galaxyprop.workspace import (
+    BREAKDOWN,
+    EVALUATION_CURVES,
+    EVALUATION_PLOTS,
+    METRICS,
+    PREDICTIONS,
+    VAL_METRICS,
+    densities_path,
+)
 
 from common import metrics_key, prepared_split, save_figure
 
@@ -134,11 +143,17 @@ def main() -> None:
                                                       f"{head}: {target} on the test split"),
                             EVALUATION_PLOTS / f"{target}_{head}_pred_vs_true.png")
             save_figure(plots.residual_vs_redshift(residuals, target), EVALUATION_PLOTS / f"{target}_residual_vs_z.png")
+            metric = section(params, f"targets.{target}.metric")
+            write_curve(curves.metric_vs_redshift(breakdown["by_redshift_bin"][target], metric),
+                        EVALUATION_CURVES / f"{target}_{metric}_vs_redshift.csv")
             if pits:
                 save_figure(plots.pit_histograms(pits, target, raw_pits), EVALUATION_PLOTS / f"{target}_pit_histograms.png")
                 save_figure(plots.pit_qq(pits, target), EVALUATION_PLOTS / f"{target}_pit_qq.png")
                 save_figure(plots.coverage_by_field(breakdown["calibration_by_field"][target], target),
                             EVALUATION_PLOTS / f"{target}_coverage_by_field.png")
+                write_curve(curves.pit_histogram(pits), EVALUATION_CURVES / f"{target}_pit_histogram.csv")
+                write_curve(curves.coverage(breakdown["calibration_by_field"][target]),
+                            EVALUATION_CURVES / f"{target}_coverage.csv")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if not test_metrics:

@@ -27,6 +27,7 @@ from galaxyprop.evaluation.densities import Grid, quantiles, resample
 from galaxyprop.evaluation.metrics import density_metrics, objective_value, target_metrics
 from galaxyprop.features.images import Cutouts
 from galaxyprop.heads import IMAGE_HEADS, Head, head_class, make_head
+from galaxyprop.provenance import code_digest
 from galaxyprop.registry.predictor import QUANTILES, Predictor
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.tracking.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
@@ -72,7 +73,10 @@ def epoch_callbacks(trial) -> list:
 
 
 def fit(head: Head, data: dict, callbacks=()) -> Head:
-    return head.fit_tuned(*data["train"][:2], *data["val"][:2], callbacks=callbacks)
+    """A tuning trial's fit: on the training split, early-stopping on the validation split and reporting
+    to `callbacks` (heads trained by epoch), with the head's `trial_options` (clap: one realisation)."""
+    return head.fit(*data["train"][:2], validation=tuple(data["val"][:2]), callbacks=callbacks,
+                    **head.trial_options)
 
 
 @exit_on_error
@@ -120,8 +124,10 @@ def main() -> None:
         return value, metrics
 
     # The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a
-    # new study) and everything else that changes the objective.
-    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), head_params["search"], target_params,
+    # new study), the code that fits and scores (the head's modules and this script: an edited head
+    # does not inherit trials its old code ran) and everything else that changes the objective.
+    code = code_digest(head_class(args.head).__module__, __file__)
+    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), code, head_params["search"], target_params,
                           objective_metric)
     study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
     run_name = f"train:{key}:{args.target}"
@@ -145,7 +151,7 @@ def main() -> None:
         # then completed (e.g. clap's ensemble grows from the trial's one realisation).
         start = time.perf_counter()
         head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **hyper, **fixed), data)
-        head.finalise(*data["train"][:2], *data["val"][:2])
+        head.finalise(*data["train"][:2], validation=tuple(data["val"][:2]))
         finalise_seconds = time.perf_counter() - start
 
         encoder = (Cutouts(head.crop) if image_head else load_object(FEATURES / features / FEATURE_ENCODER, object))

@@ -24,10 +24,11 @@ from galaxyprop.encoder.contrastive import ContrastiveModel
 from galaxyprop.encoder.pairs import PairDataModule
 from galaxyprop.errors import exit_on_error
 from galaxyprop.evaluation import plots
+from galaxyprop.evaluation.curves import loss_curve, write_curve
 from galaxyprop.evaluation.metrics.retrieval import retrieval_metrics
 from galaxyprop.features.images import background_noise
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import ENCODER, ENCODER_CHECKPOINT, ENCODER_PLOTS, ENCODER_SUMMARY, RAW
+from galaxyprop.workspace import ENCODER, ENCODER_CHECKPOINT, ENCODER_CURVES, ENCODER_PLOTS, ENCODER_SUMMARY, RAW, timings_path
 
 from common import prepared_split, save_figure, write_skipped
 
@@ -110,13 +111,15 @@ def main() -> None:
                    "best_epoch": int(np.argmin([r["val_loss"] for r in history.rows])),
                    "n_train": len(rows["train"]), "chance_loss": float(np.log(training["batch_size"])),
                    "n_parameters": best.describe()["n_parameters"], **retrieval}
-        # timings vary from run to run: in the metrics and MLflow, not in the model folder
+        # timings vary from run to run: in MLflow only, not in the model folder or the committed metrics
         timing = {"seconds_per_epoch": float(np.median([row["seconds"] for row in history.rows])),
                   "device": str(trainer.strategy.root_device),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         write_json({**summary, "config": best.describe(), "history": losses}, ENCODER / "summary.json")
-        write_json({**summary, **timing}, ENCODER_SUMMARY)
+        write_json(summary, ENCODER_SUMMARY)
+        write_json(timing, timings_path("train_encoder"))
         save_figure(plots.loss_curves(history.rows, "contrastive (InfoNCE) loss"), ENCODER_PLOTS / "loss.png")
+        write_curve(loss_curve(history.rows), ENCODER_CURVES / "loss_vs_epoch.csv")
         tracking.log_metrics({f"summary.{k}": v for k, v in {**summary, **timing}.items()})
         tracking.log_artifacts([ENCODER / "summary.json"])
         tracking.log_artifacts([ENCODER_PLOTS], artifact_path="plots/encoder")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from astropy.io import fits
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -23,7 +22,9 @@ def gst_path() -> Path:
 
 @pytest.fixture(scope="session")
 def params() -> dict:
-    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+    from galaxyprop.config import load_params
+
+    return load_params(PROJECT / "params.yaml", validate=False)
 
 
 def sdss_data(params: dict) -> dict:

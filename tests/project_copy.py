@@ -36,6 +36,22 @@ def copy_project(root: Path) -> Path:
     return root
 
 
+def edit_params(root: Path, edit) -> None:
+    """Apply `edit(params)` to the project's params (params.yaml and its group files, as written)."""
+    from galaxyprop.config import raw_params, write_params
+
+    params = raw_params(root / "params.yaml")
+    edit(params)
+    write_params(params, root)
+
+
+def params_texts(root: Path) -> dict[str, str]:
+    """The params files' text, to restore after a temporary edit."""
+    from galaxyprop.config import GROUP_FILES
+
+    return {name: (root / name).read_text() for name in ("params.yaml", *GROUP_FILES.values())}
+
+
 def tiny_profile(params: dict) -> None:
     """The tiny profile the integration test and tools/layout_equivalence.py run: minutes on 2 cores."""
     params["mock"]["n_galaxies"] = 800

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from astropy.io import fits
 
 from conftest import gst_path
-from project_copy import copy_project, run
+from project_copy import copy_project, edit_params, run
 
 pytestmark = pytest.mark.integration
 BANDS = "ugriz"
@@ -36,12 +35,8 @@ def sdss_as_csv(rows: slice, path) -> pd.DataFrame:
     return table
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("catalogue"))
-    sdss_as_csv(slice(0, 900), root / "my_train.csv")
-    sdss_as_csv(slice(900, 1300), root / "my_test.csv")
-    params = yaml.safe_load((root / "params.yaml").read_text())
+def my_catalogue(params: dict) -> None:
+    """The user's catalogue as a source, and a small profile."""
     params["data"]["source"] = "mine"
     params["data"]["sources"]["mine"] = {
         "kind": "catalog", "paths": {"train": "my_train.csv", "test": "my_test.csv"}, "split": "file",
@@ -65,7 +60,14 @@ def project(tmp_path_factory):
     params["calibration"]["min_calibration_rows"] = 60
     params["registry"]["candidate_heads"] = ["knn", "gbt"]
     params["drift"]["control_splits"] = 2
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("catalogue"))
+    sdss_as_csv(slice(0, 900), root / "my_train.csv")
+    sdss_as_csv(slice(900, 1300), root / "my_test.csv")
+    edit_params(root, my_catalogue)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "my catalogue"], root)
     run(["dvc", "repro"], root)

@@ -87,9 +87,10 @@ def toy_clap():
     grid = {"low": -2.5, "high": 2.5, "n_bins": 250}
     head = make_head("clap", grid=grid, latent_dim=8, projection_width=64, k_max=256, n_calibration=100,
                      refit_width=128, max_epochs=20, patience=4, n_realisations=2, seed=0)
-    head.fit_tuned(X[:2700], y[:2700], X[2700:3300], y[2700:3300])
+    validation = (X[2700:3300], y[2700:3300])
+    head.fit(X[:2700], y[:2700], validation=validation, **head.trial_options)
     assert len(head.realisations_) == 1                      # a tuning trial scores one realisation
-    head.finalise(X[:2700], y[:2700], X[2700:3300], y[2700:3300])
+    head.finalise(X[:2700], y[:2700], validation=validation)
     return head, X[3300:], y[3300:], Grid.from_params(grid)
 
 
@@ -112,3 +113,13 @@ def test_clap_head_gives_calibrated_and_accurate_densities(toy_clap, tmp_path):
     head.save(tmp_path / "clap.joblib")
     np.testing.assert_allclose(type(head).load(tmp_path / "clap.joblib").predict_pdf(X[:50]), pdf[:50])
     assert head.predict_pdf(X[:50], Grid(-2.5, 2.5, 50)).shape == (50, 50)
+
+
+def test_clap_trains_between_one_and_all_of_its_realisations():
+    from galaxyprop.errors import GalaxypropError
+
+    X, y = np.zeros((100, 2), np.float32), np.zeros(100)
+    head = make_head("clap", grid={"low": -1, "high": 1, "n_bins": 20}, n_realisations=2)
+    for bad in (0, 3):
+        with pytest.raises(GalaxypropError, match=f"realisations must be from 1 to n_realisations \\(2\\), got {bad}"):
+            head.fit(X, y, realisations=bad)

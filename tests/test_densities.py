@@ -48,20 +48,37 @@ def test_over_confident_gaussians_give_a_u_shaped_pit():
 
 
 def test_crps_of_a_point_mass_is_the_absolute_error():
-    pdf = np.zeros((4, GRID.n_bins))
-    pdf[:, 250] = 1.0 / GRID.width          # all the mass in one bin centred at c
-    c = GRID.centres[250]
-    y = np.array([c + 0.7, c - 1.1, 5.0, -3.0])   # the last two off the grid
-    # A bin of width h instead of a Dirac: |c - y| - h / 6 exactly.
-    np.testing.assert_allclose(crps(pdf, GRID, y), np.abs(c - y) - GRID.width / 6, atol=1e-12)
+    pdf = np.zeros((6, GRID.n_bins))
+    pdf[:, 250] = 1.0 / GRID.width          # all the mass in one bin [a, b] of width h centred at c
+    h, c = GRID.width, GRID.centres[250]
+    a, b = c - h / 2, c + h / 2
+    y = np.array([c + 0.7, c - 1.1, 5.0, -3.0, c, a + 0.25 * h])   # two off the grid, two inside the bin
+    # CRPS = E|X - y| - E|X - X'| / 2 for X, X' uniform on the bin: E|X - X'| = h / 3, and E|X - y| is
+    # |c - y| outside the bin, ((y - a)^2 + (b - y)^2) / 2h inside it.
+    inside = (y >= a) & (y <= b)
+    distance = np.where(inside, ((y - a) ** 2 + (b - y) ** 2) / (2 * h), np.abs(c - y))
+    np.testing.assert_allclose(crps(pdf, GRID, y), distance - h / 6, atol=1e-12)
+
+
+def gaussian_crps(mu: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Closed form (Gneiting & Raftery 2007) of the CRPS of N(mu, s^2) at y."""
+    z = (y - mu) / s
+    return s * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
 
 
 def test_crps_of_a_gaussian_matches_the_closed_form():
-    pdf, y = gaussian_toy(300, 0.1, 0.1, seed=1)
-    mean = moments(pdf, GRID)[0]
-    z = (y - mean) / 0.1
-    expected = 0.1 * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
-    np.testing.assert_allclose(crps(pdf, GRID, y), expected, atol=5e-4)
+    rng = np.random.default_rng(1)
+    mu, s = rng.uniform(-0.5, 0.5, 300), rng.uniform(0.05, 0.2, 300)
+    y = mu + s * rng.normal(0, 1.5, 300)
+    pdf = gaussian_densities(mu, s, GRID)         # the Gaussian's mass in each bin: its CDF exact at the edges
+    # Between edges the grid CDF is the chord of the true one: the gap integrates to h^2 / 12 times the
+    # integral of |f'|, 2 f(mu), i.e. h^2 / (6 sqrt(2 pi) s); the CRPS moves by at most twice that (the
+    # mass off the grid, past 7.5 s, is below 1e-13).
+    bound = GRID.width ** 2 / (3 * np.sqrt(2 * np.pi) * s)
+    error = np.abs(crps(pdf, GRID, y) - gaussian_crps(mu, s, y))
+    assert (error <= bound).all()
+    # at the mean, z = 0: s (sqrt(2) - 1) / sqrt(pi)
+    assert (np.abs(crps(pdf, GRID, mu) - s * (np.sqrt(2) - 1) / np.sqrt(np.pi)) <= bound).all()
 
 
 def test_w1_to_uniform_matches_scipy():

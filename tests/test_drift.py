@@ -175,3 +175,21 @@ def test_a_band_never_measured_is_named(reference):
     with pytest.raises(GalaxypropError, match="photometry of 'unmeasured': column 'magerr_W1' has infinite values or "
                                               "no measured value"):
         compare(reference, to_sample("unmeasured", frame, BANDS), DriftSettings())
+
+
+def test_two_runs_of_one_comparison_write_the_same_html(tmp_path):
+    """Evidently names its widgets with new time-based UUIDs on every run; the saved report renumbers
+    them, so the drift stage's HTML outputs keep their DVC hash when nothing changed."""
+    from galaxyprop.monitoring.drift import stable_ids
+
+    ref = to_sample("ref", catalogue(300, 5), BANDS)
+    cur = to_sample("cur", catalogue(200, 6, flux_scale=1.2), BANDS)
+    first, second = tmp_path / "a.html", tmp_path / "b.html"
+    compare(ref, cur, DriftSettings()).save_html(first)
+    compare(ref, cur, DriftSettings()).save_html(second)
+    assert first.read_bytes() == second.read_bytes() and first.stat().st_size > 100_000
+    # the renumbering keeps links: one id everywhere it appears, distinct ids distinct, other text as it was
+    html = (b'<a id="01a2347c-f533-7bb3-8874-25f6b09e973d"> var metric_947c1e547a1a44baa158bf99f83b7bf4 '
+            b'href="#01a2347c-f533-7bb3-8874-25f6b09e973d" "01a2347c-f1d1-730c-b533-508169cc4fcd" 0123abcd')
+    assert stable_ids(html) == (b'<a id="00000000-0000-7000-8000-000000000000"> var metric_00000000000000000000000000000001 '
+                                b'href="#00000000-0000-7000-8000-000000000000" "00000002-0000-7000-8000-000000000002" 0123abcd')

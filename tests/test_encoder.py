@@ -230,8 +230,19 @@ def test_saved_encoder_round_trips_and_equal_models_give_equal_files(tmp_path):
     torch.manual_seed(0)
     model = ContrastiveModel({**SMALL, "softening": [0.1, 0.2, 0.3]})
     model.save(tmp_path / "a.pt")
-    model.save(tmp_path / "b.pt")
+    torch.manual_seed(0)                                   # an independently built, equal model
+    twin = ContrastiveModel({**SMALL, "softening": [0.1, 0.2, 0.3]})
+    twin.save(tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()   # DVC sees no change
+    torch.manual_seed(1)
+    ContrastiveModel({**SMALL, "softening": [0.1, 0.2, 0.3]}).save(tmp_path / "c.pt")
+    assert (tmp_path / "c.pt").read_bytes() != (tmp_path / "a.pt").read_bytes()   # other weights, other bytes
+    # the feature encoder the embed stage pickles (image embedder) is byte-stable too
+    from galaxyprop.data.io import save_object
+
+    save_object(model.eval().image_embedder(), tmp_path / "a.joblib")
+    save_object(twin.eval().image_embedder(), tmp_path / "b.joblib")
+    assert (tmp_path / "a.joblib").read_bytes() == (tmp_path / "b.joblib").read_bytes()
     loaded = ContrastiveModel.load(tmp_path / "a.pt")
     assert loaded.config == model.config and not loaded.training
     images = np.random.default_rng(0).normal(0, 1, (4, 32, 32, 3)).astype(np.float32)

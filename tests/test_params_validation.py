@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from galaxyprop.config import load_params
+from galaxyprop.config import load_params, locate
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.validation import ParamsError, validate_params
 
@@ -22,7 +22,8 @@ from project_copy import tiny_profile
 
 @pytest.fixture(scope="module")
 def real() -> dict:
-    return yaml.safe_load((PROJECT / "params.yaml").read_text())
+    """The project's params as the pipeline loads them: params.yaml, mock.yaml, sources.yaml, seeds derived."""
+    return load_params(PROJECT / "params.yaml", validate=False)
 
 
 def edited(params: dict, dotted: str, value) -> dict:
@@ -50,6 +51,29 @@ def test_the_real_params_and_the_tiny_profile_pass(real):
     validate_params(edited(real, "data.sources.sdss_gst.split", "random"))
     validate_params({**real, "someone_elses_section": {"anything": [1, "x"]}})   # unknown sections pass
     assert load_params(PROJECT / "params.yaml") == real
+    # the group files hold their sections; every seed not set is the global one
+    assert "mock" not in yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert real["mock"]["n_galaxies"] == yaml.safe_load((PROJECT / "mock.yaml").read_text())["n_galaxies"]
+    assert set(real["data"]["sources"]) == set(yaml.safe_load((PROJECT / "sources.yaml").read_text()))
+    assert real["split"]["seed"] == real["mock"]["seed"] == real["tuning"]["seed"] == real["seed"]
+
+
+def test_group_files_and_derived_seeds(tmp_path):
+    from galaxyprop.config import locate, raw_params, write_params
+
+    params = raw_params(PROJECT / "params.yaml")
+    params["seed"] = 7
+    params["split"]["seed"] = 3                      # a section may keep its own
+    write_params(params, tmp_path)
+    loaded = load_params(tmp_path / "params.yaml")
+    assert loaded["split"]["seed"] == 3 and loaded["mock"]["seed"] == loaded["calibration"]["seed"] == 7
+    assert locate("mock.fields.north") == "mock.yaml: fields.north"
+    assert locate("data.sources.sdss_gst.bands") == "sources.yaml: sdss_gst.bands"
+    assert locate("data.source") == "params.yaml: data.source"
+    # a section in two places is refused, naming both
+    (tmp_path / "params.yaml").write_text((tmp_path / "params.yaml").read_text() + "mock: {n_galaxies: 5}\n")
+    with pytest.raises(GalaxypropError, match="'mock' is also in .*mock.yaml: keep it in one place"):
+        load_params(tmp_path / "params.yaml")
 
 
 BAD = [
@@ -62,11 +86,11 @@ BAD = [
     ("split.fractions", {"train": 0.7, "val": 0.3}, "split.fractions needs train, val and test"),
     ("split.folds", 3, "split has unknown keys ['folds']"),
     ("data.source", "mokc", "data.source must be one of data.sources ['desi', 'mock', 'sdss_gst'], got 'mokc'"),
-    ("data.sources.mock.kind", "hdf5", "data.sources.mock.kind must be one of ['desi', 'catalog']"),
-    ("data.sources.desi.split", "files", "data.sources.desi.split must be one of ['random', 'file'], got 'files'"),
-    ("data.sources.sdss_gst.split", "file", "data.sources.sdss_gst.split: 'file' needs the catalogue as separate files"),
-    ("data.sources.sdss_gst.paths", {"train": "a.csv"}, "data.sources.sdss_gst: give the catalogue as `path`"),
-    ("data.sources.sdss_gst.columns", {"id": None}, "data.sources.sdss_gst.columns.redshift is missing"),
+    ("data.sources.mock.kind", "hdf5", "mock.kind must be one of ['desi', 'catalog']"),
+    ("data.sources.desi.split", "files", "desi.split must be one of ['random', 'file'], got 'files'"),
+    ("data.sources.sdss_gst.split", "file", "sdss_gst.split: 'file' needs the catalogue as separate files"),
+    ("data.sources.sdss_gst.paths", {"train": "a.csv"}, "sdss_gst: give the catalogue as `path`"),
+    ("data.sources.sdss_gst.columns", {"id": None}, "sdss_gst.columns.redshift is missing"),
     ("registry.candidate_heads", ["knnn"], "registry.candidate_heads[0] names an unknown head 'knnn'"),
     ("registry.candidate_heads", ["knn@photmetry"], "candidate_heads[0] 'knn@photmetry': the features must be one of"),
     ("registry.candidate_heads", ["knn", "cnn@image"], "candidate_heads[1] 'cnn@image': the image head 'cnn' takes no"),
@@ -92,7 +116,7 @@ BAD = [
     ("drift.tests.embedding_method", "mdd", "params.yaml: drift.tests.embedding_method: 'mdd' is not one of"),
     ("tuning.pruner.kind", "medain", "params.yaml: tuning.pruner.kind must be one of"),
     ("split.seed", "42", "split.seed must be an integer, got '42'"),
-    ("mock.fields.north.fraction", 0.5, "params.yaml: mock.fields: the field fractions sum to 1.1"),
+    ("mock.fields.north.fraction", 0.5, "mock.yaml: fields: the field fractions sum to 1.1"),
     ("features.default", "images", "features.default must be a feature source"),
     ("evaluation.kept_fractions", [1.0, 0.0], "evaluation.kept_fractions must be a non-empty list of"),
     ("registry.promotion.drift_limits.z", {"sigma_mad": -1}, "registry.promotion.drift_limits.z.sigma_mad must be"),
@@ -105,7 +129,7 @@ def test_a_bad_value_is_one_line_naming_its_key(real, key, value, message):
         validate_params(edited(real, key, value))
     text = str(raised.value)
     assert isinstance(raised.value, GalaxypropError) and "\n" not in text
-    assert text.startswith("params.yaml: ") and message in text, text
+    assert text.startswith(locate(key).split(": ")[0] + ": ") and message in text, text   # the file it is in
 
 
 def test_a_missing_required_key_is_named(real):
@@ -144,7 +168,7 @@ def test_the_check_params_stage(real, tmp_path):
     ok = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     report = (tmp_path / "reports/params_check.json").read_text()
-    assert yaml.safe_load(report) == {"valid": True, "sections": sorted(real)}
+    assert yaml.safe_load(report) == {"valid": True, "sections": sorted(k for k in real if k != "seed")}
     # the report does not change with a value, so stages depending on it rerun only for their own params
     for changed in (edited(real, "heads.knn.n_trials", 7), {**real, "someone_elses_section": {"x": 1}}):
         write_params(tmp_path, changed)

@@ -16,7 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import mlflow_store, mock_config
-from project_copy import copy_project, run, tiny_profile
+from project_copy import copy_project, edit_params, params_texts, run, tiny_profile
 
 pytestmark = pytest.mark.integration
 CONTRACT = {"r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"}
@@ -25,13 +25,6 @@ DENSITY = {"pit_ks", "pit_cvm", "pit_w1", "pit_outlier_rate", "crps", "coverage_
            "pit_ks_raw", "coverage_68_raw", "coverage_95_raw", "crps_raw"}
 DENSITY_HEADS = {"knn", "gbt", "mlp", "cnn", "clap", "knn@photometry", "gbt@photometry", "mlp@photometry",
                  "clap@photometry"}
-
-
-def edit_params(root: Path, edit) -> None:
-    path = root / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    edit(params)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +46,21 @@ def test_metrics_follow_the_contract(project):
     for head, values in metrics["z"].items():
         density = DENSITY | {"sigma_mad_mode", "eta_mode", "bias_mode"} if head in DENSITY_HEADS else set()
         assert set(values) == CONTRACT | PHOTO_Z | density, head
-        if head in ("knn@photometry", "gbt@photometry"):
-            assert values["sigma_mad"] < 0.08 and values["r2"] > 0.3, head
-        else:  # a 3-epoch encoder, a 4-epoch MLP and a 2-epoch CNN on 500 galaxies are weak
-            assert values["sigma_mad"] < 0.2, head
+        if head in DENSITY_HEADS:   # 90 test galaxies: 3 binomial sigma of the 68 % level is 0.15
+            assert 0.53 < values["coverage_68"] < 0.83 and 0.82 < values["coverage_95"] <= 1.0, head
     assert set(metrics["kcorr_r01"]["clap"]) == CONTRACT | DENSITY | {"sigma_nmad_mode", "mse_mode"}
+    # Each must beat the median of the training truths (the constant predictor) by a margin a broken
+    # head, feature source or label would not reach. A 3-epoch encoder, a 4-epoch MLP, a 2-epoch CNN and
+    # a 1-trial CLAP on 490 galaxies are weak, so the image heads are held to less than photometry.
+    median_z, median_k = constant_predictor(project)
+    z, k = metrics["z"], metrics["kcorr_r01"]
+    for head in ("knn@photometry", "gbt@photometry"):
+        assert z[head]["sigma_mad"] < 0.75 * median_z["sigma_mad"] and z[head]["r2"] > 0.25, head
+        assert k[head]["mse"] < 0.35 * median_k["mse"] and k[head]["r2"] > 0.6, head
+    assert min(z[h]["sigma_mad"] for h in ("knn", "gbt", "mlp", "cnn")) < 0.9 * median_z["sigma_mad"]
+    for head in ("knn", "gbt", "mlp"):
+        assert k[head]["mse"] < 0.75 * median_k["mse"], head
+    assert max(v["crps"] for h, v in k.items() if h in DENSITY_HEADS) < median_k["crps"]
     # Same templates as the labels, but dust and SED perturbations beyond their span.
     assert 0.9 < metrics["kcorr_r01"]["kcorrect_specz"]["r2"] < 0.999
     # at a photo-z the fit is worse than at the spectroscopic redshift
@@ -71,6 +74,24 @@ def test_metrics_follow_the_contract(project):
     assert prepare["n_input"] == 700 and prepare["n_kept"] == sum(prepare["split_sizes"].values())
     assert (project / "reports/plots/evaluation/z_residual_vs_z.png").stat().st_size > 10_000
     assert (project / "reports/plots/data/gallery.png").stat().st_size > 50_000
+
+
+def constant_predictor(project: Path) -> tuple[dict, dict]:
+    """The metrics of predicting every test galaxy's z and K as the median of the training truths; its
+    CRPS is that of a point mass (the mean absolute error)."""
+    import pandas as pd
+
+    from galaxyprop.evaluation.metrics import target_metrics
+
+    train = pd.read_parquet(project / "data/prepared/train.parquet")
+    test = pd.read_parquet(project / "data/prepared/test.parquet")
+    out = []
+    for target in ("z", "kcorr_r01"):
+        truth = test[target].to_numpy(float)
+        guess = np.full(len(truth), np.median(train[target]))
+        values = target_metrics(target, truth, guess, 0.05, 0.05)
+        out.append({**values, "crps": float(np.mean(np.abs(truth - guess)))})
+    return out[0], out[1]
 
 
 def test_breakdowns_comparison_report_and_trial_runs(project):
@@ -221,6 +242,17 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     assert (project / "reports/registered.json").read_text() == registered
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         assert len(MlflowClient().search_model_versions("name = 'galaxyprop-z'")) == 1
+    # an edit to the code every stage imports (not a stage script) makes DVC see those stages changed
+    common = project / "pipelines/common.py"
+    source = common.read_text()
+    common.write_text(source + "\n# an edit\n")
+    try:
+        changed = set(json.loads(run(["dvc", "status", "--json"], project).stdout))
+    finally:
+        common.write_text(source)
+    assert {"prepare", "train@knn-z-image", "train_cnn@z", "evaluate", "drift"} <= changed, changed
+    assert "import_data" not in changed                       # it does not import common
+    assert_up_to_date(project)
     edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 5))
     rerun = run(["dvc", "repro"], project).stdout
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
@@ -284,7 +316,7 @@ def tree_hashes(project: Path) -> dict[str, str]:
 def test_invalid_params_stop_repro_before_any_output_is_removed(project, key, value, message):
     """`dvc repro` with a bad value stops at check_params with one line naming the key; every output,
     the registry and the Optuna studies are byte-identical afterwards."""
-    params = (project / "params.yaml").read_text()
+    texts = params_texts(project)
     before, status = tree_hashes(project), run(["dvc", "status", "--json"], project).stdout
 
     def edit(p):
@@ -298,7 +330,8 @@ def test_invalid_params_stop_repro_before_any_output_is_removed(project, key, va
         failed = run(["dvc", "repro"], project, check=False)
         cli = run(["galaxyprop", "models"], project, check=False)
     finally:
-        (project / "params.yaml").write_text(params)
+        for name, text in texts.items():
+            (project / name).write_text(text)
     assert failed.returncode != 0 and "Traceback" not in failed.stdout + failed.stderr
     lines = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("galaxyprop: error:")]
     assert len(lines) == 1 and message in lines[0], failed.stdout + failed.stderr

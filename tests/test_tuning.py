@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -49,13 +50,43 @@ def test_tuning_resumes_to_n_trials_and_is_seeded(tmp_path):
     assert [t.params for t in other.trials] == [t.params for t in study.trials[:6]]
 
 
+def stale_trial(storage: str, study_name: str) -> int:
+    """A trial left RUNNING by a killed stage: its last heartbeat an hour old, far past tune's grace period."""
+    import sqlite3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)      # "heartbeat is supposed to be used with optimize"
+        rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+        trial = optuna.load_study(study_name=study_name, storage=rdb).ask()
+        rdb.record_heartbeat(trial._trial_id)
+    rdb.engine.dispose()
+    with sqlite3.connect(storage.removeprefix("sqlite:///")) as db:
+        changed = db.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-1 hour') WHERE trial_id = ?",
+                             (trial._trial_id,)).rowcount
+    assert changed == 1
+    return trial.number
+
+
 def test_stale_running_trials_are_failed_not_counted(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    study = optuna.create_study(study_name="s", storage=storage)
-    study.ask()  # a trial left RUNNING, as by a killed stage
-    resumed = tune(objective, SPACE, n_trials=3, study_name="s", storage=storage, seed=0)
-    states = [t.state for t in resumed.trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 3
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+    def states(study):
+        return {t.number: t.state for t in study.trials}
+
+    optuna.create_study(study_name="s", storage=storage)
+    first = stale_trial(storage, "s")
+    study = tune(objective, SPACE, n_trials=3, study_name="s", storage=storage, seed=0)
+    assert states(study)[first] == optuna.trial.TrialState.FAIL
+    assert sum(state in finished for state in states(study).values()) == 3
+    # The study already holds its n_trials: tune runs no trial (so Optuna's own check in `optimize`
+    # never runs) and must still fail the stale one, which then does not linger as RUNNING.
+    second = stale_trial(storage, "s")
+    study = tune(objective, SPACE, n_trials=3, study_name="s", storage=storage, seed=0)
+    assert states(study)[second] == optuna.trial.TrialState.FAIL
+    assert sum(state in finished for state in states(study).values()) == 3
+    assert optuna.trial.TrialState.RUNNING not in states(study).values()
 
 
 def test_bad_search_space(tmp_path):
@@ -85,7 +116,7 @@ def test_a_pruned_trial_ends_its_mlflow_run_cleanly(tmp_path):
 
     def objective(params, trial):
         head = make_head("mlp", width=16, **params)
-        head.fit_tuned(X[:300], y[:300], X[300:], y[300:], callbacks=[
+        head.fit(X[:300], y[:300], validation=(X[300:], y[300:]), callbacks=[
             EpochReporter(lambda metrics, step: tracking.log_metrics(metrics, step=step)), pruning_callback(trial)])
         return float(np.mean((head.predict(X[300:]).value - y[300:]) ** 2)), {}
 

@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from galaxyprop.config import load_params
+
 from astroclip_layouts import write_grouped, write_parquet_shards
-from project_copy import copy_project, run, tiny_profile
+from project_copy import copy_project, edit_params, run, tiny_profile
 
 REPORTS = ("reports/metrics.json", "reports/val_metrics.json")
 
@@ -45,10 +46,8 @@ def metrics(root: Path) -> dict[str, float]:
 
 
 def repro(root: Path, source: str | None = None) -> float:
-    params = yaml.safe_load((root / "params.yaml").read_text())
     if source is not None:
-        params["data"]["source"] = source
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        edit_params(root, lambda params: params["data"].__setitem__("source", source))
     start = time.time()
     run(["dvc", "repro"], root)
     return time.time() - start
@@ -61,9 +60,8 @@ def main() -> int:
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="layouts-"))
     base.mkdir(parents=True, exist_ok=True)
     root = copy_project(base / "project")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    tiny_profile(params)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(root, tiny_profile)
+    params = load_params(root / "params.yaml", validate=False)
     took = {"flat": repro(root)}
     flat = metrics(root)
 
@@ -78,12 +76,12 @@ def main() -> int:
     write_parquet_shards(root / "data/raw/astroclip.h5", files / "shards", n_train_shards=3, n_test_shards=1,
                          row_group_size=64, subdir="data")
     layouts = {"grouped": grouped, "parquet": files / "shards"}
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for layout, images in layouts.items():
-        params["data"]["sources"][f"desi_{layout}"] = {"kind": "desi", "images": str(images),
-                                                       "catalog": str(files / "fastspec.fits"),
-                                                       "required_bands": ["g", "r", "z", "W1"], "split": "random"}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    def add_layouts(params: dict) -> None:
+        for layout, images in layouts.items():
+            params["data"]["sources"][f"desi_{layout}"] = {"kind": "desi", "images": str(images),
+                                                           "catalog": str(files / "fastspec.fits"),
+                                                           "required_bands": ["g", "r", "z", "W1"], "split": "random"}
+    edit_params(root, add_layouts)
     failed = False
     print(f"flat (mock, as imported): dvc repro {took['flat']:.0f} s, {len(flat)} metrics")
     for layout in layouts:

@@ -32,7 +32,10 @@ DRIFT = REPORTS / "drift"
 DRIFT_SUMMARY = DRIFT / "summary.json"
 DRIFT_BATCHES = DRIFT / "batches"
 ADAPTATION = DRIFT / "adaptation.json"
+TIMINGS = REPORTS / "timings"           # wall times and memory of the last run of each stage: not outputs, not in git
 CURVES = REPORTS / "curves"             # the data behind the plots, as CSV for `dvc plots diff`
+EVALUATION_CURVES = CURVES / "evaluation"
+ENCODER_CURVES = CURVES / "encoder"
 PLOTS = REPORTS / "plots"
 EVALUATION_PLOTS = PLOTS / "evaluation"
 DATA_PLOTS = PLOTS / "data"
@@ -77,3 +80,9 @@ def densities_path(target: str, head: str) -> Path:
 def baseline_summary(head: str) -> Path:
     """The kcorrect baselines' summaries: `reports/kcorrect_specz.json`, `reports/kcorrect_photoz@image.json`."""
     return REPORTS / f"{head}.json"
+
+
+def timings_path(stage: str) -> Path:
+    """Where a stage leaves its wall times and peak memory (`reports/timings/train:z:knn@image.json`):
+    they differ from run to run, so they live beside the outputs, never in one."""
+    return TIMINGS / f"{stage.replace('/', '_')}.json"

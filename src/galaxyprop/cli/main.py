@@ -1,4 +1,4 @@
-"""The user's commands: `galaxyprop promote|check|rollback|history|models|lineage|predict|drift|serve|ui`."""
+"""The user's commands: `galaxyprop promote|check|rollback|history|models|lineage|predict|drift|serve|ui|summary`."""
 
 from __future__ import annotations
 
@@ -94,6 +94,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from galaxyprop.cli import drift as drift_cli
+    from galaxyprop.cli import summary
     from galaxyprop.cli.registry import add_commands
 
     parser = argparse.ArgumentParser(prog="galaxyprop", description=__doc__)
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_commands(commands)
     drift_cli.add_command(commands)
+    summary.add_command(commands)
 
     predict = commands.add_parser("predict", help="predict a file of any size in chunks, to Parquet keyed by TARGETID")
     predict.add_argument("target")

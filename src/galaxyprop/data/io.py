@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
+from joblib.numpy_pickle import NumpyPickler
 
 from galaxyprop.errors import GalaxypropError
 
@@ -40,10 +44,29 @@ def write_json(obj: object, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _tensor_from_array(array: np.ndarray, requires_grad: bool):
+    import torch
+
+    return torch.from_numpy(array).requires_grad_(requires_grad)
+
+
+class _StablePickler(NumpyPickler):
+    """joblib's pickler, with torch tensors stored as their numpy arrays: pickle stores a tensor's
+    storage under its memory address (a new number in every process), an array by its bytes alone,
+    so equal objects give equal files and a rerun leaves every DVC hash as it was."""
+
+    def reducer_override(self, obj):
+        torch = sys.modules.get("torch")
+        if torch is not None and type(obj) is torch.Tensor and obj.layout == torch.strided:
+            return _tensor_from_array, (obj.detach().cpu().numpy(), obj.requires_grad)
+        return NotImplemented
+
+
 def save_object(obj: object, path: str | os.PathLike) -> None:
-    """Pickle a fitted object (head, predictor) atomically with joblib."""
-    with atomic_path(path) as tmp:
-        joblib.dump(obj, tmp)
+    """Pickle a fitted object (head, predictor, feature encoder) atomically, byte-stable: the same
+    object gives the same bytes in any process (`joblib.load` reads it)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        _StablePickler(handle, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
 
 
 def load_object(path: str | os.PathLike, kind: type):

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.heads.base import check_target
+from galaxyprop.heads.base import check_features, check_target
 from galaxyprop.heads.mlp import MLPHead, Standardise
 from galaxyprop.heads.neural import PREDICT_BATCH, LossTask, RegressionNet, train_task
 
@@ -83,19 +83,25 @@ class AdversarialTask(LossTask):
 
 
 class DomainAdversarialHead(MLPHead):
+    """The MLP head's hyperparameters (keyword-only) plus the adversary's; `fit` takes the unlabelled
+    galaxies of the field to adapt to as its keyword-only option `unlabelled` (required)."""
+
     name = "dann"
 
-    def __init__(self, adversary_weight: float = 1.0, discriminator_speed: float = 10.0, **mlp):
+    def __init__(self, *, adversary_weight: float = 1.0, discriminator_speed: float = 10.0, **mlp):
         super().__init__(**mlp)
         self.adversary_weight, self.discriminator_speed = adversary_weight, discriminator_speed
 
-    def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
+    def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
             callbacks: Sequence[Callback] = (), unlabelled: np.ndarray | None = None) -> DomainAdversarialHead:
-        """Train on the labelled (X, y) and the `unlabelled` galaxies of the other field."""
+        """Train on the labelled (X, y) and the `unlabelled` galaxies (features only) of the other field;
+        with `validation` (labelled galaxies of the training field), early-stop on its regression loss."""
         if unlabelled is None or len(unlabelled) == 0:
             raise GalaxypropError("the domain-adversarial head needs unlabelled galaxies of the field to adapt to")
+        for fitted in [name for name in vars(self) if name.endswith("_")]:   # a refit starts afresh
+            delattr(self, fitted)
         X, y = self._check(X), check_target(y, len(X))
-        unlabelled = self._check(unlabelled)
+        unlabelled = check_features(unlabelled, X.shape[1])
         L.seed_everything(self.seed, verbose=False)
         self.target_mean_, self.target_scale_ = float(y.mean()), float(y.std()) or 1.0
         both = np.concatenate([X, unlabelled])
@@ -111,7 +117,7 @@ class DomainAdversarialHead(MLPHead):
                            generator=torch.Generator().manual_seed(self.seed))
         val = None
         if validation is not None:
-            X_val = self._check(validation[0])
+            X_val = check_features(validation[0], X.shape[1])
             val = DataLoader(self._dataset(X_val, check_target(validation[1], len(X_val))), batch_size=PREDICT_BATCH)
         best = train_task(task, train, val, max_epochs=self.max_epochs, patience=self.patience, callbacks=callbacks)
         self.net_ = net

@@ -1,11 +1,20 @@
-"""One interface for every head: constructor takes hyperparameters, `fit` learns, `predict` answers."""
+"""One interface for every head: the constructor takes the hyperparameters (keyword-only), `fit` learns,
+`predict` answers.
+
+Every head's `fit` is `fit(X, y, *, validation=None, callbacks=())`: `validation` an `(X_val, y_val)`
+pair (heads trained by epoch early-stop on it, others ignore it), `callbacks` Lightning callbacks
+(e.g. Optuna's pruning) that heads trained by epoch hand to their trainer and others ignore. Inputs a
+single head needs besides (the adversarial head's unlabelled galaxies) are keyword-only options after
+these, named in that head's docstring.
+"""
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -27,10 +36,16 @@ class Head(ABC):
     trains_by_epoch: ClassVar[bool] = False   # has a validation loss per epoch (early stopping, pruning)
     gives_density: ClassVar[bool] = False     # implements `predict_pdf`
     needs_grid: ClassVar[bool] = False        # learns its densities on the target's grid (constructor `grid`)
+    #: Options of `fit` for a tuning trial: a cheaper model that `finalise` completes for the best trial
+    #: (clap: one realisation of its ensemble); most heads fit a trial's model in full.
+    trial_options: ClassVar[Mapping] = MappingProxyType({})
 
     @abstractmethod
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Head:
-        """Learn from features `X` (n, d) and target `y` (n,)."""
+    def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence = ()) -> Head:
+        """Learn from features `X` (n, d) and target `y` (n,); `validation` (X_val, y_val) and the
+        Lightning `callbacks` are used by heads that train by epoch (early stopping, pruning) and
+        ignored by the others."""
 
     @abstractmethod
     def predict(self, X: np.ndarray) -> Prediction:
@@ -44,21 +59,23 @@ class Head(ABC):
         """Point estimate, spread and densities together (heads override it to share the work)."""
         return self.predict(X), self.predict_pdf(X, grid)
 
-    def finalise(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> Head:
-        """After tuning, complete the best trial's model (e.g. grow an ensemble that tuning scored
-        one member of); most heads are complete already."""
+    def finalise(self, X: np.ndarray, y: np.ndarray, *,
+                 validation: tuple[np.ndarray, np.ndarray] | None = None) -> Head:
+        """After tuning, complete the best trial's model fitted with `trial_options` (e.g. grow an
+        ensemble that tuning scored one member of); most heads are complete already."""
         return self
 
-    def fit_tuned(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
-                  callbacks: Sequence = ()) -> Head:
-        """Fit for a tuning trial. Heads that train by epochs override it to early-stop on the
-        validation split and to report to `callbacks` (Lightning's, e.g. Optuna's pruning)."""
-        return self.fit(X, y)
-
     def get_params(self) -> dict:
-        """The constructor's hyperparameters, as given."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {n: getattr(self, n) for n in names if n != "self"}
+        """The constructor's hyperparameters, as given (a constructor's `**kwargs` are its parent's)."""
+        names: list[str] = []
+        for cls in type(self).__mro__:
+            if "__init__" not in vars(cls):
+                continue
+            parameters = inspect.signature(vars(cls)["__init__"]).parameters.values()
+            names += [p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+                break
+        return {n: getattr(self, n) for n in dict.fromkeys(names)}
 
     def save(self, path: str | Path) -> None:
         save_object(self, path)

@@ -33,11 +33,12 @@ class CNNHead(NeuralHead):
     name = "cnn"
     show_progress = True
 
-    def __init__(self, channels: int = 16, crop: int = 48, max_shift: int = 4, hidden_layers: int = 1,
+    def __init__(self, *, channels: int = 16, crop: int = 48, max_shift: int = 4, hidden_layers: int = 1,
                  width: int = 64, dropout: float = 0.1, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
                  batch_size: int = 128, max_epochs: int = 15, patience: int = 4, n_mc: int = 30, seed: int = 0):
-        super().__init__(hidden_layers, width, dropout, learning_rate, weight_decay, batch_size, max_epochs,
-                         patience, n_mc, seed)
+        super().__init__(hidden_layers=hidden_layers, width=width, dropout=dropout, learning_rate=learning_rate,
+                         weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+                         n_mc=n_mc, seed=seed)
         self.channels = channels
         self.crop = crop
         self.max_shift = max_shift

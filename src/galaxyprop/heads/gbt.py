@@ -7,6 +7,8 @@ gbt is a density head like the others; the spread is half the 15.9-84.1 % interv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.special import ndtr
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -21,7 +23,7 @@ class GradientBoostingHead(Head):
     name = "gbt"
     gives_density = True
 
-    def __init__(self, learning_rate: float = 0.1, max_iter: int = 300, max_leaf_nodes: int = 31,
+    def __init__(self, *, learning_rate: float = 0.1, max_iter: int = 300, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 20, l2_regularization: float = 0.0, seed: int = 0):
         self.learning_rate = learning_rate
         self.max_iter = max_iter
@@ -37,7 +39,10 @@ class GradientBoostingHead(Head):
             l2_regularization=self.l2_regularization, early_stopping=True,
             validation_fraction=0.1, n_iter_no_change=20, random_state=self.seed, **loss)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> GradientBoostingHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence = ()) -> GradientBoostingHead:
+        """Fit the mean and quantile models; each early-stops on its own 10 % of (X, y), so
+        `validation` and `callbacks` are not used."""
         X, y = check_fit_inputs(X, y)
         self.n_features_ = X.shape[1]
         self.mean_model_ = self._model().fit(X, y)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.heads.base import Head, Prediction, check_features
+from galaxyprop.heads.base import Head, Prediction, check_features, check_target
 from galaxyprop.physics.kcorrect_fit import fit_kcorrection
 
 RESPONSE_OUT, BAND_SHIFT = "sdss_r0", 0.1      # the target K(^{0.1}r)
@@ -17,13 +19,13 @@ ANY_PHOTSYS = "*"                              # a catalogue's responses, whatev
 class KcorrectHead(Head):
     """K(^{band_shift}Q) from observed R by a template fit; its features are fluxes, ivars and z.
 
-    There is nothing to learn: `fit` only checks the layout. The spread is the Monte-Carlo
-    scatter over `n_mc` refits with the fluxes perturbed by their errors.
+    There is nothing to learn: `fit` only checks the layout (`y` may be None). The spread is the
+    Monte-Carlo scatter over `n_mc` refits with the fluxes perturbed by their errors (NaN without).
     """
 
     name = "kcorrect"
 
-    def __init__(self, responses: tuple[str, ...], response_out: str = "sdss_r0",
+    def __init__(self, *, responses: tuple[str, ...], response_out: str = "sdss_r0",
                  response_map: str = "sdss_r0", band_shift: float = 0.1, n_mc: int = 0, seed: int = 0):
         self.responses = tuple(responses)
         self.response_out = response_out
@@ -39,8 +41,12 @@ class KcorrectHead(Head):
         ivar = frame[[schema.ivar_column(b) for b in bands]].to_numpy(float)
         return np.hstack([flux, ivar, np.asarray(redshift, float)[:, None]])
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> KcorrectHead:
-        check_features(X, 2 * len(self.responses) + 1)
+    def fit(self, X: np.ndarray, y: np.ndarray | None, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence = ()) -> KcorrectHead:
+        """Check the layout of `X` (and that `y`, when given, has a finite value per row)."""
+        X = check_features(X, 2 * len(self.responses) + 1)
+        if y is not None:
+            check_target(y, len(X))
         return self
 
     def predict(self, X: np.ndarray) -> Prediction:
@@ -68,8 +74,8 @@ def kcorrect_by_photsys(frame: pd.DataFrame, redshift: np.ndarray, bands: dict, 
         missing = [b for b in dict.fromkeys([*bands["bands"], bands["label_band"]]) if curve.get(b) is None]
         if missing:
             raise GalaxypropError(f"no filter curve for band(s) {missing} of photometric system '{system}'")
-        head = KcorrectHead(tuple(curve[b] for b in bands["bands"]), RESPONSE_OUT, curve[bands["label_band"]],
-                            BAND_SHIFT, n_mc, seed)
+        head = KcorrectHead(responses=tuple(curve[b] for b in bands["bands"]), response_out=RESPONSE_OUT,
+                            response_map=curve[bands["label_band"]], band_shift=BAND_SHIFT, n_mc=n_mc, seed=seed)
         X = KcorrectHead.design_matrix(frame[rows], bands["bands"], redshift[rows])
-        value[rows], spread[rows] = head.fit(X).predict(X)
+        value[rows], spread[rows] = head.fit(X, None).predict(X)
     return value, spread

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import faiss
 import numpy as np
 
@@ -14,12 +16,14 @@ class KNNHead(Head):
     name = "knn"
     gives_density = True
 
-    def __init__(self, k: int = 64, weights: str = "distance", scaling: str = "standard"):
+    def __init__(self, *, k: int = 64, weights: str = "distance", scaling: str = "standard"):
         self.k = k
         self.weights = weights
         self.scaling = scaling
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> KNNHead:
+    def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence = ()) -> KNNHead:
+        """Index the standardised training features (`validation` and `callbacks` are not used)."""
         X, y = check_fit_inputs(X, y)
         if self.weights not in ("uniform", "distance"):
             raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")

@@ -165,7 +165,7 @@ class NeuralHead(Head):
     gives_density = True
     show_progress: ClassVar[bool] = False   # Lightning's per-epoch bar (for heads slow enough to need it)
 
-    def __init__(self, hidden_layers: int = 2, width: int = 128, dropout: float = 0.1,
+    def __init__(self, *, hidden_layers: int = 2, width: int = 128, dropout: float = 0.1,
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 128,
                  max_epochs: int = 50, patience: int = 8, n_mc: int = 50, seed: int = 0):
         self.hidden_layers = hidden_layers
@@ -187,9 +187,10 @@ class NeuralHead(Head):
     def _trunk(self, X: np.ndarray) -> tuple[nn.Module, int]:
         """The trunk for training inputs `X` and how many features it gives."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None,
+    def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
             callbacks: Sequence[Callback] = ()) -> NeuralHead:
-        """Train on (X, y); with `validation`, early-stop on it and keep the best epoch's weights."""
+        """Train on (X, y); with `validation`, early-stop on it and keep the best epoch's weights;
+        `callbacks` (e.g. Optuna's pruning) see each epoch's `val_loss`."""
         for fitted in [name for name in vars(self) if name.endswith("_")]:   # a refit starts afresh
             delattr(self, fitted)
         X, y = self._check(X), check_target(y, len(X))
@@ -210,9 +211,6 @@ class NeuralHead(Head):
         self.net_ = net
         self.history_, self.best_epoch_ = best.history, best.best_epoch
         return self
-
-    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> NeuralHead:
-        return self.fit(X, y, (X_val, y_val), callbacks)
 
     def _dataset(self, X: np.ndarray, y: np.ndarray) -> TensorDataset:
         scaled = (y - self.target_mean_) / self.target_scale_

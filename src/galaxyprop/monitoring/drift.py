@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -133,10 +134,30 @@ class Comparison:
     snapshot: object = field(repr=False, default=None)
 
     def save_html(self, path: str | Path) -> None:
+        """Evidently's HTML report, byte-stable: the same comparison gives the same file."""
         from galaxyprop.data.io import atomic_path
 
         with atomic_path(path) as tmp:
             self.snapshot.save_html(str(tmp))
+            tmp.write_bytes(stable_ids(tmp.read_bytes()))
+
+
+#: The ids Evidently gives each widget and metric: time-based UUIDs (`01a2347c-f533-7bb3-...`) and
+#: their 32-digit hex form (`metric_947c1e54...`), new on every run although nothing else differs.
+_WIDGET_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+                        rb"|(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+
+
+def stable_ids(html: bytes) -> bytes:
+    """`html` with every widget id renumbered in order of first appearance (0, 1, ...), in the same
+    format: links between widgets are kept, and two runs of one comparison write equal files."""
+    numbers: dict[bytes, int] = {}
+
+    def renumber(match: re.Match) -> bytes:
+        n = numbers.setdefault(match.group(0), len(numbers))
+        return b"%08x-0000-7000-8000-%012x" % (n, n) if b"-" in match.group(0) else b"%032x" % n
+
+    return _WIDGET_ID.sub(renumber, html)
 
 
 def comparison_name(reference: Sample, current: Sample) -> str:

@@ -10,8 +10,10 @@ under the group's key.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 
+from galaxyprop.config import GROUP_FILES, locate
 from galaxyprop.errors import GalaxypropError
 
 
@@ -134,8 +136,20 @@ FEATURE_SOURCES = ("image", "spectrum", "photometry", "external")
 SOURCE_KINDS = ("desi", "catalog")
 
 
+_LEADING_KEY = re.compile(r"^([A-Za-z_][\w@-]*(?:\.[\w@*\[\]-]+)*)(:?)(\s.*)?$", re.S)
+
+
+def located(text: str) -> ParamsError:
+    """The error for `text` that starts with a dotted key, naming the file the key is written in:
+    `mock.fields.north.fraction must ...` -> `mock.yaml: fields.north.fraction must ...`."""
+    match = _LEADING_KEY.match(text)
+    if match is None:
+        return ParamsError(f"params.yaml: {text}".splitlines()[0])
+    return ParamsError(f"{locate(match.group(1))}{match.group(2)}{match.group(3) or ''}".splitlines()[0])
+
+
 def fail(key: str, problem: str) -> None:
-    raise ParamsError(f"params.yaml: {key} {problem}".splitlines()[0])
+    raise located(f"{key} {problem}")
 
 
 def _got(value) -> str:
@@ -197,13 +211,15 @@ def reuse(key: str, parse: Callable[[], object]) -> None:
         parse()
     except GalaxypropError as err:
         text = (str(err).splitlines() or [""])[0]
+        if text.startswith(tuple(f"{name}: " for name in GROUP_FILES.values())):   # located already
+            raise ParamsError(text) from None
         for prefix in ("params.yaml: ", "params "):
             text = text.removeprefix(prefix)
         if key.startswith("data.sources.") and text.startswith("data.") and not text.startswith(key):  # its own keys
             text = key + text.removeprefix("data")
-        raise ParamsError(f"params.yaml: {text if text.startswith(key.split('.')[0]) else f'{key}: {text}'}") from None
+        raise located(text if text.startswith(key.split('.')[0]) else f"{key}: {text}") from None
     except (TypeError, ValueError, KeyError) as err:
-        raise ParamsError(f"params.yaml: {key}: {type(err).__name__}: {err}") from None
+        raise located(f"{key}: {type(err).__name__}: {err}") from None
 
 
 def metric_names(target: str | None) -> tuple[set[str], set[str]]:

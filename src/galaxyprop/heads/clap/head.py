@@ -7,10 +7,13 @@ density is the harmonic mean of its realisations' densities, renormalised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
+from galaxyprop.errors import GalaxypropError
 from galaxyprop.evaluation.densities import Grid, harmonic_mean, moments, resample
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs, check_target
 from galaxyprop.heads.clap.adaptive_knn import AdaptiveKNN
@@ -32,8 +35,9 @@ class ClapHead(Head):
     name = "clap"
     gives_density = True
     needs_grid = True
+    trial_options = MappingProxyType({"realisations": 1})   # a tuning trial scores one realisation
 
-    def __init__(self, grid: dict, latent_dim: int = 16, projection_width: int = 128, projection_layers: int = 2,
+    def __init__(self, *, grid: dict, latent_dim: int = 16, projection_width: int = 128, projection_layers: int = 2,
                  temperature: float = 0.1, positive_tolerance: float = 0.1, k_min: int = 8, k_max: int = 1024,
                  n_calibration: int = 200, recalibration_degree: int = 3, smoothing: float = 1.0,
                  refit_width: int = 256, refit_layers: int = 2, learning_rate: float = 2e-3,
@@ -67,19 +71,24 @@ class ClapHead(Head):
     def density_grid(self) -> Grid:
         return Grid.from_params(self.grid)
 
-    def fit(self, X: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None = None) -> ClapHead:
-        """Train every realisation; with `validation`, the networks early-stop on it."""
+    def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence = (), realisations: int | None = None) -> ClapHead:
+        """Train the realisations; with `validation`, the networks early-stop on it (`callbacks` are not
+        used: the networks of a realisation train one after the other, with no one loss per epoch).
+
+        `realisations` (keyword-only option of this head): how many of the `n_realisations` to train
+        now, all by default. A tuning trial trains one (`trial_options`); `finalise` grows the rest."""
+        n = self.n_realisations if realisations is None else realisations
+        if not 1 <= n <= self.n_realisations:
+            raise GalaxypropError(f"clap: realisations must be from 1 to n_realisations ({self.n_realisations}), got {n}")
         self._start(X, y, validation)
-        return self._grow(self.n_realisations)
+        return self._grow(n)
 
-    def fit_tuned(self, X, y, X_val, y_val, callbacks=()) -> ClapHead:
-        """A tuning trial scores one realisation; `finalise` grows the best trial's to the full ensemble."""
-        self._start(X, y, (X_val, y_val))
-        return self._grow(1)
-
-    def finalise(self, X, y, X_val, y_val) -> ClapHead:
+    def finalise(self, X: np.ndarray, y: np.ndarray, *,
+                 validation: tuple[np.ndarray, np.ndarray] | None = None) -> ClapHead:
+        """Grow a tuning trial's ensemble to `n_realisations` (an unfitted head is fitted in full)."""
         if not hasattr(self, "realisations_"):
-            return self.fit(X, y, (X_val, y_val))
+            return self.fit(X, y, validation=validation)
         return self._grow(self.n_realisations)
 
     def _start(self, X, y, validation) -> None:
