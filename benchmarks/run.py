@@ -34,6 +34,19 @@ from galaxyprop.config import load_params  # noqa: E402
 from project_copy import copy_project, run  # noqa: E402
 
 
+def stage_timings(root: Path, stage: str) -> dict:
+    """A stage's wall times and peak memory, which it leaves in reports/timings (not a DVC output)."""
+    from galaxyprop.workspace import timings_path
+
+    return json.loads((root / timings_path(stage)).read_text())
+
+
+def metrics_key(name: str) -> str:
+    """`knn` for `knn@image` (the default features), as the train runs are named."""
+    head, _, features = name.partition("@")
+    return head if features in ("", "image") else name
+
+
 def timed(cmd: list[str], cwd: Path) -> float:
     start = time.perf_counter()
     run(cmd, cwd)
@@ -86,7 +99,7 @@ def embedding_throughput(root: Path, n: int = 2048) -> dict:
 
 def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) -> dict:
     """Per trained head: tuning wall time at the default trial counts (complete and pruned trials) and
-    the train stage's peak RSS (from its tuning.json), and prediction throughput in galaxies/s on
+    the train stage's peak RSS (from its reports/timings file), and prediction throughput in galaxies/s on
     `n_features` feature rows (the test split tiled) or `n_images` cutouts."""
     import pandas as pd
 
@@ -109,7 +122,7 @@ def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) 
         start = time.perf_counter()
         head.predict(inputs)
         rate = len(inputs) / (time.perf_counter() - start)
-        tuning = json.loads(summary.read_text())
+        tuning = {**json.loads(summary.read_text()), **stage_timings(root, f"train:{metrics_key(name)}:{target}")}
         result.setdefault(target, {})[name] = {
             "tune_seconds": tuning["tune_seconds"], "n_complete": tuning["n_complete"],
             "n_pruned": tuning["n_pruned"], "stage_peak_rss_mib": tuning["peak_rss_mib"],
@@ -152,7 +165,8 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
                 seconds.append(time.perf_counter() - start)
             rates[f"{path}_densities_per_s"] = round(n_queries / min(seconds), 1)
         rows.append({"n_train": n, "fit_seconds": round(fit_s, 2), **rates})
-    stage = json.loads((folder / "tuning.json").read_text())
+    stage = {**json.loads((folder / "tuning.json").read_text()),
+             **stage_timings(root, f"train:{metrics_key(f'clap@{features}')}:{target}")}
     return {"target": target, "features": features, "n_realisations": best["n_realisations"],
             "n_bins": grid["n_bins"], "n_queries": n_queries,
             "pipeline": {k: stage[k] for k in ("tune_seconds", "finalise_seconds", "n_complete")},
@@ -198,7 +212,7 @@ def main() -> None:
         noop = timed(["dvc", "repro"], root)
         metrics = json.loads((root / "reports/metrics.json").read_text())
         knn = knn_throughput(root)
-        encoder = json.loads((root / "reports/encoder.json").read_text())
+        encoder = {**json.loads((root / "reports/encoder.json").read_text()), **stage_timings(root, "train_encoder")}
         embedding = embedding_throughput(root)
         heads = heads_benchmark(root)
         clap = clap_benchmark(root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import logging
 import resource
 import time
@@ -39,6 +40,7 @@ from galaxyprop.workspace import (
     model_dir,
     predictions_path,
     result_name,
+    timings_path,
 )
 
 from common import metrics_key, prediction_frame, prepared_split, split_fields, split_inputs, write_skipped
@@ -103,10 +105,15 @@ def main() -> None:
     gives_density = head_class(args.head).gives_density
     # Heads with densities may tune on a density metric of the validation split (e.g. clap on crps).
     objective_metric = head_params.get("objective", metric)
-    fixed = {"grid": target_params["grid"]} if head_class(args.head).needs_grid else {}
+    # What every trial shares: the head's fixed settings (heads.<head>.fixed) and, for heads that learn
+    # densities on it, the target's grid; the trials draw the rest from heads.<head>.search.
+    settings = dict(head_params.get("fixed") or {})
+    if "seed" in inspect.signature(head_class(args.head)).parameters:
+        settings.setdefault("seed", section(params, "seed"))      # the global seed unless the head sets one
+    fixed = {**settings, **({"grid": target_params["grid"]} if head_class(args.head).needs_grid else {})}
 
     def objective(hyper: dict, trial) -> tuple[float, dict]:
-        head = make_head(args.head, **hyper, **fixed)
+        head = make_head(args.head, **{**hyper, **fixed})
         callbacks = epoch_callbacks(trial) if head.trains_by_epoch else []
         fit(head, data, callbacks)
         X_val, y_val, _ = data["val"]
@@ -127,15 +134,16 @@ def main() -> None:
     # new study), the code that fits and scores (the head's modules and this script: an edited head
     # does not inherit trials its old code ran) and everything else that changes the objective.
     code = code_digest(head_class(args.head).__module__, __file__)
-    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), code, head_params["search"], target_params,
-                          objective_metric)
+    lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), code, head_params["search"], settings,
+                          target_params, objective_metric)
     study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
     run_name = f"train:{key}:{args.target}"
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, run_name,
                             params={"head": args.head, "target": args.target, "features": features,
-                                    "search": head_params["search"], "pruner": section(params, "tuning.pruner"),
-                                    "n_trials": head_params["n_trials"], "study": study_name},
+                                    "search": head_params["search"], "fixed": settings,
+                                    "pruner": section(params, "tuning.pruner"), "n_trials": head_params["n_trials"],
+                                    "study": study_name},
                             tags={"head": key, "target": args.target, "features": features}):
         start = time.perf_counter()
         study = tune(objective, head_params["search"], n_trials=head_params["n_trials"],
@@ -144,13 +152,13 @@ def main() -> None:
                      trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name))
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
-        hyper = hyperparameters(head_params["search"], trial)
+        hyper = hyperparameters(settings, trial)
         log.info("best %s for %s/%s: %.5g (trial %d) with %s", objective_metric, name, args.target,
                  trial.user_attrs[objective_metric], trial.number, trial.params)
         # The best trial's model, or (when it ran before an interruption) the same model refitted;
         # then completed (e.g. clap's ensemble grows from the trial's one realisation).
         start = time.perf_counter()
-        head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **hyper, **fixed), data)
+        head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **{**hyper, **fixed}), data)
         head.finalise(*data["train"][:2], validation=tuple(data["val"][:2]))
         finalise_seconds = time.perf_counter() - start
 
@@ -193,13 +201,13 @@ def main() -> None:
                         raw=np.concatenate([d[2] for d in densities]) if predictor.calibrated else None,
                         target=args.target, head=name, calibration=predictor.calibration_method)
         states = [t.state.name for t in study.trials if t.state in FINISHED]
+        # counts in the model folder (byte-stable); wall times and memory beside the outputs and in MLflow
+        write_json({"n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
+                    "n_train": len(data["train"][0])}, out / "tuning.json")
         write_json({"tune_seconds": round(tune_seconds, 2), "finalise_seconds": round(finalise_seconds, 2),
-                    "calibrate_seconds": round(calibrate_seconds, 2),
-                    "n_complete": states.count("COMPLETE"),
-                    "n_pruned": states.count("PRUNED"), "n_train": len(data["train"][0]),
-                    "predict_galaxies_per_s": round(predict_rate, 1),
+                    "calibrate_seconds": round(calibrate_seconds, 2), "predict_galaxies_per_s": round(predict_rate, 1),
                     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
-                   out / "tuning.json")
+                   timings_path(run_name))
         tracking.log_metrics({f"best_val_{k}": v for k, v in trial.user_attrs.items()})
         tracking.log_metrics({"calibrate_seconds": calibrate_seconds})
         tracking.set_tags({"calibration": predictor.calibration_method})

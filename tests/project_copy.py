@@ -52,6 +52,16 @@ def params_texts(root: Path) -> dict[str, str]:
     return {name: (root / name).read_text() for name in ("params.yaml", *GROUP_FILES.values())}
 
 
+def set_hyperparameters(params: dict, head: str, **values) -> None:
+    """Set a head's hyperparameters: a list or range is searched (heads.<head>.search), anything else
+    fixed (heads.<head>.fixed), and removed from the other."""
+    spec = params["heads"][head]
+    for name, value in values.items():
+        searched = isinstance(value, (list, dict))
+        spec.setdefault("fixed", {}).pop(name, None) if searched else spec["search"].pop(name, None)
+        (spec["search"] if searched else spec.setdefault("fixed", {}))[name] = value
+
+
 def tiny_profile(params: dict) -> None:
     """The tiny profile the integration test and tools/layout_equivalence.py run: minutes on 2 cores."""
     params["mock"]["n_galaxies"] = 800
@@ -59,14 +69,14 @@ def tiny_profile(params: dict) -> None:
     params["data"]["max_rows"] = 700
     params["heads"]["knn"]["n_trials"] = 3
     params["heads"]["gbt"]["n_trials"] = 2
-    params["heads"]["gbt"]["search"]["max_iter"] = 60
+    set_hyperparameters(params, "gbt", max_iter=60)
     params["heads"]["mlp"]["n_trials"] = 2
-    params["heads"]["mlp"]["search"].update(max_epochs=4, width=[32])
-    params["heads"]["cnn"]["search"].update(channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
+    set_hyperparameters(params, "mlp", max_epochs=4, width=[32])
+    set_hyperparameters(params, "cnn", channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
     params["heads"]["cnn"]["n_trials"] = 1
     params["heads"]["clap"]["n_trials"] = 1
-    params["heads"]["clap"]["search"].update(latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32],
-                                             max_epochs=3, n_realisations=2)
+    set_hyperparameters(params, "clap", latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32], max_epochs=3,
+                        n_realisations=2)
     params["baselines"]["kcorrect_specz"]["n_mc"] = 2
     params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
     params["encoder"]["model"].update(embedding_dim=16, image_widths=[8, 16], spectrum_widths=[8, 8, 16],

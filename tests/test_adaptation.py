@@ -37,6 +37,7 @@ def test_reversal_flips_and_scales_the_gradient():
     assert torch.equal(x.grad, torch.full((3,), -0.5))
 
 
+@pytest.mark.slow
 def test_adversary_hides_the_field_and_keeps_the_regression():
     Xs, ys, Xt, yt = fields(1500, 0)
     plain = MLPHead(**HYPER).fit(Xs, ys)

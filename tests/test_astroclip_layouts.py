@@ -25,6 +25,8 @@ from galaxyprop.errors import GalaxypropError
 from astroclip_layouts import write_grouped, write_parquet_shards
 from conftest import mock_config
 
+pytestmark = pytest.mark.slow   # simulation, servers or concurrency: left out of `make test-fast`
+
 N = 40
 GROUPS = [21, 7, 12]
 ROWS = np.array([39, 0, 17, 17, 5, 33, 21, 28, 20, 2])    # any order, repeats, across groups/shards

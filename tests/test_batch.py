@@ -216,6 +216,7 @@ def test_schema_errors_keep_their_reason(models, catalogue_model, tmp_path):
     assert "Failed to enforce schema of data" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_served_400_bodies_give_the_reason_not_the_payload(models):
     """The scoring server `galaxyprop serve` runs answers bad payloads with HTTP 400 and the reason alone."""
     import json

@@ -58,6 +58,7 @@ def held_out(pdf: np.ndarray, y: np.ndarray, fields=None, settings=CalibrationSe
 
 @pytest.mark.parametrize("claimed, skew", [(1 / 3, False), (1 / 5, False), (2.0, False), (1.0, True)],
                          ids=["3x too narrow", "5x too narrow", "2x too wide", "skewed truths"])
+@pytest.mark.slow
 def test_maps_calibrate_held_out_galaxies(claimed, skew):
     pdf, y = gaussian_sample(0, claimed, skew)
     half = N // 2
@@ -72,6 +73,7 @@ def test_maps_calibrate_held_out_galaxies(claimed, skew):
         assert raw["coverage_68"] < 0.4               # what the user got before
 
 
+@pytest.mark.slow
 def test_a_histogram_with_empty_bins_is_calibrated_through_the_kernel():
     """KNN-like densities: 20 neighbours' histogram, too narrow and with empty bins between them."""
     rng = np.random.default_rng(3)
@@ -86,6 +88,7 @@ def test_a_histogram_with_empty_bins_is_calibrated_through_the_kernel():
     assert abs(summary["all"]["coverage_95"] - 0.9545) <= 0.02
 
 
+@pytest.mark.slow
 def test_calibrated_densities_are_left_alone():
     pdf, y = gaussian_sample(4, 1.0)
     result, summary = held_out(pdf, y)
@@ -95,6 +98,7 @@ def test_calibrated_densities_are_left_alone():
     assert abs(summary["all"]["coverage_68"] - 0.6827) <= 0.03
 
 
+@pytest.mark.slow
 def test_a_field_that_one_map_leaves_off_gets_its_own():
     """North densities 3x too narrow, south ones right: one global map would split the difference."""
     pdf_n, y_n = gaussian_sample(5, 1 / 3)
@@ -161,6 +165,7 @@ def test_a_density_through_a_gaussians_quantiles_is_that_gaussian():
         quantile_densities(np.zeros((1, 2)), np.array([0.5, 0.2]), FINE)
 
 
+@pytest.mark.slow
 def test_the_calibrator_survives_save_and_load(tmp_path):
     pdf, y = gaussian_sample(9, 1 / 3)
     result = fit_calibration(pdf, FINE, y, np.where(np.arange(N) % 2, "N", "S"))
@@ -202,6 +207,7 @@ class Overconfident(Head):
         return gaussian_densities(X[:, 0], X[:, 1] / 4, grid)
 
 
+@pytest.mark.slow
 def test_a_predictor_serves_calibrated_quantiles_and_keeps_its_point_estimate(tmp_path):
     """MC-dropout-like Gaussians 4x too narrow through the Predictor: the served [q16, q84] and
     [q02, q98] cover 68 % and 95 % of held-out truths; the prediction is the head's own."""

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import gst_path
-from project_copy import copy_project, edit_params, run
+from project_copy import copy_project, edit_params, run, set_hyperparameters
 
 pytestmark = pytest.mark.integration
 BANDS = "ugriz"
@@ -49,12 +49,12 @@ def my_catalogue(params: dict) -> None:
     heads = params["heads"]
     heads["knn"]["n_trials"] = 2
     heads["gbt"].update(n_trials=1)
-    heads["gbt"]["search"]["max_iter"] = 40
+    set_hyperparameters(params, "gbt", max_iter=40)
     heads["mlp"]["n_trials"] = 1
-    heads["mlp"]["search"].update(max_epochs=3, width=[32])
+    set_hyperparameters(params, "mlp", max_epochs=3, width=[32])
     heads["clap"]["n_trials"] = 1
-    heads["clap"]["search"].update(latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32], max_epochs=2,
-                                   n_realisations=1)
+    set_hyperparameters(params, "clap", latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32], max_epochs=2,
+                        n_realisations=1)
     params["baselines"]["kcorrect_specz"]["n_mc"] = 2
     params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
     params["calibration"]["min_calibration_rows"] = 60

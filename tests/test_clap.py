@@ -94,6 +94,7 @@ def toy_clap():
     return head, X[3300:], y[3300:], Grid.from_params(grid)
 
 
+@pytest.mark.slow
 def test_clap_head_gives_calibrated_and_accurate_densities(toy_clap, tmp_path):
     head, X, y, grid = toy_clap
     assert len(head.realisations_) == 2

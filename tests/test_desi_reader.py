@@ -33,6 +33,7 @@ def hdus(path):
         return {h.name: {c: np.asarray(h.data[c]) for c in h.data.columns.names} for h in handle[1:]}
 
 
+@pytest.mark.slow
 def test_reader_joins_files_into_the_layout(mock_files):
     images, catalog = mock_files
     frame, report = read_desi(images, catalog)

@@ -100,6 +100,7 @@ def test_prediction_drift_and_metrics_where_labels_exist(reference):
     assert verdict["metrics"]["z"]["bias"]["current"] == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_false_alarm_rate_of_samples_from_one_population():
     pool = to_sample("pool", catalogue(4000, 7), BANDS, gaussian_embeddings(4000, 7))
     control = false_alarm_rate(pool, 2500, 600, 20, DriftSettings(), seed=3)
@@ -177,6 +178,7 @@ def test_a_band_never_measured_is_named(reference):
         compare(reference, to_sample("unmeasured", frame, BANDS), DriftSettings())
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_comparison_write_the_same_html(tmp_path):
     """Evidently names its widgets with new time-based UUIDs on every run; the saved report renumbers
     them, so the drift stage's HTML outputs keep their DVC hash when nothing changed."""

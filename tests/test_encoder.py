@@ -179,6 +179,7 @@ def tiny_survey(tmp_path_factory, params):
     return root / "astroclip.h5"
 
 
+@pytest.mark.slow
 def test_tiny_train_then_embed_lowers_the_contrastive_loss(tiny_survey, tmp_path):
     L.seed_everything(0, verbose=False)
     with AstroclipFile(tiny_survey) as file:

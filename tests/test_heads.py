@@ -44,6 +44,7 @@ def test_knn_spread_is_neighbour_scatter_and_exact_match_wins():
     assert weighted.predict(np.array([[1.0]])).value[0] == pytest.approx(3.0)  # exact match only
 
 
+@pytest.mark.slow
 def test_gbt_learns_a_linear_target_and_its_spread_follows_the_noise():
     X, y = linear_problem(n=8000, noise=0.0)
     noise = np.where(X[:, 3] > 0, 0.4, 0.05)
@@ -93,6 +94,7 @@ def test_bad_head_inputs_are_clear():
         make_head("knn").fit(X, np.where(np.arange(100) == 3, np.nan, y))
 
 
+@pytest.mark.slow
 def test_kcorrect_head_gives_the_identity_at_z_01():
     rng = np.random.default_rng(2)
     flux = rng.uniform(50, 500, size=(40, 5)) * np.array([0.2, 0.6, 1.0, 1.3, 1.5])
@@ -123,6 +125,7 @@ def test_predictor_needs_positive_fluxes():
     np.testing.assert_allclose(features[0], [22.5 - 2.5, 22.5 - 2.5 * np.log10(5), -2.5 + 2.5 * np.log10(5)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_kcorrect_baseline_uses_each_fields_filters_and_equals_kcorrect_called_directly():
     import kcorrect.kcorrect
     from astropy.io import fits

@@ -17,6 +17,8 @@ from galaxyprop.physics.sed import load_templates
 
 from conftest import mock_config
 
+pytestmark = pytest.mark.slow   # simulation, servers or concurrency: left out of `make test-fast`
+
 IDENTITY = -2.5 * np.log10(1.1)
 SOUTH_ONLY = {"fields.south.fraction": 1.0, "fields.north.fraction": 0.0}
 

@@ -18,6 +18,7 @@ def linear_problem(n: int, noise: float = 0.05, seed: int = 0, scale: float = 1.
     return X.astype(np.float32), y
 
 
+@pytest.mark.slow
 def test_mlp_fits_a_linear_target_and_its_spread_grows_off_the_training_range(tmp_path):
     X, y = linear_problem(3000)
     X_val, y_val = linear_problem(500, seed=1)

@@ -106,8 +106,14 @@ BAD = [
     ("heads.knn.search.k", {"low": 4, "hihg": 256}, "heads.knn.search.k must be a range {low, high, log?}"),
     ("heads.knn.search.weights", [], "heads.knn.search.weights must list at least one choice"),
     ("heads.knn.search.weights", ["uniform", "distnce"], "heads.knn.search.weights[1] must be one of"),
-    ("heads.mlp.search.max_epochs", "ten", "heads.mlp.search.max_epochs must be an integer, got 'ten'"),
+    ("heads.mlp.fixed.patience", "ten", "heads.mlp.fixed.patience must be an integer, got 'ten'"),
+    ("heads.mlp.search.max_epochs", 30, "heads.mlp.search.max_epochs is a fixed value (30): searched settings are"),
+    ("heads.mlp.fixed.width", 64, "heads.mlp.search.width is both searched and in heads.mlp.fixed"),
+    ("heads.gbt.fixed.max_iter", [600], "heads.gbt.fixed.max_iter must be a number, string, true/false or null"),
     ("heads.clap.objective", "crsp", "heads.clap.objective must be a known metric"),
+    ("train.targets", ["z", "logmstar"], "train.targets[1] 'logmstar' is not one of"),
+    ("train.feature_heads", ["knn", "cnn"], "train.feature_heads[1] 'cnn' is not one of"),
+    ("train.image_heads", ["cnn", "cnn"], "train.image_heads names one twice"),
     ("heads.knnn", {"n_trials": 1, "search": {}}, "heads names an unknown head 'knnn'"),
     ("calibration.folds", 1, "calibration.folds must be at least 2, got 1"),
     ("calibration.kernel_bins", [0, -2], "calibration.kernel_bins must be a non-empty list of non-negative"),
@@ -153,6 +159,7 @@ def one_error_line(result: subprocess.CompletedProcess, key: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("galaxyprop: error: params.yaml: ") and key in lines[0], lines
 
 
+@pytest.mark.slow
 def test_the_cli_stops_with_one_line(real, tmp_path):
     write_params(tmp_path, edited(real, "heads.knn.n_trials", -1))
     result = subprocess.run([sys.executable, "-m", "galaxyprop.cli.main", "--params", "params.yaml", "models"],
@@ -161,6 +168,7 @@ def test_the_cli_stops_with_one_line(real, tmp_path):
     assert not (tmp_path / "mlruns").exists()   # nothing was touched before the check
 
 
+@pytest.mark.slow
 def test_the_check_params_stage(real, tmp_path):
     shutil.copytree(PROJECT / "pipelines", tmp_path / "pipelines")
     write_params(tmp_path, real)

@@ -48,6 +48,7 @@ def test_ab_source_has_unit_maggies():
         assert ab_maggies(wave, ab, load_filter(band)) == pytest.approx(1.0, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_agrees_with_kcorrect_for_its_templates():
     """Our K of each template matches kcorrect's K for unit coefficients on that template."""
     import kcorrect.kcorrect

@@ -250,7 +250,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
         changed = set(json.loads(run(["dvc", "status", "--json"], project).stdout))
     finally:
         common.write_text(source)
-    assert {"prepare", "train@knn-z-image", "train_cnn@z", "evaluate", "drift"} <= changed, changed
+    assert {"prepare", "train@knn-z-image", "train_image@cnn-z", "evaluate", "drift"} <= changed, changed
     assert "import_data" not in changed                       # it does not import common
     assert_up_to_date(project)
     edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 5))

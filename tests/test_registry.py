@@ -67,6 +67,7 @@ def mse_on(test):
 GATE = Gate("mse", field_tolerance=0.1, drift_limit=0.01)
 
 
+@pytest.mark.slow
 def test_register_load_and_gate(store, galaxies):
     train, test = galaxies
     good = register(store, train, test, shuffle=False)

@@ -7,6 +7,8 @@ import hashlib
 import subprocess
 import sys
 
+import pytest
+
 SAVE = r"""
 import sys, torch
 from torch import nn
@@ -22,6 +24,7 @@ save_object(holder, sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_torch_objects_pickle_to_the_same_bytes_in_two_processes(tmp_path):
     import torch
 

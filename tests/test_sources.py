@@ -18,6 +18,7 @@ def data_params(params: dict, source: str, **changes) -> dict:
     return data
 
 
+@pytest.mark.slow
 def test_sdss_catalogue_source_stays_available(params, tmp_path):
     data = data_params(params, "sdss_gst", max_rows=300)
     files = import_source(data, None, tmp_path / "raw")
@@ -29,6 +30,7 @@ def test_sdss_catalogue_source_stays_available(params, tmp_path):
     assert len(k) > 250 and np.all(np.isfinite(k)) and -0.4 < np.median(k) < 0.2
 
 
+@pytest.mark.slow
 def test_mock_source_is_simulated_and_read(params, tmp_path):
     mock = copy.deepcopy(params["mock"])
     mock.update(n_galaxies=25, n_jobs=1)

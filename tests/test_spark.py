@@ -11,6 +11,8 @@ from galaxyprop.deploy.spark import local_session, spark_predict
 from conftest import mlflow_store
 from registered_models import register_models, stores
 
+pytestmark = pytest.mark.slow   # simulation, servers or concurrency: left out of `make test-fast`
+
 pytest.importorskip("pyspark", reason="pyspark is in the dev extra; it needs Java 17 or 21")
 
 

@@ -26,6 +26,8 @@ from galaxyprop.registry import versions as registry
 from galaxyprop.registry.promotion import Gate
 from galaxyprop.tracking import runs as tracking
 
+pytestmark = pytest.mark.slow   # simulation, servers or concurrency: left out of `make test-fast`
+
 NAME = "galaxyprop-z"
 EVALUATION = {"all": {"mse": 0.1}}
 

@@ -43,8 +43,8 @@ def test_tuning_resumes_to_n_trials_and_is_seeded(tmp_path):
     again = tune(objective, SPACE, n_trials=10, study_name="s", storage=storage, seed=7)
     assert len(again.trials) == 10  # nothing left to do
     assert again.best_trial.user_attrs["loss"] == again.best_value
-    full = hyperparameters(SPACE, again.best_trial)
-    assert full["fixed"] == 3 and set(full) == set(SPACE)
+    full = hyperparameters({"fixed": 3}, again.best_trial)   # heads.<head>.fixed and the drawn values
+    assert full["fixed"] == 3 and set(full) == set(SPACE) and full["x"] == again.best_trial.params["x"]
     assert objective(full)[0] == again.best_value
     other = tune(objective, SPACE, n_trials=6, study_name="t", storage=storage, seed=7)
     assert [t.params for t in other.trials] == [t.params for t in study.trials[:6]]

@@ -8,6 +8,7 @@ package into each registered model, so it declares `src/galaxyprop`.
 
     python tools/stage_deps.py           # list the stages whose declared code differs
     python tools/stage_deps.py --write   # rewrite those deps in dvc.yaml (comments kept)
+    python tools/stage_deps.py --prune-lock   # drop dvc.lock entries of stages dvc.yaml no longer has
 
 tests/test_stage_deps.py fails while any stage's declared code differs from its closure.
 """
@@ -76,10 +77,34 @@ def differences(stages: dict) -> dict[str, tuple[list[str], list[str]]]:
     return out
 
 
+def prune_lock() -> None:
+    """Remove the dvc.lock entries of stages that dvc.yaml no longer defines (renamed or deleted):
+    `dvc repro` rewrites the entries of the stages it runs and keeps every other one."""
+    from dvc.repo import Repo
+    from ruamel.yaml import YAML
+
+    with Repo(str(PROJECT)) as repo:
+        names = {stage.addressing for stage in repo.index.stages}
+    yaml = YAML()
+    yaml.width = 4096
+    path = PROJECT / "dvc.lock"
+    lock = yaml.load(path.read_text())
+    orphans = [name for name in lock["stages"] if name not in names]
+    for name in orphans:
+        del lock["stages"][name]
+    if orphans:
+        with path.open("w") as handle:
+            yaml.dump(lock, handle)
+    print(f"dvc.lock: removed {len(orphans)} entries of stages dvc.yaml no longer has {orphans}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the code deps in dvc.yaml")
+    parser.add_argument("--prune-lock", action="store_true", help="drop dvc.lock entries of removed stages")
     args = parser.parse_args()
+    if args.prune_lock:
+        prune_lock()
     from ruamel.yaml import YAML
 
     yaml = YAML()

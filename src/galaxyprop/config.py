@@ -19,8 +19,9 @@ from galaxyprop.errors import GalaxypropError
 #: (`params["mock"]`, `params["data"]["sources"]`); keys inside a file are written without the group.
 GROUP_FILES = {"mock": "mock.yaml", "data.sources": "sources.yaml"}
 #: Sections whose `seed` defaults to the global `seed` when they do not set their own.
+#: (A head's seed is derived where it is made: pipelines/train.py gives the global seed to heads that take one.)
 SEEDED = ("data", "mock", "split", "encoder.training", "calibration", "tuning", "drift", "adaptation.mlp",
-          "heads.*.fixed", "baselines.*")
+          "baselines.*")
 
 
 def _read_yaml(path: Path):

@@ -61,9 +61,8 @@ def suggest(trial: optuna.Trial, space: Mapping) -> dict:
     return params
 
 
-def hyperparameters(space: Mapping, trial: optuna.trial.FrozenTrial) -> dict:
-    """All hyperparameters of a finished trial: its drawn values and the fixed values of `space`."""
-    fixed = {name: spec for name, spec in space.items() if not isinstance(spec, (list, tuple, Mapping))}
+def hyperparameters(fixed: Mapping, trial: optuna.trial.FrozenTrial) -> dict:
+    """All hyperparameters of a finished trial: the head's fixed settings and the trial's drawn values."""
     return {**fixed, **trial.params}
 
 

@@ -92,7 +92,9 @@ TABLE: dict[str, str] = {
     "evaluation.eta_threshold": "positive", "evaluation.n_redshift_bins": "count",
     "evaluation.kept_fractions": "fractions",
     "tuning.seed": "int", "tuning.pruner": "map?", "tuning.pruner.kind": "str",
-    "heads": "map", "heads.*": "map", "heads.*.n_trials": "count", "heads.*.search": "map", "heads.*.objective": "str",
+    "train.targets": "strs", "train.feature_heads": "strs", "train.image_heads": "strs?",
+    "heads": "map", "heads.*": "map", "heads.*.n_trials": "count", "heads.*.search": "map",
+    "heads.*.fixed": "map?", "heads.*.objective": "str",
     "baselines.*": "map", "baselines.*.bands": "strs?", "baselines.*.n_mc": "count", "baselines.*.seed": "int",
     "baselines.*.redshift_from": "str",
     "registry.candidate_heads": "strs", "registry.selection": "map", "registry.selection.metric": "str",
@@ -118,6 +120,7 @@ REQUIRED = {
     "split": ("fractions", "seed"), "features": ("default",),
     "targets.*": ("metric", "outlier_threshold", "grid"), "targets.*.grid": ("low", "high", "n_bins"),
     "heads.*": ("n_trials", "search"), "registry": ("candidate_heads", "selection"),
+    "train": ("targets", "feature_heads"),
     "drift": ("reference_field",), "adaptation": ("mlp",),
 }
 #: sections whose unknown keys are errors (the code would silently ignore a misspelt one)
@@ -306,8 +309,13 @@ def check_hyperparameter(key: str, name: str, value) -> None:
         fail(key, f"must be one of {list(STR_HYPERPARAMETERS[name])}, {_got(value)}")
 
 
-def check_search(key: str, space: Mapping) -> None:
-    """As `tuning.suggest` reads it: a list is a choice, a mapping {low, high, log?} a range, else fixed."""
+def check_search(key: str, space: Mapping, fixed: Mapping) -> None:
+    """As `tuning.suggest` reads it: a list is a choice, a mapping {low, high, log?} a range; settings
+    that are not searched are in `fixed` (the sibling key), each named once."""
+    for name in sorted(set(space) & set(fixed)):
+        fail(f"{key}.{name}", f"is both searched and in {key.rpartition('.')[0]}.fixed: keep one")
+    for name, value in fixed.items():
+        check_hyperparameter(f"{key.rpartition('.')[0]}.fixed.{name}", name, value)
     for name, spec in space.items():
         where = f"{key}.{name}"
         if isinstance(spec, list):
@@ -327,7 +335,8 @@ def check_search(key: str, space: Mapping) -> None:
             if spec.get("log") and spec["low"] <= 0:
                 fail(f"{where}.low", f"must be positive on a log range, {_got(spec['low'])}")
         else:
-            check_hyperparameter(where, name, spec)
+            fail(where, f"is a fixed value ({spec!r}): searched settings are a list of choices or a range "
+                        f"{{low, high, log?}}; put fixed ones in {key.rpartition('.')[0]}.fixed")
 
 
 def check_heads(heads: Mapping) -> None:
@@ -340,7 +349,23 @@ def check_heads(heads: Mapping) -> None:
             fail("heads", f"names an unknown head '{name}'; known: {sorted(known)}")
         if "objective" in spec:
             check_metric(f"heads.{name}.objective", spec["objective"], point | density)
-        check_search(f"heads.{name}.search", spec["search"])
+        check_search(f"heads.{name}.search", spec["search"], spec.get("fixed") or {})
+
+
+def check_train(train: Mapping, params: Mapping) -> None:
+    """The lists the train stages' matrices run: each name has its settings in `targets` / `heads`."""
+    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS
+
+    for key, names, known, settings in (("train.targets", train["targets"], params.get("targets", {}), "targets"),
+                                        ("train.feature_heads", train["feature_heads"], FEATURE_HEADS, "heads"),
+                                        ("train.image_heads", train.get("image_heads") or [], IMAGE_HEADS, "heads")):
+        if len(set(names)) != len(names):
+            fail(key, f"names one twice, {_got(names)}")
+        for i, name in enumerate(names):
+            if name not in known:
+                fail(f"{key}[{i}]", f"'{name}' is not one of {sorted(known)}")
+            if name not in params.get(settings, {}):
+                fail(f"{key}[{i}]", f"'{name}' has no settings in `{settings}`")
 
 
 def check_features(features: Mapping) -> None:
@@ -413,8 +438,8 @@ def check_mock(mock: Mapping) -> None:
 SECTIONS: dict[str, Callable] = {"data": check_data, "split": check_split, "targets": check_targets,
                                  "heads": check_heads, "features": check_features, "registry": check_registry,
                                  "tuning": check_tuning, "calibration": check_calibration, "drift": check_drift,
-                                 "mock": check_mock}
-NEEDS_PARAMS = {"data", "registry"}
+                                 "mock": check_mock, "train": check_train}
+NEEDS_PARAMS = {"data", "registry", "train"}
 #: the sections this module checks (others are accepted as they are)
 VALIDATED_SECTIONS = sorted({p.split(".")[0] for p in TABLE})
 
