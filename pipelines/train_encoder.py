@@ -71,6 +71,7 @@ def main() -> None:
         reason = f"data source '{section(params, 'data.source')}' has no images and spectra"
         write_skipped(ENCODER, reason)
         write_json({"skipped": reason}, ENCODER_SUMMARY)
+        write_curve([], ENCODER_CURVES / "loss_vs_epoch.csv")     # no epochs: the header alone
         ENCODER_PLOTS.mkdir(parents=True, exist_ok=True)
         return
     images_path = raw_images(RAW)
