@@ -26,11 +26,13 @@ import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
+sys.path.append(str(PROJECT / "pipelines"))   # after benchmarks/ and tests/: `common` only, never their drift.py
 from serving import serving_benchmarks  # noqa: E402
 
 from drift import drift_benchmarks  # noqa: E402
 from galaxyprop.config import load_params  # noqa: E402
 
+from common import metrics_key  # noqa: E402
 from project_copy import copy_project, run  # noqa: E402
 
 
@@ -39,12 +41,6 @@ def stage_timings(root: Path, stage: str) -> dict:
     from galaxyprop.workspace import timings_path
 
     return json.loads((root / timings_path(stage)).read_text())
-
-
-def metrics_key(name: str) -> str:
-    """`knn` for `knn@image` (the default features), as the train runs are named."""
-    head, _, features = name.partition("@")
-    return head if features in ("", "image") else name
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -122,7 +118,7 @@ def heads_benchmark(root: Path, n_features: int = 20_000, n_images: int = 2048) 
         start = time.perf_counter()
         head.predict(inputs)
         rate = len(inputs) / (time.perf_counter() - start)
-        tuning = {**json.loads(summary.read_text()), **stage_timings(root, f"train:{metrics_key(name)}:{target}")}
+        tuning = {**json.loads(summary.read_text()), **stage_timings(root, f"train:{metrics_key(name, 'image')}:{target}")}
         result.setdefault(target, {})[name] = {
             "tune_seconds": tuning["tune_seconds"], "n_complete": tuning["n_complete"],
             "n_pruned": tuning["n_pruned"], "stage_peak_rss_mib": tuning["peak_rss_mib"],
@@ -166,7 +162,7 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
             rates[f"{path}_densities_per_s"] = round(n_queries / min(seconds), 1)
         rows.append({"n_train": n, "fit_seconds": round(fit_s, 2), **rates})
     stage = {**json.loads((folder / "tuning.json").read_text()),
-             **stage_timings(root, f"train:{metrics_key(f'clap@{features}')}:{target}")}
+             **stage_timings(root, f"train:{metrics_key(f'clap@{features}', 'image')}:{target}")}
     return {"target": target, "features": features, "n_realisations": best["n_realisations"],
             "n_bins": grid["n_bins"], "n_queries": n_queries,
             "pipeline": {k: stage[k] for k in ("tune_seconds", "finalise_seconds", "n_complete")},
