@@ -6,7 +6,8 @@ tuning wall time, prediction throughput and its stage's peak RSS, CLAP's trainin
 densities/s through its refitted networks and its KNN index as the training set doubles, and the
 registered image-in model served over HTTP and batch-predicted over a file (benchmarks/serving.py),
 and drift detection: the stage, the embedding methods and HTML reports against rows and dimensions,
-false alarms against batch size (benchmarks/drift.py).
+false alarms against batch size (benchmarks/drift.py), and what the images could add on the mock
+(catalogue vs noiseless photometry vs noiseless + true morphology vs catalogue + measured; benchmarks/ceiling.py).
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 """
@@ -27,6 +28,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "tests"))
 sys.path.append(str(PROJECT / "pipelines"))   # after benchmarks/ and tests/: `common` only, never their drift.py
+from ceiling import ceiling_benchmark  # noqa: E402
 from serving import serving_benchmarks  # noqa: E402
 
 from drift import drift_benchmarks  # noqa: E402
@@ -214,6 +216,7 @@ def main() -> None:
         clap = clap_benchmark(root)
         serving = serving_benchmarks(root)
         drift = drift_benchmarks(root)
+        ceiling = ceiling_benchmark(root)
         sizes = file_sizes(root)
     mock = [mock_throughput(stamp) for stamp in (64, 152)]
     result = {
@@ -235,6 +238,7 @@ def main() -> None:
         "clap": clap,
         "serving": serving,
         "drift": drift,
+        "image_ceiling": ceiling,
         "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
         "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
     }

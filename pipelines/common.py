@@ -52,9 +52,6 @@ def feature_split(source: str, split: str) -> pd.DataFrame:
         raise GalaxypropError(f"{path} not found: run the stage that makes '{source}' features (dvc repro)")
     return pd.read_parquet(path)
 
-
-
-
 def metrics_key(name: str, default_features: str) -> str:
     """The contract's key of a result: `knn` on the default features, `knn@photometry` on others."""
     head, _, features = name.partition("@")
@@ -70,9 +67,10 @@ def result_of(key: str, default_features: str) -> str:
 
 
 def inputs_of(key: str, default_features: str) -> str:
-    """What a result learned from: a feature source, `cutouts` (image heads), or for the kcorrect
-    baselines the redshift they were fitted at (`spec-z`, `photo-z:<features>`)."""
-    from galaxyprop.heads import IMAGE_HEADS
+    """What a result learned from: a feature source, `cutouts` (image heads), `cutouts+photometry`
+    (multimodal heads), or for the kcorrect baselines the redshift they were fitted at (`spec-z`,
+    `photo-z:<features>`)."""
+    from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS
 
     name = result_of(key, default_features)
     head, _, features = name.partition("@")
@@ -80,7 +78,27 @@ def inputs_of(key: str, default_features: str) -> str:
         return "spec-z"
     if head == "kcorrect_photoz":
         return f"photo-z:{features or default_features}"
+    if head in MULTIMODAL_HEADS:
+        return MULTIMODAL_INPUTS
     return "cutouts" if head in IMAGE_HEADS else features
+
+
+#: What the multimodal heads learn from: the cutouts and the catalogue photometry features.
+MULTIMODAL_INPUTS = "cutouts+photometry"
+
+
+def registered_kind(inputs: str) -> str | None:
+    """The kind of input (multimodal, images, catalogue) a model learned from `inputs` (as `inputs_of`
+    names them) takes; None for the baselines and for models on embeddings or spectra made elsewhere,
+    which no registered model takes."""
+    from galaxyprop.features.combined import source_input_kind
+    from galaxyprop.features.multimodal import REGISTERED_KINDS
+
+    if inputs == MULTIMODAL_INPUTS:
+        return "multimodal"
+    if inputs == "cutouts":
+        return "images"
+    return REGISTERED_KINDS.get(source_input_kind(inputs) or "")
 
 
 def write_skipped(folder: Path, reason: str) -> None:
@@ -92,12 +110,6 @@ def write_skipped(folder: Path, reason: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     write_json({"reason": reason}, folder / SKIPPED)
     logging.getLogger("pipeline").warning("%s: %s", folder, reason)
-
-
-
-
-
-
 
 
 def prediction_frame(frame: pd.DataFrame, split: str, target: str, value, spread) -> pd.DataFrame:
@@ -114,14 +126,20 @@ def split_fields(frame: pd.DataFrame):
 
 def split_inputs(head: str, features: str, split: str, target: str) -> tuple:
     """Inputs, target and catalogue rows of one split: the feature matrix of the galaxies that have
-    these features, or (image heads) every galaxy's cutouts."""
+    these features, (image heads) every galaxy's cutouts, or (multimodal heads) every galaxy's
+    cutouts with its catalogue photometry features."""
     import numpy as np
 
-    from galaxyprop.heads import IMAGE_HEADS
+    from galaxyprop.features.multimodal import ImagesAndFeatures
+    from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS
 
     frame = prepared_split(split)
     if head in IMAGE_HEADS:
         return model_inputs("images", frame, features), frame[target].to_numpy(float), frame
+    if head in MULTIMODAL_HEADS:
+        photometry = feature_split("photometry", split).set_index(schema.ID).loc[frame[schema.ID]]
+        inputs = ImagesAndFeatures(model_inputs("images", frame, features), photometry.to_numpy(np.float32))
+        return inputs, frame[target].to_numpy(float), frame
     table = feature_split(features, split)
     frame = frame[frame[schema.ID].isin(table[schema.ID])].reset_index(drop=True)
     matrix = table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
@@ -130,15 +148,19 @@ def split_inputs(head: str, features: str, split: str, target: str) -> tuple:
 
 def model_inputs(input_kind: str, frame: pd.DataFrame, features: str):
     """What a model taking `input_kind` is given for the catalogue rows `frame`: the rows themselves,
-    their g,r,z cutouts (N, 3, H, W) or spectra from the source's image file, or their embeddings."""
+    their g,r,z cutouts (N, 3, H, W) or spectra from the source's image file, their embeddings, or
+    (multimodal) the cutouts and the rows together."""
     import numpy as np
 
     from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW
     from galaxyprop.data.sources import raw_images
+    from galaxyprop.features.multimodal import Multimodal
 
     if input_kind == "catalog":
         return frame
+    if input_kind == "multimodal":
+        return Multimodal(model_inputs("images", frame, features), frame.reset_index(drop=True))
     if input_kind == "embeddings":
         table = feature_split(features, "test").set_index(schema.ID)
         return table.loc[frame[schema.ID]].to_numpy(np.float32)

@@ -13,11 +13,11 @@ from galaxyprop.evaluation.comparison import comparison_markdown
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, COMPARISON_PLOTS, EVALUATION_PLOTS, METRICS, REPORTS
 
-from common import inputs_of, save_figure
+from common import inputs_of, registered_kind, save_figure
 
 log = logging.getLogger("compare")
 PLOTS = COMPARISON_PLOTS
-MC_DROPOUT = ("mlp", "cnn")   # heads whose spread is MC dropout: their confidence curve is plotted
+MC_DROPOUT = ("mlp", "cnn", "cnn_mm")   # heads whose spread is MC dropout: their confidence curve is plotted
 
 
 @exit_on_error
@@ -28,6 +28,7 @@ def main() -> None:
     default = section(params, "features.default")
     selection = {target: section(params, f"targets.{target}.metric") for target in metrics}
     inputs = {key: inputs_of(key, default) for per_target in metrics.values() for key in per_target}
+    kinds = {key: registered_kind(value) for key, value in inputs.items()}
     with tracking.stage_run(Stores.from_params(params), "compare"):
         figures = {}
         for target, metric in selection.items():
@@ -43,7 +44,7 @@ def main() -> None:
                                   EVALUATION_PLOTS / f"{target}_pit_qq.png",
                                   EVALUATION_PLOTS / f"{target}_coverage_by_field.png") if p.exists()]
             figures[target] = [str(p.relative_to(REPORTS)) for p in paths]
-        report = comparison_markdown(metrics, breakdown, inputs, selection, figures)
+        report = comparison_markdown(metrics, breakdown, inputs, selection, figures, kinds)
         with atomic_path(COMPARISON) as tmp:
             tmp.write_text(report)
         log.info("wrote %s", COMPARISON)

@@ -44,10 +44,14 @@ def image_embeddings(frame: pd.DataFrame) -> np.ndarray | None:
 
 
 def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Each target's registered candidate (reports/registered.json) on these galaxies."""
+    """Each target's registered candidates (reports/registered.json) on these galaxies: the multimodal
+    model's predictions, or the image model's, or the catalogue model's, the first registered."""
     registered = json.loads((REGISTERED).read_text())
-    models = {t: registry.load_model(t, entry["version"]) for t, entry in registered.items() if entry["version"]}
-    needs_images = any(m.metadata.get_input_schema().is_tensor_spec() for m in models.values())
+    models: dict[str, list] = {}
+    for model, entry in registered.items():
+        if entry["version"]:
+            models.setdefault(entry.get("target", model), []).append(registry.load_model(model, entry["version"]))
+    needs_images = any(m.metadata.get_input_schema().is_tensor_spec() for ms in models.values() for m in ms)
     cutouts = model_inputs("images", frame, "image") if needs_images else None
     skipped: dict[str, str] = {}
     predictions = predict(models, frame, cutouts, skipped, progress=True)

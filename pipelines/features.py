@@ -1,5 +1,6 @@
-"""Stage features: the catalogue-side feature sources of every split, keyed by id — photometry,
-and external embeddings when params name a file — each folder with the encoder that made it."""
+"""Stage features: the catalogue-side feature sources of every split, keyed by id — photometry (every
+band, and `photometry_grz` on the images' bands alone: the catalogue reference for image models), and
+external embeddings when params name a file — each folder with the encoder that made it."""
 
 from __future__ import annotations
 
@@ -15,27 +16,33 @@ from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.external import PrecomputedEmbeddings, join_embeddings, read_external_embeddings
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, feature_path
+from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, SKIPPED, feature_path
 
 from common import prepared_bands, prepared_split, write_skipped
 
 log = logging.getLogger("features")
 
 
-def photometry_features(config: dict) -> dict:
+def photometry_features(config: dict, source: str) -> dict:
+    """Magnitudes and colours of the configured bands (null: every band of the source); a source
+    lacking one of them gets a `skipped.json` saying so."""
     available = prepared_bands()["bands"]
     bands = config.get("bands") or available
     unknown = sorted(set(bands) - set(available))
-    if unknown:
+    if unknown and source == "photometry":
         raise GalaxypropError(f"features.photometry.bands {unknown} are not bands of this source ({available})")
+    if unknown:
+        write_skipped(FEATURES / source, f"bands {unknown} of features.{source}.bands are not bands of this source")
+        return {}
     encoder = PhotometryFeatures(bands=tuple(bands))
-    save_object(encoder, FEATURES / "photometry" / FEATURE_ENCODER)
+    (FEATURES / source / SKIPPED).unlink(missing_ok=True)
+    save_object(encoder, FEATURES / source / FEATURE_ENCODER)
     for split in schema.SPLITS:
         frame = prepared_split(split)
         matrix = pd.DataFrame(encoder.transform(frame), columns=encoder.names)
         matrix.insert(0, schema.ID, frame[schema.ID].to_numpy())
-        write_parquet(matrix, feature_path("photometry", split))
-    return {"photometry.n_features": len(encoder.names)}
+        write_parquet(matrix, feature_path(source, split))
+    return {f"{source}.n_features": len(encoder.names)}
 
 
 def external_features(config: dict) -> dict:
@@ -65,8 +72,10 @@ def main() -> None:
     params = load_params()
     config = section(params, "features")
     with tracking.stage_run(Stores.from_params(params), "features",
-                            params={"features": {k: v for k, v in config.items() if k != "compare"}}):
-        metrics = {**photometry_features(config["photometry"]), **external_features(config["external"])}
+                            params={"features": {k: config[k] for k in ("photometry", "photometry_grz", "external")}}):
+        metrics = {**photometry_features(config["photometry"], "photometry"),
+                   **photometry_features(config["photometry_grz"], "photometry_grz"),
+                   **external_features(config["external"])}
         tracking.log_metrics(metrics)
 
 

@@ -1,6 +1,8 @@
-"""Stage register: per target, the head with the best validation proper score (params
-`registry.selection.metric`, CRPS by default) among those whose calibrated validation densities pass
-the calibration rule becomes the registry's `candidate`; every skipped head is logged with why."""
+"""Stage register: per target and kind of input (multimodal: cutouts and catalogue fluxes, images,
+catalogue), the result with the best validation proper score (params `registry.selection.metric`, CRPS
+by default) among those whose calibrated validation densities pass the calibration rule becomes the
+`candidate` of that kind's registered model (`galaxyprop-z`, `galaxyprop-z-images`,
+`galaxyprop-z-catalogue`); every skipped result is logged with why."""
 
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ from galaxyprop.registry.promotion import CalibrationRule, select_candidate
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import BREAKDOWN, METRICS, PREPARED, REGISTERED, VAL_METRICS, model_dir
 
-from common import inputs_of, model_inputs, prepared_split, result_of
+from common import inputs_of, model_inputs, prepared_split, registered_kind, result_of
 
 log = logging.getLogger("register")
 #: The tags that make two registrations the same version.
-SAME_VERSION = ("model_hash", "code_hash", "data_hash", "params_hash", "head", "features", "target", "dataset")
+SAME_VERSION = ("model_hash", "code_hash", "data_hash", "params_hash", "head", "features", "inputs", "target", "dataset")
 
 
 def check_candidate_heads(heads: list[str]) -> None:
@@ -33,6 +35,20 @@ def check_candidate_heads(heads: list[str]) -> None:
             head_class(str(name).partition("@")[0])
         except GalaxypropError as err:
             raise GalaxypropError(f"params.yaml: registry.candidate_heads: {err}") from None
+
+
+def candidates_by_kind(eligible: list[str], results: list[str], default_features: str) -> dict[str, list[str]]:
+    """The results (metrics keys) each kind of registered model chooses among: those of an eligible head
+    (`knn`: on every feature source; `knn@photometry`: on that one), grouped by what they take."""
+    by_kind: dict[str, list[str]] = {kind: [] for kind in registry.INPUT_KINDS}
+    for key in results:
+        name = result_of(key, default_features)
+        if name not in eligible and name.partition("@")[0] not in eligible and key not in eligible:
+            continue
+        kind = registered_kind(inputs_of(key, default_features))
+        if kind is not None:
+            by_kind[kind].append(key)
+    return {kind: keys for kind, keys in by_kind.items() if keys}
 
 
 def uncalibrated_heads(target: str, heads: list[str], default_features: str) -> dict[str, str]:
@@ -45,6 +61,43 @@ def uncalibrated_heads(target: str, heads: list[str], default_features: str) -> 
             if not report.get("calibrated"):
                 out[head] = report.get("reason", "not calibrated")
     return out
+
+
+def register(model: str, target: str, kind: str, head: str, chosen: dict, val_calibration: dict, test_metrics: dict,
+             example, params: dict, metric: str, data_hash: str) -> str:
+    """Register result `head` as `model`'s candidate (or re-point `candidate` at the version an identical
+    earlier run registered); the version."""
+    default_features = section(params, "features.default")
+    target_metric = section(params, f"targets.{target}.metric")
+    name = result_of(head, default_features)
+    head_name, features = name.partition("@")[0], inputs_of(head, default_features)
+    predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
+    overall = val_calibration.get(head, {}).get(OVERALL, {})
+    tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
+            "features": features, "inputs": kind, "dataset": section(params, "data.source"), "target": target,
+            "params_hash": params_hash(params["data"], params.get("mock"), params["split"],
+                                       params["features"], params.get("encoder"), params["heads"][head_name],
+                                       params.get("calibration")),
+            "selection_metric": metric, f"val_{metric}": f"{chosen[metric]:.6g}",
+            f"val_{target_metric}": f"{chosen[target_metric]:.6g}",
+            "val_coverage_68": f"{overall.get('coverage_68', float('nan')):.4g}",
+            "val_pit_ks": f"{overall.get('pit_ks', float('nan')):.4g}"}
+    tags["model_hash"] = registry.file_hash(model_dir(target, name) / "predictor.joblib")
+    tags["code_hash"] = registry.package_hash()
+    # A rerun on the same model, code, data and params re-points `candidate` at the version it
+    # registered then (DVC runs this stage every time: the registry is state it cannot cache).
+    existing = registry.find_version(model, {k: tags[k] for k in SAME_VERSION})
+    if existing is not None:
+        version = str(existing.version)
+        registry.set_candidate(model, version)
+        log.info("%s: unchanged since version %s; candidate points at it", registry.model_name(model), version)
+        return version
+    with tracking.child_run(f"register:{head}:{model}", tags=tags):
+        inputs = model_inputs(predictor.input_kind, example, features)
+        version = registry.register_predictor(predictor, inputs, tags, test_metrics, model=model)
+    log.info("registered %s version %s (%s, val %s = %.5g, calibrated: %s) as candidate",
+             registry.model_name(model), version, head, metric, chosen[metric], predictor.calibrated)
+    return version
 
 
 @exit_on_error
@@ -65,47 +118,24 @@ def main() -> None:
         for target, val_metrics in val_all.items():
             target_metric = section(params, f"targets.{target}.metric")
             val_calibration = {h: by_split["val"]["calibrated"] for h, by_split in calibration.get(target, {}).items()}
-            head, skipped = select_candidate(candidates, val_metrics, val_calibration,
-                                             uncalibrated_heads(target, candidates, default_features), metric, rule)
-            for other, why in skipped.items():
-                log.info("%s: %s not selected: %s", target, other, why)
-            if head is None:
-                log.warning("%s: no head passes the calibration rule; the registry's candidate stays where it was",
-                            target)
-                registered[target] = {"model": registry.model_name(target), "version": None, "skipped": skipped}
-                continue
-            name = result_of(head, default_features)
-            head_name, features = name.partition("@")[0], inputs_of(head, default_features)
-            predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
-            chosen = val_metrics[head]
-            overall = val_calibration.get(head, {}).get(OVERALL, {})
-            tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
-                    "features": features, "dataset": section(params, "data.source"), "target": target,
-                    "params_hash": params_hash(params["data"], params.get("mock"), params["split"],
-                                               params["features"], params.get("encoder"), params["heads"][head_name],
-                                               params.get("calibration")),
-                    "selection_metric": metric, f"val_{metric}": f"{chosen[metric]:.6g}",
-                    f"val_{target_metric}": f"{chosen[target_metric]:.6g}",
-                    "val_coverage_68": f"{overall.get('coverage_68', float('nan')):.4g}",
-                    "val_pit_ks": f"{overall.get('pit_ks', float('nan')):.4g}"}
-            tags["model_hash"] = registry.file_hash(model_dir(target, name) / "predictor.joblib")
-            tags["code_hash"] = registry.package_hash()
-            # A rerun on the same model, code, data and params re-points `candidate` at the version it
-            # registered then (DVC runs this stage every time: the registry is state it cannot cache).
-            existing = registry.find_version(target, {k: tags[k] for k in SAME_VERSION})
-            if existing is not None:
-                version = str(existing.version)
-                registry.set_candidate(target, version)
-                log.info("%s: unchanged since version %s; candidate points at it", registry.model_name(target), version)
-            else:
-                with tracking.child_run(f"register:{head}:{target}", tags=tags):
-                    inputs = model_inputs(predictor.input_kind, example, features)
-                    version = registry.register_predictor(predictor, inputs, tags, test_all[target][head])
-            registered[target] = {"model": registry.model_name(target), "version": version, "head": head,
-                                  "selection_metric": metric, f"val_{metric}": chosen[metric],
-                                  f"val_{target_metric}": chosen[target_metric], "skipped": skipped}
-            log.info("registered %s version %s (%s, val %s = %.5g, calibrated: %s) as candidate",
-                     registry.model_name(target), version, head, metric, chosen[metric], predictor.calibrated)
+            for kind, keys in candidates_by_kind(candidates, list(val_metrics), default_features).items():
+                model = registry.model_id(target, kind)
+                head, skipped = select_candidate(keys, val_metrics, val_calibration,
+                                                 uncalibrated_heads(target, keys, default_features), metric, rule)
+                for other, why in skipped.items():
+                    log.info("%s: %s not selected: %s", model, other, why)
+                if head is None:
+                    log.warning("%s: no result passes the calibration rule; the registry's candidate stays where "
+                                "it was", model)
+                    registered[model] = {"model": registry.model_name(model), "target": target, "inputs": kind,
+                                         "version": None, "skipped": skipped}
+                    continue
+                version = register(model, target, kind, head, val_metrics[head], val_calibration, test_all[target][head],
+                                   example, params, metric, data_hash)
+                registered[model] = {"model": registry.model_name(model), "target": target, "inputs": kind,
+                                     "version": version, "head": head, "selection_metric": metric,
+                                     f"val_{metric}": val_metrics[head][metric],
+                                     f"val_{target_metric}": val_metrics[head][target_metric], "skipped": skipped}
         write_json(registered, REGISTERED)
 
 

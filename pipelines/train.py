@@ -2,7 +2,8 @@
 nested MLflow run per trial, with its curves), keep the best model, calibrate its densities on the
 validation split, predict val and test, and write both splits' densities (raw and calibrated).
 
-Feature heads (knn, gbt, mlp) learn from a feature source; image heads (cnn) from the cutouts.
+Feature heads (knn, gbt, mlp, clap) learn from a feature source; image heads (cnn) from the cutouts,
+multimodal heads (cnn_mm) from the cutouts and the catalogue photometry together.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import json
 import logging
 import resource
 import time
@@ -27,7 +29,8 @@ from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.evaluation.densities import Grid, quantiles, resample
 from galaxyprop.evaluation.metrics import density_metrics, objective_value, target_metrics
 from galaxyprop.features.images import Cutouts
-from galaxyprop.heads import IMAGE_HEADS, Head, head_class, make_head
+from galaxyprop.features.multimodal import CutoutsAndPhotometry, ImagesAndFeatures
+from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS, Head, head_class, make_head
 from galaxyprop.provenance import code_digest
 from galaxyprop.registry.predictor import QUANTILES, Predictor
 from galaxyprop.tracking import runs as tracking
@@ -36,6 +39,7 @@ from galaxyprop.workspace import (
     FEATURE_ENCODER,
     FEATURES,
     RAW,
+    SKIPPED,
     densities_path,
     model_dir,
     predictions_path,
@@ -43,23 +47,33 @@ from galaxyprop.workspace import (
     timings_path,
 )
 
-from common import metrics_key, prediction_frame, prepared_split, split_fields, split_inputs, write_skipped
+from common import MULTIMODAL_INPUTS, metrics_key, prediction_frame, prepared_split, split_fields, split_inputs, write_skipped
 
 log = logging.getLogger("train")
 
 
-def digest(*arrays: np.ndarray) -> str:
+def digest(*arrays) -> str:
+    """sha256 of the inputs' bytes (a multimodal head's cutouts and features each)."""
     sha = hashlib.sha256()
     for array in arrays:
-        sha.update(np.ascontiguousarray(array).tobytes())
+        for part in (array.images, array.features) if isinstance(array, ImagesAndFeatures) else (array,):
+            sha.update(np.ascontiguousarray(part).tobytes())
     return sha.hexdigest()
 
 
-def skip_without_images(target: str, name: str, source: str) -> bool:
-    """Image heads need cutouts: for a catalogue source record why, and leave empty predictions."""
-    if raw_images(RAW) is not None:
-        return False
-    write_skipped(model_dir(target, name), f"data source '{source}' has no images")
+def skip_unavailable(target: str, name: str, source: str, features: str) -> bool:
+    """Image and multimodal heads need cutouts, feature heads a feature source that was built: where
+    they are missing (e.g. a catalogue source) record why, and leave empty predictions."""
+    if features in ("cutouts", MULTIMODAL_INPUTS):
+        if raw_images(RAW) is not None:
+            return False
+        reason = f"data source '{source}' has no images"
+    else:
+        skipped = FEATURES / features / SKIPPED
+        if not skipped.exists():
+            return False
+        reason = f"feature source '{features}' was not built: {json.loads(skipped.read_text())['reason']}"
+    write_skipped(model_dir(target, name), reason)
     write_parquet(prediction_frame(prepared_split("test").iloc[:0], "test", target, [], []),
                   predictions_path(target, name))
     write_densities(densities_path(target, name), np.zeros(0, np.int64), np.zeros((0, 2)), Grid(0.0, 1.0, 2),
@@ -87,14 +101,15 @@ def main() -> None:
     parser.add_argument("--head", required=True)
     parser.add_argument("--target", required=True, choices=sorted(schema.TARGETS))
     parser.add_argument("--features", default=None, help="feature source (default: params features.default; "
-                                                           "image heads take the cutouts)")
+                                                           "image and multimodal heads take the cutouts)")
     args = parser.parse_args()
     params = load_params()
-    image_head = args.head in IMAGE_HEADS
-    features = "cutouts" if image_head else args.features or section(params, "features.default")
-    name = args.head if image_head else result_name(args.head, features)
+    image_head, multimodal_head = args.head in IMAGE_HEADS, args.head in MULTIMODAL_HEADS
+    features = ("cutouts" if image_head else MULTIMODAL_INPUTS if multimodal_head
+                else args.features or section(params, "features.default"))
+    name = args.head if image_head or multimodal_head else result_name(args.head, features)
     key = metrics_key(name, section(params, "features.default"))
-    if image_head and skip_without_images(args.target, name, section(params, "data.source")):
+    if skip_unavailable(args.target, name, section(params, "data.source"), features):
         return
     head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
@@ -162,7 +177,9 @@ def main() -> None:
         head.finalise(*data["train"][:2], validation=tuple(data["val"][:2]))
         finalise_seconds = time.perf_counter() - start
 
-        encoder = (Cutouts(head.crop) if image_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
+        encoder = (Cutouts(head.crop) if image_head
+                   else CutoutsAndPhotometry(load_object(FEATURES / "photometry" / FEATURE_ENCODER, object), head.crop)
+                   if multimodal_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
         predictor = Predictor(args.target, encoder, head, grid)
         # Calibration on the validation split (out-of-fold for its own metrics), stored in the model.
         X_val, y_val, val_frame = data["val"]

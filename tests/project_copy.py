@@ -74,6 +74,9 @@ def tiny_profile(params: dict) -> None:
     set_hyperparameters(params, "mlp", max_epochs=4, width=[32])
     set_hyperparameters(params, "cnn", channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
     params["heads"]["cnn"]["n_trials"] = 1
+    params["train"]["image_heads"] = ["cnn", "cnn_mm"]     # the cutouts-only CNN too (left out of the default run)
+    set_hyperparameters(params, "cnn_mm", channels=[8], crop=16, max_shift=2, width=[16], photometry_width=16,
+                        max_epochs=2)
     params["heads"]["clap"]["n_trials"] = 1
     set_hyperparameters(params, "clap", latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32], max_epochs=3,
                         n_realisations=2)

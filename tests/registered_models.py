@@ -71,7 +71,7 @@ def register_models(root: Path, params: dict) -> Models:
     with tracking.stage_run(stores(root), "register"):
         catalogue_version = registry.register_predictor(catalogue, test.head(5), {"head": "knn"}, {})
         image_version = registry.register_predictor(image, images[:5], {"head": "knn"}, {})
-    uris = f"models:/galaxyprop-z/{catalogue_version}", f"models:/galaxyprop-kcorr_r01/{image_version}"
+    uris = f"models:/galaxyprop-z-catalogue/{catalogue_version}", f"models:/galaxyprop-kcorr_r01-images/{image_version}"
     return Models(root, *uris, *(mlflow.pyfunc.load_model(u) for u in uris), test, images[300:])
 
 

@@ -90,15 +90,18 @@ def test_predict_source_on_the_test_file_gives_the_pipelines_predictions(project
     import json
 
     registered = json.loads((project / "reports/registered.json").read_text())
+    # a catalogue source registers the catalogue-in model of each target alone
+    assert set(registered) == {"z-catalogue", "kcorr_r01-catalogue"}
     for target in ("z", "kcorr_r01"):
-        entry = registered[target]
+        entry = registered[f"{target}-catalogue"]
         assert entry["version"] is not None, entry
         out = project / f"served_{target}.parquet"
         result = run(["galaxyprop", "predict", target, "--model", "candidate", "--input", "my_test.csv",
                       "--source", "mine", "--output", str(out)], project)
         assert "predictions of galaxyprop" in result.stdout
         served = pd.read_parquet(out).set_index("TARGETID")
-        pipeline = pd.read_parquet(project / f"data/predictions/{target}/{entry['head']}@photometry.parquet")
+        result = entry["head"] if "@" in entry["head"] else f"{entry['head']}@photometry"
+        pipeline = pd.read_parquet(project / f"data/predictions/{target}/{result}.parquet")
         pipeline = pipeline[pipeline["split"] == "test"].set_index("id")
         assert all(isinstance(i, str) for i in served.index) and set(pipeline.index) <= set(served.index)
         joined = pipeline.join(served, rsuffix="_served", how="inner")

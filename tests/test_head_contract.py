@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.evaluation.densities import Grid, histogram_densities
 from galaxyprop.evaluation.metrics import crps
+from galaxyprop.features.multimodal import ImagesAndFeatures
 from galaxyprop.heads import Head, make_head
 
 GRID = Grid(-3.0, 3.0, 120)
@@ -35,9 +36,15 @@ class Problem(NamedTuple):
     y_test: np.ndarray
 
 
-def split(X: np.ndarray, y: np.ndarray, n_train: int, n_val: int) -> Problem:
+def take(X, index):
+    """Rows of a head's inputs: an array's, or both parts' of a multimodal head's (ImagesAndFeatures)."""
+    return X.rows(index) if isinstance(X, ImagesAndFeatures) else X[index]
+
+
+def split(X, y: np.ndarray, n_train: int, n_val: int) -> Problem:
     cut = n_train + n_val
-    return Problem(X[:n_train], y[:n_train], X[n_train:cut], y[n_train:cut], X[cut:], y[cut:])
+    return Problem(take(X, slice(n_train)), y[:n_train], take(X, slice(n_train, cut)), y[n_train:cut],
+                   take(X, slice(cut, None)), y[cut:])
 
 
 @functools.cache
@@ -70,6 +77,19 @@ def blobs() -> Problem:
 
 
 @functools.cache
+def blobs_and_colours() -> Problem:
+    """The blobs' cutouts with three catalogue features (a colour and two without information); the
+    target is the colour plus the log flux seen in the cutouts."""
+    images = blobs()
+    rng = np.random.default_rng(4)
+    n = len(images.y) + len(images.y_val) + len(images.y_test)
+    features = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+    y = features[:, 0] + np.concatenate([images.y, images.y_val, images.y_test])
+    X = ImagesAndFeatures(np.concatenate([images.X, images.X_val, images.X_test]), features)
+    return split(X, y, 300, 50)
+
+
+@functools.cache
 def template_galaxies() -> Problem:
     """Fluxes (2 % noise) of random mixtures of the kcorrect templates at 0.02 < z < 0.35, the true
     K(^{0.1}r) from DECam r as the target: kcorrect's design matrix (fluxes, ivars, z)."""
@@ -93,12 +113,19 @@ def fewer_features(X: np.ndarray) -> np.ndarray:
     return X[:, :-1]
 
 
+def with_nan(X: np.ndarray) -> np.ndarray:
+    bad = np.array(X, dtype=float)
+    bad.reshape(len(bad), -1)[1, 0] = np.nan
+    return bad
+
+
 @dataclass(frozen=True)
 class Case:
     make: Callable[[], Head]
     problem: Callable[[], Problem]
     options: Callable[[], dict] = dict             # the head's own keyword-only options of `fit`
     narrow: Callable[[np.ndarray], np.ndarray] = fewer_features   # inputs of the wrong width
+    nan: Callable[[np.ndarray], np.ndarray] = with_nan             # inputs with a NaN in row 1
     uses_validation: bool = True                   # early-stops on `validation` (so checks it)
 
 
@@ -111,6 +138,13 @@ CASES = {
     "cnn": Case(lambda: make_head("cnn", channels=4, crop=12, max_shift=2, hidden_layers=1, width=16, dropout=0.05,
                                   learning_rate=5e-3, batch_size=32, max_epochs=6, patience=6, n_mc=5, seed=0),
                 blobs, narrow=lambda images: images[:, :2]),        # two bands, not g,r,z
+    # the cutouts carry half the target's variance here: the joint stage learns at the full rate (fine_tune 1)
+    "cnn_mm": Case(lambda: make_head("cnn_mm", channels=4, crop=12, max_shift=2, photometry_layers=1,
+                                     photometry_width=16, photometry_epochs=10, fine_tune=1.0, hidden_layers=1,
+                                     width=16, dropout=0.05, learning_rate=5e-3, batch_size=32, max_epochs=8,
+                                     patience=8, n_mc=5, seed=0),
+                   blobs_and_colours, narrow=lambda X: ImagesAndFeatures(X.images, fewer_features(X.features)),
+                   nan=lambda X: ImagesAndFeatures(X.images, with_nan(X.features))),
     "clap": Case(lambda: make_head("clap", grid={"low": GRID.low, "high": GRID.high, "n_bins": GRID.n_bins},
                                    latent_dim=4, projection_width=16, k_min=8, k_max=64, n_calibration=40,
                                    refit_width=32, learning_rate=5e-3, max_epochs=4, patience=4,
@@ -171,12 +205,6 @@ def fitted(request):
     return case, problem, head, again, epochs
 
 
-def with_nan(X: np.ndarray) -> np.ndarray:
-    bad = np.array(X, dtype=float)
-    bad.reshape(len(bad), -1)[1, 0] = np.nan
-    return bad
-
-
 def assert_same_predictions(a: Head, b: Head, X: np.ndarray) -> None:
     for mine, theirs in zip(a.predict(X), b.predict(X)):
         np.testing.assert_array_equal(mine, theirs)
@@ -211,7 +239,7 @@ def test_predictions_have_a_finite_value_and_spread_per_galaxy(fitted):
         assert part.shape == (len(X),) and np.isfinite(part).all()
     assert (prediction.spread >= 0).all()
     # a galaxy's value does not depend on the batch it comes in
-    np.testing.assert_allclose(head.predict(X[:5]).value, prediction.value[:5], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head.predict(take(X, slice(5))).value, prediction.value[:5], rtol=1e-5, atol=1e-6)
     # the callbacks are Lightning's: heads trained by epoch hand them to their trainer, others ignore them
     assert (epochs > 0) == head.trains_by_epoch
 
@@ -256,15 +284,15 @@ def test_bad_inputs_raise_one_line_errors(fitted):
     options = case.options()
     calls = {
         "too few features at predict": lambda: head.predict(case.narrow(p.X_test)),
-        "NaN in X at predict": lambda: head.predict(with_nan(p.X_test)),
-        "NaN in X at fit": lambda: case.make().fit(with_nan(p.X), p.y, **options),
+        "NaN in X at predict": lambda: head.predict(case.nan(p.X_test)),
+        "NaN in X at fit": lambda: case.make().fit(case.nan(p.X), p.y, **options),
         "X and y of different lengths": lambda: case.make().fit(p.X, p.y[:-1], **options),
         "non-finite y": lambda: case.make().fit(p.X, np.where(np.arange(len(p.y)) == 3, np.inf, p.y), **options),
     }
     if case.uses_validation:
         calls["validation of different lengths"] = lambda: case.make().fit(
             p.X, p.y, validation=(p.X_val, p.y_val[:-1]), **options)
-        calls["validation with NaN"] = lambda: case.make().fit(p.X, p.y, validation=(with_nan(p.X_val), p.y_val),
+        calls["validation with NaN"] = lambda: case.make().fit(p.X, p.y, validation=(case.nan(p.X_val), p.y_val),
                                                                **options)
     if "unlabelled" in options:
         calls["NaN in the unlabelled"] = lambda: case.make().fit(p.X, p.y, unlabelled=with_nan(options["unlabelled"]))

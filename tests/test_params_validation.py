@@ -124,6 +124,14 @@ BAD = [
     ("split.seed", "42", "split.seed must be an integer, got '42'"),
     ("mock.fields.north.fraction", 0.5, "mock.yaml: fields: the field fractions sum to 1.1"),
     ("features.default", "images", "features.default must be a feature source"),
+    ("features.secondary", ["measured", "image+measured"], "features.secondary[1] 'image+measured' is a combined "
+                                                            "source that features.combined does not list"),
+    ("features.combined", ["measured+spectrum"], "features.combined[0] 'measured+spectrum': 'spectrum' cannot be a part"),
+    ("features.combined", ["measured"], "features.combined[0]: 'measured' is not a combined feature source"),
+    ("features.components", {"embeddings": 16}, "features.components.embeddings is not a feature source"),
+    ("train.secondary_heads", ["gbt", "cnn"], "train.secondary_heads[1] 'cnn' is not one of"),
+    ("train.image_heads", ["cnn", "knn"], "train.image_heads[1] 'knn' is not one of ['cnn', 'cnn_mm']"),
+    ("registry.candidate_heads", ["cnn_mm@photometry"], "'cnn_mm@photometry': the image head 'cnn_mm' takes no"),
     ("evaluation.kept_fractions", [1.0, 0.0], "evaluation.kept_fractions must be a non-empty list of"),
     ("registry.promotion.drift_limits.z", {"sigma_mad": -1}, "registry.promotion.drift_limits.z.sigma_mad must be"),
 ]

@@ -23,8 +23,15 @@ CONTRACT = {"r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"}
 PHOTO_Z = {"sigma_mad", "eta", "bias", "bias_median"}
 DENSITY = {"pit_ks", "pit_cvm", "pit_w1", "pit_outlier_rate", "crps", "coverage_68", "coverage_95",
            "pit_ks_raw", "coverage_68_raw", "coverage_95_raw", "crps_raw"}
-DENSITY_HEADS = {"knn", "gbt", "mlp", "cnn", "clap", "knn@photometry", "gbt@photometry", "mlp@photometry",
-                 "clap@photometry"}
+#: The default results: every feature head on the catalogue and on the catalogue with the sep measurements,
+#: knn and gbt on the embeddings (the default features: keyed by the head alone), the g,r,z catalogue and
+#: the measurements alone, and the two CNNs.
+DENSITY_HEADS = {"knn@photometry", "gbt@photometry", "mlp@photometry", "clap@photometry",
+                 "knn@measured+photometry", "gbt@measured+photometry", "mlp@measured+photometry",
+                 "clap@measured+photometry", "knn", "gbt", "knn@photometry_grz", "gbt@photometry_grz",
+                 "knn@measured", "gbt@measured", "cnn", "cnn_mm"}
+#: What each registered model of a target takes (reports/registered.json's keys -> `inputs`).
+KINDS = {"": "multimodal", "-images": "images", "-catalogue": "catalogue"}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +55,7 @@ def test_metrics_follow_the_contract(project):
         assert set(values) == CONTRACT | PHOTO_Z | density, head
         if head in DENSITY_HEADS:   # 90 test galaxies: 3 binomial sigma of the 68 % level is 0.15
             assert 0.53 < values["coverage_68"] < 0.83 and 0.82 < values["coverage_95"] <= 1.0, head
-    assert set(metrics["kcorr_r01"]["clap"]) == CONTRACT | DENSITY | {"sigma_nmad_mode", "mse_mode"}
+    assert set(metrics["kcorr_r01"]["clap@photometry"]) == CONTRACT | DENSITY | {"sigma_nmad_mode", "mse_mode"}
     # Each must beat the median of the training truths (the constant predictor) by a margin a broken
     # head, feature source or label would not reach. A 3-epoch encoder, a 4-epoch MLP, a 2-epoch CNN and
     # a 1-trial CLAP on 490 galaxies are weak, so the image heads are held to less than photometry.
@@ -57,9 +64,12 @@ def test_metrics_follow_the_contract(project):
     for head in ("knn@photometry", "gbt@photometry"):
         assert z[head]["sigma_mad"] < 0.75 * median_z["sigma_mad"] and z[head]["r2"] > 0.25, head
         assert k[head]["mse"] < 0.35 * median_k["mse"] and k[head]["r2"] > 0.6, head
-    assert min(z[h]["sigma_mad"] for h in ("knn", "gbt", "mlp", "cnn")) < 0.9 * median_z["sigma_mad"]
-    for head in ("knn", "gbt", "mlp"):
+    assert min(z[h]["sigma_mad"] for h in ("knn", "gbt", "cnn", "gbt@measured")) < 0.9 * median_z["sigma_mad"]
+    for head in ("knn", "gbt", "gbt@measured"):
         assert k[head]["mse"] < 0.75 * median_k["mse"], head
+    # the catalogue with the measurements is at least as good a start as the catalogue alone
+    for head in ("gbt@measured+photometry", "mlp@measured+photometry"):
+        assert z[head]["sigma_mad"] < 0.75 * median_z["sigma_mad"] and k[head]["mse"] < 0.35 * median_k["mse"], head
     assert max(v["crps"] for h, v in k.items() if h in DENSITY_HEADS) < median_k["crps"]
     # Same templates as the labels, but dust and SED perturbations beyond their span.
     assert 0.9 < metrics["kcorr_r01"]["kcorrect_specz"]["r2"] < 0.999
@@ -67,7 +77,8 @@ def test_metrics_follow_the_contract(project):
     assert metrics["kcorr_r01"]["kcorrect_photoz"]["mse"] > metrics["kcorr_r01"]["kcorrect_specz"]["mse"]
     # kcorrect_photoz: at the best image-only photo-z; @photometry: at the best photometry photo-z
     photoz = json.loads((project / "reports/kcorrect_photoz@image.json").read_text())
-    assert photoz["redshift"] in {"knn", "gbt", "mlp", "cnn"} and set(photoz["failed_fits"]) == {"val", "test"}
+    assert photoz["redshift"] in {"knn", "gbt", "cnn", "knn@measured", "gbt@measured"}
+    assert set(photoz["failed_fits"]) == {"val", "test"}
     photometry = json.loads((project / "reports/kcorrect_photoz@photometry.json").read_text())
     assert photometry["redshift"].endswith("@photometry")
     prepare = json.loads((project / "reports/prepare.json").read_text())
@@ -96,26 +107,30 @@ def constant_predictor(project: Path) -> tuple[dict, dict]:
 
 def test_breakdowns_comparison_report_and_trial_runs(project):
     breakdown = json.loads((project / "reports/metrics_breakdown.json").read_text())
-    fields = breakdown["by_field"]["kcorr_r01"]["mlp"]
+    fields = breakdown["by_field"]["kcorr_r01"]["mlp@photometry"]
     assert set(fields) == {"N", "S"}
     test_size = json.loads((project / "reports/prepare.json").read_text())["split_sizes"]["test"]
     assert fields["N"]["n"] + fields["S"]["n"] == test_size
-    confident = breakdown["by_confidence"]["z"]["mlp"]
+    confident = breakdown["by_confidence"]["z"]["mlp@photometry"]
     assert [row["kept"] for row in confident] == [1.0, 0.9, 0.8]
     assert confident[0]["n"] == test_size and confident[2]["n"] == round(0.8 * test_size)
     assert confident[2]["max_spread"] <= confident[0]["max_spread"]
     report = (project / "reports/comparison.md").read_text()
-    assert "| `kcorrect_photoz` | photo-z:image |" in report and "| `cnn` | cutouts |" in report
-    assert "Best image-only head" in report
+    assert "| `kcorrect_photoz` | baseline · photo-z:image |" in report and "| `cnn` | images · cutouts |" in report
+    assert "| `cnn_mm` | multimodal · cutouts+photometry |" in report
+    assert "| `gbt@photometry_grz` | catalogue on g,r,z · photometry_grz |" in report
+    assert "Best image-only head" in report and "the catalogue: best multimodal" in report
+    assert "vs the catalogue on the images' bands `" in report
     for target, metric in (("kcorr_r01", "mse"), ("z", "sigma_mad")):
         assert (project / f"reports/plots/comparison/{target}_{metric}_vs_z.png").stat().st_size > 10_000
         assert f"plots/comparison/{target}_{metric}_confidence.png" in report
-    best = json.loads((project / "models/z/mlp@image/best_params.json").read_text())
+    best = json.loads((project / "models/z/mlp@photometry/best_params.json").read_text())
     assert best["params"]["max_epochs"] == 4 and "best_epoch" in best
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         trials = mlflow.search_runs(search_all_experiments=True,
-                                    filter_string="tags.mlflow.runName LIKE 'train:mlp:z:trial-%'")
-        parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'train:mlp:z'")
+                                    filter_string="tags.mlflow.runName LIKE 'train:mlp@photometry:z:trial-%'")
+        parents = mlflow.search_runs(search_all_experiments=True,
+                                     filter_string="tags.mlflow.runName = 'train:mlp@photometry:z'")
     assert len(trials) == 2 and set(trials["tags.mlflow.parentRunId"]) <= set(parents["run_id"])
     assert set(trials["status"]) == {"FINISHED"} and trials["metrics.val_loss"].notna().all()
 
@@ -128,8 +143,7 @@ def test_densities_are_written_per_test_galaxy_and_scored(project):
 
     test = pd.read_parquet(project / "data/prepared/test.parquet")
     written = sorted(p.name for p in (project / "data/densities/z").glob("*.h5"))
-    assert written == ["clap@image.h5", "clap@photometry.h5", "cnn.h5", "gbt@image.h5", "gbt@photometry.h5",
-                       "knn@image.h5", "knn@photometry.h5", "mlp@image.h5", "mlp@photometry.h5"]
+    assert written == sorted(f"{h}@image.h5" if h in ("knn", "gbt") else f"{h}.h5" for h in DENSITY_HEADS)
     ids, pdf, grid = read_densities(project / "data/densities/z/clap@photometry.h5", split="test")
     assert set(ids) == set(test["id"]) and grid.n_bins == 200 and grid.high == pytest.approx(0.4)
     np.testing.assert_allclose(pdf.sum(axis=1) * grid.width, 1.0, rtol=1e-4)
@@ -141,9 +155,8 @@ def test_densities_are_written_per_test_galaxy_and_scored(project):
     predicted = pd.read_parquet(project / "data/predictions/z/clap@photometry.parquet").set_index("id")
     np.testing.assert_allclose(predicted.loc[ids, "prediction"], (raw * grid.width) @ grid.centres, atol=1e-5)
     # every MC-dropout head is calibrated: its raw Gaussians (3x or more too narrow at 4 epochs) are not
-    for head in ("mlp", "cnn"):
-        calibration = json.loads((project / f"models/z/{head if head == 'cnn' else head + '@image'}/"
-                                  "calibration.json").read_text())
+    for head in ("mlp@photometry", "cnn", "cnn_mm"):
+        calibration = json.loads((project / f"models/z/{head}/calibration.json").read_text())
         assert calibration["calibrated"] and calibration["method"] != "none", head
         assert abs(metrics[head]["coverage_68"] - 0.683) < abs(metrics[head]["coverage_68_raw"] - 0.683) + 0.02
     val = json.loads((project / "reports/val_metrics.json").read_text())
@@ -174,7 +187,19 @@ def test_encoder_and_embedding_stages(project):
     assert (project / "reports/plots/encoder/loss.png").stat().st_size > 10_000
 
 
-def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_path, params):
+def model_inputs(model, frame, file):
+    """What a registered model takes for these galaxies: their catalogue columns, cutouts, or both."""
+    from galaxyprop.deploy.batch import ModelInput
+
+    need = ModelInput.of(model)
+    if need.multimodal:
+        return need.tensors(file.cutouts(frame["image_row"].to_numpy()), frame)
+    if need.shape:
+        return file.cutouts(frame["image_row"].to_numpy())
+    return frame[list(need.columns)]
+
+
+def test_every_kind_of_candidate_predicts_a_new_survey_with_lineage(project, tmp_path, params):
     from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import read_desi
     from galaxyprop.data.mock.survey import simulate_survey
@@ -182,56 +207,58 @@ def test_candidate_loads_and_predicts_a_new_survey_with_lineage(project, tmp_pat
     config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 24})
     simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)
     new, _ = read_desi(tmp_path / "new.h5", tmp_path / "new.fits", z_max=0.37)
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
-        model = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
-        version = MlflowClient().get_model_version_by_alias("galaxyprop-z", "candidate")
-        # the registry's candidates are the image-in models: the version takes g,r,z cutouts
-        assert version.tags["features"] in ("image", "cutouts")
-        assert model.metadata.get_input_schema().is_tensor_spec()
-        with AstroclipFile(tmp_path / "new.h5") as file:
-            predicted = model.predict(file.cutouts(new["image_row"].to_numpy()))
-        assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "density"]
-        assert len(predicted) == len(new)
-        dz = (predicted["prediction"] - new["z"].to_numpy()) / (1 + new["z"].to_numpy())
-        # a 3-epoch tiny encoder only gets a loose bound
-        assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.2
-        head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
-        lock = yaml.safe_load((project / "dvc.lock").read_text())
-        prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
-        assert version.tags["git_commit"] == head
-        assert version.tags["data_hash"] == prepared
-        assert version.tags["dataset"] == "mock" and version.tags["head"] in {"knn", "gbt", "mlp", "cnn", "clap"}
-        assert version.tags["features"] in {"image", "photometry", "cutouts"}
-        assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
+    features = {"multimodal": {"cutouts+photometry", "measured+photometry", "image+photometry"},
+                "images": {"image", "measured", "cutouts"}, "catalogue": {"photometry", "photometry_grz"}}
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"), AstroclipFile(tmp_path / "new.h5") as file:
+        for suffix, kind in KINDS.items():
+            model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z{suffix}@candidate")
+            version = MlflowClient().get_model_version_by_alias(f"galaxyprop-z{suffix}", "candidate")
+            assert version.tags["inputs"] == kind and version.tags["features"] in features[kind], version.tags
+            predicted = model.predict(model_inputs(model, new, file))
+            assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "density"]
+            assert len(predicted) == len(new)
+            dz = (predicted["prediction"] - new["z"].to_numpy()) / (1 + new["z"].to_numpy())
+            # a 3-epoch tiny encoder only gets a loose bound
+            assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.2, kind
+            assert version.tags["git_commit"] == head
+            assert version.tags["data_hash"] == prepared
+            assert version.tags["dataset"] == "mock"
+            assert version.tags["head"] in {"knn", "gbt", "mlp", "cnn", "clap", "cnn_mm"}
+            assert {"params_hash", "features", "test_sigma_mad", "test_mse"} <= set(version.tags)
 
 
 def test_the_candidates_serve_calibrated_intervals(project):
-    """Each target's registered candidate, loaded as a user would and fed the test split by field:
-    its [q16, q84] covers 68 % of the truths within what ~100 galaxies allow (3 binomial standard
-    errors; a spread 3x too narrow covers about 26 %), and [q02, q98] most of them."""
+    """Each registered candidate (every target, every kind of input), loaded as a user would and fed the
+    test split by field: its [q16, q84] covers 68 % of the truths within what ~100 galaxies allow (3
+    binomial standard errors; a spread 3x too narrow covers about 26 %), and [q02, q98] most of them."""
     out = run(["galaxyprop", "check", "z"], project, check=False)
     assert "calibration rule: passes" in out.stdout, out.stdout + out.stderr
     registered = json.loads((project / "reports/registered.json").read_text())
+    assert set(registered) == {f"{t}{suffix}" for t in ("z", "kcorr_r01") for suffix in KINDS}
     test = __import__("pandas").read_parquet(project / "data/prepared/test.parquet")
     from galaxyprop.data.astroclip import AstroclipFile
 
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"), AstroclipFile(project / "data/raw/astroclip.h5") as file:
-        for target in ("z", "kcorr_r01"):
-            assert registered[target]["selection_metric"] == "crps"
-            model = mlflow.pyfunc.load_model(f"models:/galaxyprop-{target}@candidate")
-            tags = MlflowClient().get_model_version_by_alias(f"galaxyprop-{target}", "candidate").tags
+        for name, entry in registered.items():
+            target = entry["target"]
+            assert entry["selection_metric"] == "crps" and entry["model"] == f"galaxyprop-{name}"
+            model = mlflow.pyfunc.load_model(f"models:/galaxyprop-{name}@candidate")
+            tags = MlflowClient().get_model_version_by_alias(f"galaxyprop-{name}", "candidate").tags
             assert tags["calibrated"] == "true" and tags["selection_metric"] == "crps"
             inside68, inside95 = [], []
             for field, rows in test.groupby("photsys"):
-                served = model.predict(file.cutouts(rows["image_row"].to_numpy()), params={"photsys": field})
+                served = model.predict(model_inputs(model, rows, file), params={"photsys": field})
                 truth = rows[target].to_numpy()
                 inside68 += list((truth >= served["q16"]) & (truth <= served["q84"]))
                 inside95 += list((truth >= served["q02"]) & (truth <= served["q98"]))
             n = len(inside68)
-            assert abs(np.mean(inside68) - 0.683) < 3 * np.sqrt(0.683 * 0.317 / n), (target, np.mean(inside68))
+            assert abs(np.mean(inside68) - 0.683) < 3 * np.sqrt(0.683 * 0.317 / n), (name, np.mean(inside68))
             # ~100 validation galaxies put no knot beyond +-1 sigma: the 95 % interval is the map's linear
             # extrapolation there (0.86 seen), still far from a 3x too narrow spread's 0.5
-            assert np.mean(inside95) > 0.8, (target, np.mean(inside95))
+            assert np.mean(inside95) > 0.8, (name, np.mean(inside95))
 
 
 def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
@@ -250,14 +277,16 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
         changed = set(json.loads(run(["dvc", "status", "--json"], project).stdout))
     finally:
         common.write_text(source)
-    assert {"prepare", "train@knn-z-image", "train_image@cnn-z", "evaluate", "drift"} <= changed, changed
+    assert {"prepare", "train_secondary@knn-z-image", "train_image@cnn-z", "train_image@cnn_mm-z", "evaluate",
+            "drift"} <= changed, changed
     assert "import_data" not in changed                       # it does not import common
     assert_up_to_date(project)
     edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 5))
     rerun = run(["dvc", "repro"], project).stdout
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
     # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
-    knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry")}
+    knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("photometry", "measured+photometry")}
+    knn |= {f"train_secondary@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry_grz", "measured")}
     photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
     assert knn <= ran <= knn | photoz | {"check_params", "evaluate", "compare", "register", "drift"}
 
@@ -268,7 +297,8 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
     unknown = run(["galaxyprop", "promote", "redshift"], project, check=False)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert unknown.stderr.strip().splitlines() == [
-        "galaxyprop: error: unknown target 'redshift'; choose from ['kcorr_r01', 'z']"]
+        "galaxyprop: error: unknown model 'redshift'; choose from ['kcorr_r01', 'kcorr_r01-images', "
+        "'kcorr_r01-catalogue', 'z', 'z-images', 'z-catalogue']"]
 
     prepared_before = (project / "data/prepared/train.parquet").read_bytes()
     bands = ["g", "r", "z", "W1"]
@@ -382,7 +412,8 @@ def test_ui_serves_the_project_store_on_localhost(project):
     with (galaxyprop_server(project, ["ui"], "/health") as base,
           urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response):
         body = json.loads(response.read())
-    assert {m["name"] for m in body["registered_models"]} == {"galaxyprop-z", "galaxyprop-kcorr_r01"}
+    assert {m["name"] for m in body["registered_models"]} == {f"galaxyprop-{t}{suffix}" for t in ("z", "kcorr_r01")
+                                                              for suffix in KINDS}
 
 
 def post(url: str, body: bytes) -> tuple[int, dict | str]:
@@ -403,14 +434,14 @@ def test_served_production_answers_like_the_model_in_process(project):
 
     from galaxyprop.data.astroclip import AstroclipFile
 
-    run(["galaxyprop", "promote", "kcorr_r01"], project)
+    run(["galaxyprop", "promote", "kcorr_r01-images"], project)
     test = pd.read_parquet(project / "data/prepared/test.parquet").head(12)
     with AstroclipFile(project / "data/raw/astroclip.h5") as file:
         images = file.cutouts(test["image_row"].to_numpy())
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
-        expected = mlflow.pyfunc.load_model("models:/galaxyprop-kcorr_r01@production").predict(images)
+        expected = mlflow.pyfunc.load_model("models:/galaxyprop-kcorr_r01-images@production").predict(images)
 
-    with galaxyprop_server(project, ["serve", "kcorr_r01"], "/ping") as base:
+    with galaxyprop_server(project, ["serve", "kcorr_r01-images"], "/ping") as base:
         url = f"{base}/invocations"
         status, body = post(url, json.dumps({"inputs": images.tolist()}).encode())
         assert status == 200, body

@@ -72,12 +72,12 @@ def test_register_load_and_gate(store, galaxies):
     train, test = galaxies
     good = register(store, train, test, shuffle=False)
     client = MlflowClient()
-    version = client.get_model_version("galaxyprop-z", good)
+    version = client.get_model_version("galaxyprop-z-catalogue", good)
     assert version.tags["head"] == "knn" and version.tags["test_mse"] == "0.1"
-    assert str(client.get_model_version_by_alias("galaxyprop-z", "candidate").version) == good
+    assert str(client.get_model_version_by_alias("galaxyprop-z-catalogue", "candidate").version) == good
 
     assert version.tags["calibrated"] == "true" and version.tags["calibration"] == "global map"
-    loaded = mlflow.pyfunc.load_model("models:/galaxyprop-z@candidate")
+    loaded = mlflow.pyfunc.load_model("models:/galaxyprop-z-catalogue@candidate")
     assert loaded.metadata.get_input_schema().required_input_names() == [f"flux_{b}" for b in "ugriz"]
     assert loaded.metadata.get_input_schema().optional_input_names() == ["PHOTSYS"]
     assert [p.name for p in loaded.metadata.get_params_schema().params] == ["photsys"]
@@ -97,50 +97,51 @@ def test_register_load_and_gate(store, galaxies):
     assert abs(inside - 0.683) < 0.08     # 300 galaxies: 2.9 binomial standard errors
     assert np.allclose([np.sum(d) * 0.002 for d in predicted["density"]], 1.0, atol=1e-5)
 
-    first = registry.promote("z", None, mse_on(test), GATE)
+    first = registry.promote("z-catalogue", None, mse_on(test), GATE)
     assert first.promoted and "first promotion" in first.message
-    assert set(client.get_model_version("galaxyprop-z", good).tags) >= {"eval_north_mse", "eval_all_mse",
+    assert set(client.get_model_version("galaxyprop-z-catalogue", good).tags) >= {"eval_north_mse", "eval_all_mse",
                                                                          "eval_north_coverage_68"}
 
     bad = register(store, train, test, shuffle=True)
     with pytest.raises(registry.PromotionRefused, match=r"worse overall \(mse [0-9.e-]+ vs production [0-9.e-]+\)"):
-        registry.promote("z", None, mse_on(test), GATE)
-    assert str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == good
+        registry.promote("z-catalogue", None, mse_on(test), GATE)
+    assert str(client.get_model_version_by_alias("galaxyprop-z-catalogue", "production").version) == good
 
-    forced = registry.promote("z", bad, mse_on(test), GATE, force=True, reason="testing the override")
+    forced = registry.promote("z-catalogue", bad, mse_on(test), GATE, force=True, reason="testing the override")
     assert forced.promoted
-    assert client.get_model_version("galaxyprop-z", bad).tags["force_reason"] == "testing the override"
+    assert client.get_model_version("galaxyprop-z-catalogue", bad).tags["force_reason"] == "testing the override"
 
     better = register(store, train, test, shuffle=False)
     # drift on the north field: its mse must meet the limit outright; a limit it misses refuses
     with pytest.raises(registry.PromotionRefused, match=r"drift detected on 'north': mse there = [0-9.e-]+ misses"):
-        registry.promote("z", better, mse_on(test), Gate("mse", 0.1, drift_limit=1e-6), drifted=["north"])
-    accepted = registry.promote("z", better, mse_on(test), GATE, drifted=["north"])
-    assert accepted.promoted and str(client.get_model_version_by_alias("galaxyprop-z", "production").version) == better
-    assert client.get_model_version("galaxyprop-z", better).tags["previous_production"] == bad
-    assert client.get_model_version("galaxyprop-z", better).tags["drift_verdict"] == "drift on ['north']"
+        registry.promote("z-catalogue", better, mse_on(test), Gate("mse", 0.1, drift_limit=1e-6), drifted=["north"])
+    accepted = registry.promote("z-catalogue", better, mse_on(test), GATE, drifted=["north"])
+    production = client.get_model_version_by_alias("galaxyprop-z-catalogue", "production")
+    assert accepted.promoted and str(production.version) == better
+    assert client.get_model_version("galaxyprop-z-catalogue", better).tags["previous_production"] == bad
+    assert client.get_model_version("galaxyprop-z-catalogue", better).tags["drift_verdict"] == "drift on ['north']"
 
     # rollback walks back the promotions in force: better -> bad -> good, then nothing is left
-    assert registry.rollback("z", "bad release").version == bad
-    assert registry.rollback("z", "also bad").version == good
+    assert registry.rollback("z-catalogue", "bad release").version == bad
+    assert registry.rollback("z-catalogue", "also bad").version == good
     with pytest.raises(GalaxypropError, match="first production version; nothing to roll back to"):
-        registry.rollback("z", "again")
-    moves = registry.history("z")
+        registry.rollback("z-catalogue", "again")
+    moves = registry.history("z-catalogue")
     assert [(m.action, m.version, m.previous) for m in moves] == [
         ("promote", good, None), ("force", bad, good), ("promote", better, bad),
         ("rollback", bad, better), ("rollback", good, bad)]
     assert moves[1].why.startswith("forced: testing the override") and moves[3].why.endswith("bad release")
     assert all(m.by and m.at for m in moves)
-    assert [str(v.version) for v in registry.versions("z")] == [better, bad, good]
+    assert [str(v.version) for v in registry.versions("z-catalogue")] == [better, bad, good]
 
 
 def test_registry_errors(store):
-    with pytest.raises(GalaxypropError, match="unknown target 'redshift'"):
+    with pytest.raises(GalaxypropError, match="unknown model .redshift."):
         registry.model_name("redshift")
     with pytest.raises(GalaxypropError, match="has no version or alias 'candidate'"):
-        registry.resolve_version("z")
+        registry.resolve_version("z-catalogue")
     with pytest.raises(GalaxypropError, match="--force needs --reason"):
-        registry.promote("z", None, lambda uri: {"all": 0.0}, GATE, force=True)
+        registry.promote("z-catalogue", None, lambda uri: {"all": 0.0}, GATE, force=True)
 
 
 def test_metrics_of_heads_on_other_features_are_logged(store):
@@ -168,7 +169,7 @@ def test_an_image_model_registers_with_a_tensor_signature(store):
     predictor = Predictor("z", embedder, make_head("knn", k=4).fit(embedder.transform(images), y), GRID)
     with tracking.stage_run(store, "register"):
         version = registry.register_predictor(predictor, images[:5], {"head": "knn", "features": "image"}, {})
-    model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z/{version}")
+    model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z-images/{version}")
     assert model.metadata.get_input_schema().is_tensor_spec()
     np.testing.assert_allclose(model.predict(images[5:9])["prediction"], predictor.predict(images[5:9])["prediction"])
     # the survey field is a parameter of the whole batch; an unknown one is the caller's error
@@ -183,17 +184,17 @@ def test_the_gate_refuses_a_miscalibrated_candidate_with_the_numbers(store, gala
     coverage; calibrated, the same head passes."""
     train, test = galaxies
     version = register(store, train, test, predictor=knn_predictor(train, calibrate=False, k=2))
-    assert MlflowClient().get_model_version("galaxyprop-z", version).tags["calibrated"] == "false"
-    evaluation = mse_on(test)(f"models:/galaxyprop-z/{version}")
+    assert MlflowClient().get_model_version("galaxyprop-z-catalogue", version).tags["calibrated"] == "false"
+    evaluation = mse_on(test)(f"models:/galaxyprop-z-catalogue/{version}")
     assert evaluation["all"]["coverage_68"] < 0.5      # 2 neighbours' histogram: far too narrow
     strict = Gate("mse", calibration=CalibrationRule(coverage_tolerance=0.05, ks_noise_factor=2.0))
     # 295 test galaxies: the 5-point tolerance widens to 2.5 binomial standard errors, 0.0677
     with pytest.raises(registry.PromotionRefused, match=r"68 % interval covers 0\.[0-9]+ on test 'all', outside "
                                                         r"0\.683 \+- 0\.0677; PIT KS 0\.[0-9]+ on test 'all' is not"):
-        registry.promote("z", version, mse_on(test), strict)
-    assert registry.alias_version("z", "production") is None
+        registry.promote("z-catalogue", version, mse_on(test), strict)
+    assert registry.alias_version("z-catalogue", "production") is None
     calibrated = register(store, train, test, predictor=knn_predictor(train, k=2))
-    assert registry.promote("z", calibrated, mse_on(test), strict).promoted
+    assert registry.promote("z-catalogue", calibrated, mse_on(test), strict).promoted
     # `galaxyprop models` says which version is served uncalibrated
     import argparse
 
@@ -202,7 +203,7 @@ def test_the_gate_refuses_a_miscalibrated_candidate_with_the_numbers(store, gala
     from conftest import PROJECT
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
-    registry_cli.models(argparse.Namespace(params=PROJECT / "params.yaml", target="z"))
+    registry_cli.models(argparse.Namespace(params=PROJECT / "params.yaml", target="z-catalogue"))
     listing = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[3:]}
     assert " NO " in listing[version] and " yes " in listing[calibrated]
 
@@ -262,23 +263,23 @@ def test_find_version_matches_every_tag_and_set_candidate_repoints(store, tmp_pa
     """What makes a re-run of the register stage idempotent: the version an identical earlier run
     registered (same model bytes, code, data, params) is found and `candidate` re-pointed to it."""
     client = MlflowClient()
-    client.create_registered_model("galaxyprop-z")
+    client.create_registered_model("galaxyprop-z-catalogue")
     (tmp_path / "model").mkdir()
-    first, second = (str(client.create_model_version("galaxyprop-z", (tmp_path / "model").as_uri()).version)
+    first, second = (str(client.create_model_version("galaxyprop-z-catalogue", (tmp_path / "model").as_uri()).version)
                      for _ in range(2))
     model = tmp_path / "predictor.joblib"
     model.write_bytes(b"weights")
     lineage = {"model_hash": registry.file_hash(model), "code_hash": registry.package_hash(), "data_hash": "d1"}
     for version, data_hash in ((first, "d1"), (second, "d2")):
         for key, value in {**lineage, "data_hash": data_hash}.items():
-            client.set_model_version_tag("galaxyprop-z", version, key, value)
-    client.set_registered_model_alias("galaxyprop-z", "candidate", second)
-    assert str(registry.find_version("z", lineage).version) == first
-    assert str(registry.find_version("z", {**lineage, "data_hash": "d2"}).version) == second
+            client.set_model_version_tag("galaxyprop-z-catalogue", version, key, value)
+    client.set_registered_model_alias("galaxyprop-z-catalogue", "candidate", second)
+    assert str(registry.find_version("z-catalogue", lineage).version) == first
+    assert str(registry.find_version("z-catalogue", {**lineage, "data_hash": "d2"}).version) == second
     model.write_bytes(b"other weights")
-    assert registry.find_version("z", {**lineage, "model_hash": registry.file_hash(model)}) is None
+    assert registry.find_version("z-catalogue", {**lineage, "model_hash": registry.file_hash(model)}) is None
     assert registry.package_hash() == lineage["code_hash"] and len(lineage["model_hash"]) == 64
-    registry.set_candidate("z", first)
-    assert str(registry.resolve_version("z").version) == first
+    registry.set_candidate("z-catalogue", first)
+    assert str(registry.resolve_version("z-catalogue").version) == first
     with pytest.raises(GalaxypropError, match="at least one tag"):
-        registry.find_version("z", {})
+        registry.find_version("z-catalogue", {})

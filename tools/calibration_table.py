@@ -52,16 +52,18 @@ def main() -> None:
     rows = []
     for target, heads in metrics.items():
         metric = section(params, f"targets.{target}.metric")
-        chosen = registered.get(target, {})
+        chosen = [entry for entry in registered.values() if entry.get("target") == target]
         for head, m in heads.items():
             if "pit_ks" not in m:
                 continue
-            name = head if "@" in head or head == "cnn" else f"{head}@{default}"
+            name = head if "@" in head or head in ("cnn", "cnn_mm") else f"{head}@{default}"
             path = DENSITIES / target / f"{name}.h5"
             raw_median = median_metrics(path, test[target], target, params, raw=True)
             cal_median = median_metrics(path, test[target], target, params, raw=False)
-            why = ("registered" if chosen.get("head") == head else
-                   chosen.get("skipped", {}).get(head, "not in registry.candidate_heads"))
+            model = next((e["model"] for e in chosen if e.get("head") == head), None)
+            why = (f"registered as {model}" if model else
+                   next((e["skipped"][head] for e in chosen if head in e.get("skipped", {})),
+                        "not in registry.candidate_heads"))
             rows.append({"target": target, "head": head,
                          "coverage_68": f"{m['coverage_68_raw']:.3f} -> {m['coverage_68']:.3f}",
                          "coverage_95": f"{m['coverage_95_raw']:.3f} -> {m['coverage_95']:.3f}",

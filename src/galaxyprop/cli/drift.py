@@ -40,20 +40,30 @@ def _models(args: argparse.Namespace, params: dict) -> dict:
     from galaxyprop.tracking import runs as tracking
 
     tracking.connect(Stores.from_params(params))
-    models = {}
-    for target in schema.TARGETS:
+    models: dict[str, list] = {}
+    for model in registry.model_ids():
+        target = registry.parse_model(model)[0]
         if args.model.isdigit():
-            version = registry.resolve_version(target, args.model)    # a clear error if there is none
+            version = _version(registry, model, args.model)
         else:
-            version = registry.alias_version(target, args.model)
+            version = registry.alias_version(model, args.model)
             if version is None and args.model == "production":
-                version = registry.alias_version(target, registry.CANDIDATE)
+                version = registry.alias_version(model, registry.CANDIDATE)
         if version is None:
-            print(f"  ({registry.model_name(target)} has no '{args.model}' version: no prediction drift for {target})")
             continue
-        print(f"  predictions of {target}: {version.name} v{version.version}")
-        models[target] = registry.load_model(target, version.version)
+        print(f"  predictions of {target} by {version.name} v{version.version} (if the batch has its inputs)")
+        models.setdefault(target, []).append(registry.load_model(model, version.version))
+    for target in sorted(set(schema.TARGETS) - set(models)):
+        print(f"  (no model of {target} has a '{args.model}' version: no prediction drift for {target})")
     return models
+
+
+def _version(registry, model: str, number: str):
+    """Version `number` of `model`, or None where the model has no such version."""
+    try:
+        return registry.resolve_version(model, number)
+    except GalaxypropError:
+        return None
 
 
 def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool) -> tuple[Sample, Batch]:

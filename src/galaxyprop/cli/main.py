@@ -35,6 +35,23 @@ def _column_map(args: argparse.Namespace, version, model):
     return name, CatalogSpec.of_source(section(load_params(args.params), "data"), name)
 
 
+def _model_for_inputs(args: argparse.Namespace) -> str:
+    """The registered model for what the user gives: `z` alone names the model of the inputs at hand
+    (an AstroCLIP file and --catalogue: galaxyprop-z; the file alone: galaxyprop-z-images; a
+    catalogue: galaxyprop-z-catalogue); `z-images` etc. name one outright."""
+    from galaxyprop.deploy.batch import input_is_catalogue
+    from galaxyprop.registry import versions as registry
+
+    target, kind = registry.parse_model(args.target)
+    if args.target != target:
+        return args.target
+    if args.catalogue:
+        kind = "multimodal"
+    else:
+        kind = "catalogue" if input_is_catalogue(args.input) else "images"
+    return registry.model_id(target, kind)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -45,12 +62,13 @@ def _predict(args: argparse.Namespace) -> int:
     from galaxyprop.registry import versions as registry
 
     connect(args)
+    args.target = _model_for_inputs(args)
     version = registry.resolve_version(args.target, args.model)
     uri = f"models:/{version.name}/{version.version}"
     model = mlflow.pyfunc.load_model(uri)
     source, dropped = _column_map(args, version, model), Counter()
     n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart,
-                     photsys=args.photsys, source=source, dropped=dropped)
+                     photsys=args.photsys, source=source, dropped=dropped, catalogue=args.catalogue)
     print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}")
     if dropped:
         print(f"skipped {sum(dropped.values())} rows the column map cannot use: "
@@ -105,9 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_command(commands)
 
     predict = commands.add_parser("predict", help="predict a file of any size in chunks, to Parquet keyed by TARGETID")
-    predict.add_argument("target")
+    predict.add_argument("target", help="z or kcorr_r01: the model for the inputs given (AstroCLIP file and "
+                                        "--catalogue: galaxyprop-<target>; the file alone: <target>-images; a "
+                                        "catalogue: <target>-catalogue); or one of those ids, e.g. z-images")
     predict.add_argument("--input", required=True,
-                         help="AstroCLIP-layout HDF5 (images) or catalogue (.parquet/.fits/.csv)")
+                         help="AstroCLIP-layout HDF5 or Parquet shards (images) or catalogue (.parquet/.fits/.csv)")
+    predict.add_argument("--catalogue", help="the galaxies' catalogue (FastSpecFit FITS, or any catalogue with the "
+                                             "model's flux columns and TARGETID), joined with --input on TARGETID, "
+                                             "for a model that takes cutouts and fluxes together")
     predict.add_argument("--output", required=True, help="Parquet file to write")
     predict.add_argument("--model", default="production", help="alias or version number (default: production)")
     predict.add_argument("--chunk-size", type=int, default=4096, help="galaxies per chunk (memory is bounded by it)")
@@ -121,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=_predict)
 
     serve = commands.add_parser("serve", help="serve a registered model over HTTP on 127.0.0.1")
-    serve.add_argument("target")
+    serve.add_argument("target", help="a registered model's id: z (cutouts and catalogue fluxes), z-images, "
+                                      "z-catalogue, kcorr_r01, ...")
     serve.add_argument("--model", default="production", help="alias or version number (default: production)")
     serve.add_argument("--port", type=int, default=5001)
     serve.add_argument("--workers", type=int, default=1)

@@ -26,7 +26,7 @@ EXIT_DATA_DIFFERS = 3
 def connect(args: argparse.Namespace) -> dict:
     params = load_params(args.params)
     if getattr(args, "target", None):
-        registry.model_name(args.target)   # an unknown target fails before any store is touched
+        registry.model_name(args.target)   # an unknown model fails before any store is touched
     tracking.connect(Stores.from_params(params))
     return params
 
@@ -54,13 +54,26 @@ def images_path(args: argparse.Namespace) -> Path:
 
 
 def model_input(model, test: pd.DataFrame, test_path: Path, images_path: Path):
-    """The test rows as the model takes them: catalogue columns, or cutouts from the image file."""
+    """The test rows as the model takes them: catalogue columns, cutouts from the image file, or both."""
+    from galaxyprop.deploy.batch import ModelInput
+
+    need = ModelInput.of(model)
+    if need.multimodal:
+        missing = [c for c in need.flux_columns if c not in test.columns]
+        if missing:
+            raise GalaxypropError(f"{test_path}: lacks the model's flux columns {missing}")
+        return need.tensors(model_input_cutouts(test, test_path, images_path), test)
     input_schema = model.metadata.get_input_schema()
     if not input_schema.is_tensor_spec():
         missing = [c for c in input_schema.required_input_names() if c not in test.columns]
         if missing:
             raise GalaxypropError(f"{test_path}: lacks the model's input columns {missing}")
         return test[input_schema.required_input_names()]
+    return model_input_cutouts(test, test_path, images_path)
+
+
+def model_input_cutouts(test: pd.DataFrame, test_path: Path, images_path: Path):
+    """The test rows' cutouts from the image file."""
     from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW
 
@@ -84,12 +97,13 @@ def evaluator(args: argparse.Namespace, params: dict, metric: str):
         raise GalaxypropError(f"{test_path}: test split not found (run `dvc repro` or pass --test-data)")
     with reading(test_path, "test split"):
         test = pd.read_parquet(test_path).reset_index(drop=True)
-    if args.target not in test.columns:
-        raise GalaxypropError(f"{test_path}: no column '{args.target}' with the true values")
-    target = section(params, f"targets.{args.target}")
+    name = registry.parse_model(args.target)[0]
+    if name not in test.columns:
+        raise GalaxypropError(f"{test_path}: no column '{name}' with the true values")
+    target = section(params, f"targets.{name}")
     codes = test[schema.PHOTSYS].astype(str).to_numpy() if schema.PHOTSYS in test.columns else None
     names = None if codes is None else np.array([schema.field_name(c) for c in codes], dtype=object)
-    truth = test[args.target].to_numpy(float)
+    truth = test[name].to_numpy(float)
 
     def evaluate(model_uri: str) -> dict[str, dict[str, float]]:
         model = mlflow.pyfunc.load_model(model_uri)
@@ -100,7 +114,7 @@ def evaluator(args: argparse.Namespace, params: dict, metric: str):
             parts.append(model.predict(inputs, params={FIELD_PARAM: code} if code else None).set_axis(rows))
         served = pd.concat(parts).sort_index()
         grid = getattr(getattr(model.unwrap_python_model(), "predictor", None), "grid", None)
-        return served_evaluation(served, truth, names, grid, args.target, metric, target["outlier_threshold"],
+        return served_evaluation(served, truth, names, grid, name, metric, target["outlier_threshold"],
                                  section(params, "evaluation.eta_threshold"))
     return evaluate
 
@@ -116,8 +130,9 @@ def drift_verdict(path: Path) -> list[str]:
 
 def promote(args: argparse.Namespace) -> int:
     params = connect(args)
-    metric = args.metric or section(params, f"targets.{args.target}.metric")
-    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), args.target, metric)
+    target = registry.parse_model(args.target)[0]
+    metric = args.metric or section(params, f"targets.{target}.metric")
+    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
     drifted = drift_verdict(Path(args.drift_summary))
     try:
         result = registry.promote(args.target, args.version, evaluator(args, params, metric), gate, drifted,
@@ -133,8 +148,9 @@ def check(args: argparse.Namespace) -> int:
     """A version's served output on the test split, per field: its metric, interval coverage and PIT
     KS, and what the gate's calibration rule says; exit 1 if it fails the rule."""
     params = connect(args)
-    metric = args.metric or section(params, f"targets.{args.target}.metric")
-    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), args.target, metric)
+    target = registry.parse_model(args.target)[0]
+    metric = args.metric or section(params, f"targets.{target}.metric")
+    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
     version = registry.resolve_version(args.target, args.model)
     evaluation = evaluator(args, params, metric)(f"models:/{version.name}/{version.version}")
     rows = [{"field": field, "n": int(values.get("n", 0)), metric: f"{values[metric]:.5g}",
@@ -175,10 +191,10 @@ def _short(value: str | None, n: int = 8) -> str:
 def models(args: argparse.Namespace) -> int:
     params = connect(args)
     tables = []
-    for target in [args.target] if args.target else sorted(schema.TARGETS):
-        metric = section(params, f"targets.{target}.metric")
+    for model in [args.target] if args.target else registry.model_ids():
+        metric = section(params, f"targets.{registry.parse_model(model)[0]}.metric")
         rows = []
-        for v in registry.versions(target):
+        for v in registry.versions(model):
             tags = v.tags
             created = datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M")
             selection = tags.get("selection_metric", metric)
@@ -192,7 +208,7 @@ def models(args: argparse.Namespace) -> int:
                          "git": _short(tags.get("git_commit")), "data": _short(tags.get("data_hash")),
                          "run": _short(v.run_id)})
         if rows:
-            tables.append(f"{registry.model_name(target)}\n{table(rows, list(rows[0]))}")
+            tables.append(f"{registry.model_name(model)}\n{table(rows, list(rows[0]))}")
     print("\n\n".join(tables) if tables else
           "no registered models yet: run `dvc repro` (its register stage registers the candidates)")
     return 0
@@ -227,10 +243,15 @@ def lineage(args: argparse.Namespace) -> int:
     return EXIT_DATA_DIFFERS
 
 
+#: How the commands name a registered model.
+MODEL_HELP = ("the registered model: z (galaxyprop-z: cutouts and catalogue fluxes), z-images (cutouts alone), "
+              "z-catalogue (catalogue fluxes alone); kcorr_r01, kcorr_r01-images, ... likewise")
+
+
 def add_commands(commands) -> None:
     """The registry subcommands of `galaxyprop`."""
     p = commands.add_parser("promote", help="move `production` to a candidate that passes the gate")
-    p.add_argument("target", help="z or kcorr_r01")
+    p.add_argument("target", help=MODEL_HELP)
     p.add_argument("--version", help="model version to promote (default: the `candidate` alias)")
     p.add_argument("--metric", help="metric to compare (default: params targets.<target>.metric)")
     p.add_argument("--test-data", default=str(TEST_SPLIT), help="test split to evaluate on")
@@ -244,7 +265,7 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser("check", help="a version's served metric, interval coverage and PIT per field on the "
                                           "test split, against the gate's calibration rule")
-    p.add_argument("target", help="z or kcorr_r01")
+    p.add_argument("target", help=MODEL_HELP)
     p.add_argument("--model", default="candidate", help="alias or version number (default: candidate)")
     p.add_argument("--metric", help="metric to report (default: params targets.<target>.metric)")
     p.add_argument("--test-data", default=str(TEST_SPLIT), help="test split to evaluate on")
@@ -253,19 +274,19 @@ def add_commands(commands) -> None:
     p.set_defaults(func=check)
 
     p = commands.add_parser("rollback", help="move `production` back to the previous production version")
-    p.add_argument("target")
+    p.add_argument("target", help=MODEL_HELP)
     p.add_argument("--reason", required=True, help="why; recorded with the move")
     p.set_defaults(func=rollback)
 
     p = commands.add_parser("history", help="every move of `production`: who, when, why")
-    p.add_argument("target")
+    p.add_argument("target", help=MODEL_HELP)
     p.set_defaults(func=history)
 
     p = commands.add_parser("models", help="registered versions with aliases, head, dataset, metrics, lineage")
-    p.add_argument("target", nargs="?", help="one target (default: all)")
+    p.add_argument("target", nargs="?", help="one registered model (default: all); " + MODEL_HELP)
     p.set_defaults(func=models)
 
     p = commands.add_parser("lineage", help="a version's commit, data hash and the command reproducing it")
-    p.add_argument("target")
+    p.add_argument("target", help=MODEL_HELP)
     p.add_argument("version", help="version number or alias (production, candidate)")
     p.set_defaults(func=lineage)

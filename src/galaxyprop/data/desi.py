@@ -94,17 +94,11 @@ def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
     if origin is not None:
         frame[IMAGE_GROUP], frame[IMAGE_GROUP_ROW] = origin[0].astype(str), origin[1].astype(np.int64)
     for band in BANDS:
-        key = band.upper()
-        flux = _column(columns, catalog_path, f"FLUX_{key}", f"band {band} flux").astype(float)[cat]
-        ivar = _column(columns, catalog_path, f"FLUX_IVAR_{key}", f"band {band} ivar").astype(float)[cat]
-        transmission = columns.get(f"MW_TRANSMISSION_{key}")
-        if transmission is not None:
-            transmission = transmission.astype(float)[cat]
-            flux, ivar = flux / transmission, ivar * transmission**2
+        flux, ivar = (values[cat] for values in dereddened(columns, catalog_path, band))
         valid = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
         if band in required_bands:
             bad = ~valid | (flux <= 0)
-            dropped[f"{band} flux unusable: non-finite or non-positive (FLUX_{key})"] += int((bad & keep).sum())
+            dropped[f"{band} flux unusable: non-finite or non-positive (FLUX_{band.upper()})"] += int((bad & keep).sum())
             keep &= ~bad
         frame[schema.flux_column(band)] = np.where(valid, flux, 0.0)
         frame[schema.ivar_column(band)] = np.where(valid, ivar, 0.0)
@@ -119,6 +113,31 @@ def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
     if report.n_kept == 0:
         raise GalaxypropError(f"{images_path} + {catalog_path}: no usable rows ({report.summary()})")
     return pd.DataFrame(frame)[keep].reset_index(drop=True), report
+
+
+def dereddened(columns: dict, path, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """A band's flux and inverse variance (nanomaggies) of every catalogue row, Galactic extinction
+    removed where the catalogue gives MW_TRANSMISSION."""
+    key = band.upper()
+    flux = _column(columns, path, f"FLUX_{key}", f"band {band} flux").astype(float)
+    ivar = _column(columns, path, f"FLUX_IVAR_{key}", f"band {band} ivar").astype(float)
+    transmission = columns.get(f"MW_TRANSMISSION_{key}")
+    if transmission is not None:
+        transmission = transmission.astype(float)
+        flux, ivar = flux / transmission, ivar * transmission**2
+    return flux, ivar
+
+
+def fastspec_fluxes(path: str | os.PathLike) -> pd.DataFrame:
+    """A FastSpecFit catalogue's TARGETID, PHOTSYS and dereddened flux and ivar of every band, as the
+    prepared splits name them (what a multimodal model is given beside the cutouts)."""
+    columns = read_fastspec(path)
+    frame = {schema.ID: schema.normalise_ids(columns["TARGETID"], f"{path}: TARGETID")}
+    if "PHOTSYS" in columns:
+        frame[schema.PHOTSYS] = np.char.strip(np.asarray(columns["PHOTSYS"]).astype(str))
+    for band in BANDS:
+        frame[schema.flux_column(band)], frame[schema.ivar_column(band)] = dereddened(columns, path, band)
+    return pd.DataFrame(frame)
 
 
 def band_responses(band: str) -> dict[str, str]:

@@ -46,6 +46,20 @@ def write_fastspec(path: str | os.PathLike, metadata: Mapping[str, np.ndarray],
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
 
 
+def is_fastspec(path: str | os.PathLike) -> bool:
+    """Whether `path` is a FastSpecFit catalogue: a FITS file with a METADATA HDU."""
+    from astropy.io import fits
+
+    path = Path(path)
+    if path.suffix.lower() not in (".fits", ".fit", ".fz") and not path.name.lower().endswith(".fits.gz"):
+        return False
+    try:
+        with fits.open(path, memmap=True) as hdul:
+            return "METADATA" in hdul
+    except OSError:
+        return False
+
+
 def read_fastspec(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Columns of METADATA merged with the fitted columns (SPECPHOT if present, else FASTSPEC)."""
     from astropy.io import fits

@@ -25,7 +25,7 @@ from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile
 from galaxyprop.data.io import atomic_path, write_json, write_parquet
 from galaxyprop.data.schema import normalise_ids
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.registry.serving import input_error
+from galaxyprop.registry.serving import CUTOUTS, FLUXES, input_error
 
 KEY = "TARGETID"
 FIELD_COLUMN = "PHOTSYS"
@@ -36,11 +36,17 @@ Loader = Callable[[], tuple[pd.DataFrame, "np.ndarray | pd.DataFrame"]]
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What a registered model takes, read from its signature: catalogue `columns`, or an array
-    of `shape` (images (−1, 3, H, W), spectra (−1, 7781), embeddings (−1, d))."""
+    """What a registered model takes, read from its signature: catalogue `columns`, an array of
+    `shape` (images (−1, 3, H, W), spectra (−1, 7781), embeddings (−1, d)), or (a multimodal model)
+    cutouts of `shape` and the catalogue's `flux_columns` as two named tensors."""
 
     columns: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
+    flux_columns: tuple[str, ...] = ()
+
+    @property
+    def multimodal(self) -> bool:
+        return bool(self.flux_columns)
 
     @classmethod
     def of(cls, model) -> ModelInput:
@@ -48,14 +54,60 @@ class ModelInput:
         if schema is None:
             raise GalaxypropError("the model has no input signature")
         if schema.is_tensor_spec():
+            named = {spec.name: tuple(int(s) for s in spec.shape) for spec in schema.inputs}
+            if CUTOUTS in named and FLUXES in named:
+                return cls(shape=named[CUTOUTS], flux_columns=tuple((model.metadata.metadata or {})["flux_columns"]))
             return cls(shape=tuple(int(s) for s in schema.inputs[0].shape))
         return cls(columns=tuple(schema.required_input_names()))
 
+    def tensors(self, cutouts: np.ndarray, catalogue: pd.DataFrame) -> dict[str, np.ndarray]:
+        """A multimodal model's two inputs for the same galaxies, row for row."""
+        return {CUTOUTS: np.ascontiguousarray(cutouts, dtype=np.float32),
+                FLUXES: np.ascontiguousarray(catalogue[list(self.flux_columns)].to_numpy(), dtype=np.float32)}
 
-def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
+
+def catalogue_fluxes(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The flux `columns` (and PHOTSYS where there is one) of every row of a catalogue, indexed by
+    TARGETID: a FastSpecFit file (its METADATA fluxes, Galactic extinction removed) or any catalogue
+    with the columns (any case)."""
+    from galaxyprop.data.desi import fastspec_fluxes
+    from galaxyprop.data.fastspecfit import is_fastspec
+
+    fastspec = is_fastspec(path)
+    if fastspec:
+        table = fastspec_fluxes(path).rename(columns={schema.ID: KEY, schema.PHOTSYS: FIELD_COLUMN})
+    else:
+        file = CatalogueFile(path)
+        id_column = file.id_column()
+        if id_column is None:
+            raise GalaxypropError(f"{path}: no id column (one of {list(ID_COLUMNS)})")
+        field = file.by_lower.get(FIELD_COLUMN.lower())
+        found = file.find(list(columns))
+        table = file.read([id_column, *found, *([field] if field else [])], text=(id_column,))
+        table = table.rename(columns={id_column: KEY, **dict(zip(found, columns, strict=True)),
+                                      **({field: FIELD_COLUMN} if field else {})})
+        table[KEY] = normalise_ids(table[KEY].to_numpy(), f"{path}: id column '{id_column}'")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise GalaxypropError(f"{path}: no columns {missing}, which the model takes"
+                              + (" (FastSpecFit METADATA)" if fastspec else ""))
+    if table[KEY].duplicated().any():
+        raise GalaxypropError(f"{path}: TARGETID {table[KEY][table[KEY].duplicated()].iloc[0]} appears twice")
+    keep = [c for c in (*columns, FIELD_COLUMN) if c in table.columns]
+    return table.set_index(KEY)[keep]
+
+
+def _hdf5_chunks(path: Path, need: ModelInput, size: int, catalogue: Path | None = None,
+                 dropped: Counter | None = None) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    """Chunks of an AstroCLIP file; for a multimodal model each cutout joined with its `catalogue` row
+    by TARGETID (rows without one are skipped and counted in `dropped`)."""
     from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS, AstroclipFile
     from galaxyprop.data.desi import IMAGE_GROUP, IMAGE_GROUP_ROW
 
+    if need.multimodal and catalogue is None:
+        raise GalaxypropError(f"{path}: the model takes the cutouts and the catalogue fluxes "
+                              f"{list(need.flux_columns)} together: give the catalogue too (--catalogue)")
+    fluxes = catalogue_fluxes(catalogue, need.flux_columns) if need.multimodal else None
     if need.columns:
         raise GalaxypropError(f"{path}: the model takes catalogue columns {list(need.columns)}, not an "
                               "image file; give it a catalogue (.parquet, .fits, .csv)")
@@ -74,10 +126,28 @@ def _hdf5_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator
                                                                            f"{rows[0]}-{rows[-1]})")})
                     if file.layout != "flat":                  # so that each prediction traces back
                         keys[IMAGE_GROUP], keys[IMAGE_GROUP_ROW] = file.origin(rows)
+                    if fluxes is not None:
+                        return _joined(keys, rows, file, fluxes, need, catalogue, dropped)
                     inputs = file.cutouts(rows) if len(need.shape) == 4 else file.spectra(rows)[0]
                     return keys, np.ascontiguousarray(inputs, dtype=np.float32)
                 yield start, load
     return file.n_rows, chunks()
+
+
+def _joined(keys: pd.DataFrame, rows: np.ndarray, file, fluxes: pd.DataFrame, need: ModelInput, catalogue: Path,
+            dropped: Counter | None):
+    """The chunk's cutouts with their catalogue rows (keys gain each row's PHOTSYS where the catalogue
+    has it); image rows the catalogue lacks are dropped and counted."""
+    found = keys[KEY].isin(fluxes.index).to_numpy()
+    if dropped is not None and (~found).any():
+        dropped[f"TARGETID not in {catalogue.name}"] += int((~found).sum())
+    keys = keys[found].reset_index(drop=True)
+    if len(keys) == 0:
+        return keys, None
+    rows_fluxes = fluxes.loc[keys[KEY]].reset_index(drop=True)
+    if FIELD_COLUMN in rows_fluxes:
+        keys[FIELD_COLUMN] = rows_fluxes[FIELD_COLUMN].astype(str).str.strip().to_numpy()
+    return keys, need.tensors(file.cutouts(rows[found]), rows_fluxes)
 
 
 def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
@@ -155,9 +225,11 @@ def _input_bytes(path: Path) -> int:
 
 
 def input_chunks(path: str | Path, need: ModelInput, size: int, column_map: CatalogSpec | None = None,
-                 dropped: Counter | None = None) -> tuple[int, Iterator[tuple[int, Loader]]]:
-    """(number of rows, lazy chunks `(first row, loader)`) of an AstroCLIP file or a catalogue (read
-    through `column_map` when given; the rows it cannot use are counted in `dropped`)."""
+                 dropped: Counter | None = None, catalogue: str | Path | None = None
+                 ) -> tuple[int, Iterator[tuple[int, Loader]]]:
+    """(number of rows, lazy chunks `(first row, loader)`) of an AstroCLIP file (joined with
+    `catalogue` for a multimodal model) or a catalogue (read through `column_map` when given; the rows
+    it cannot use are counted in `dropped`)."""
     from galaxyprop.data.astroclip.layout import is_glob
 
     path = Path(path)
@@ -165,8 +237,13 @@ def input_chunks(path: str | Path, need: ModelInput, size: int, column_map: Cata
         raise GalaxypropError(f"{path}: input file not found")
     if column_map is not None:
         return _mapped_chunks(path, need, size, column_map, Counter() if dropped is None else dropped)
+    if catalogue is not None and not Path(catalogue).exists():
+        raise GalaxypropError(f"{catalogue}: catalogue file not found")
     if not input_is_catalogue(path):
-        return _hdf5_chunks(path, need, size)
+        return _hdf5_chunks(path, need, size, None if catalogue is None else Path(catalogue), dropped)
+    if need.multimodal:
+        raise GalaxypropError(f"{path}: the model takes cutouts and catalogue fluxes together; give it the "
+                              "AstroCLIP file (--input) and the catalogue (--catalogue)")
     return _catalogue_chunks(path, need, size)
 
 
@@ -181,6 +258,7 @@ class Manifest:
     densities: bool
     photsys: str | None = None
     source: str | None = None
+    catalogue: str | None = None
 
 
 def _parts_dir(output: Path) -> Path:
@@ -204,24 +282,29 @@ def _check_manifest(parts: Path, manifest: Manifest, restart: bool) -> None:
 def predict_file(model, model_uri: str, input_path: str | Path, output: str | Path, chunk_size: int = 4096,
                  densities: bool = False, restart: bool = False, progress: bool = True,
                  photsys: str | None = None, source: tuple[str, CatalogSpec] | None = None,
-                 dropped: Counter | None = None) -> int:
+                 dropped: Counter | None = None, catalogue: str | Path | None = None) -> int:
     """Predict every row of `input_path` with the pyfunc `model`, writing Parquet `output` with
     TARGETID, prediction, spread, q02, q16, q50, q84, q98 (and the density when asked); return the
     row count. `photsys` names the survey field of every row (its calibration), where a catalogue's
     PHOTSYS column does not. `source` (name, column map) reads a catalogue in that source's format;
-    the rows it cannot use (an unusable required band) are skipped and counted in `dropped`."""
+    the rows it cannot use (an unusable required band) are skipped and counted in `dropped`. A
+    multimodal model reads the cutouts from the AstroCLIP `input_path` and each galaxy's fluxes (and
+    PHOTSYS) from `catalogue`, joined on TARGETID."""
     if chunk_size < 1:
         raise GalaxypropError(f"chunk size must be positive, got {chunk_size}")
     input_path, output = Path(input_path), Path(output)
     need = ModelInput.of(model)
-    n_rows, chunks = input_chunks(input_path, need, chunk_size, None if source is None else source[1], dropped)
+    dropped = Counter() if dropped is None else dropped
+    n_rows, chunks = input_chunks(input_path, need, chunk_size, None if source is None else source[1], dropped,
+                                  catalogue)
     parts = _parts_dir(output)
     if photsys is not None:
         from galaxyprop.data.schema import field_code
 
         photsys = field_code(photsys)
     _check_manifest(parts, Manifest(model_uri, str(input_path.resolve()), _input_bytes(input_path),
-                                    chunk_size, densities, photsys, None if source is None else source[0]), restart)
+                                    chunk_size, densities, photsys, None if source is None else source[0],
+                                    None if catalogue is None else str(Path(catalogue).resolve())), restart)
     try:
         done = _predict_chunks(model, chunks, parts, n_rows, input_path, densities, photsys, progress)
     except GalaxypropError:
@@ -245,7 +328,7 @@ def _predict_chunks(model, chunks, parts: Path, n_rows: int, input_path: Path, d
                 if len(keys) == 0:           # every row of the chunk was skipped by the column map
                     continue
                 try:
-                    predicted = model.predict(inputs, params={"photsys": photsys} if photsys else None)
+                    predicted = _predict_fields(model, keys, inputs, photsys)
                 except Exception as error:
                     message = input_error(error)
                     if message is None:
@@ -261,6 +344,20 @@ def _predict_chunks(model, chunks, parts: Path, n_rows: int, input_path: Path, d
             done += rows
             bar.update(rows)
     return done
+
+
+def _predict_fields(model, keys: pd.DataFrame, inputs, photsys: str | None) -> pd.DataFrame:
+    """The model's answer for a chunk: at once, or (two-input models, whose tensors cannot carry a
+    PHOTSYS column) one survey field at a time, each with its calibration."""
+    fields = keys.pop(FIELD_COLUMN).to_numpy() if isinstance(inputs, dict) and FIELD_COLUMN in keys else None
+    if fields is None or photsys:
+        return model.predict(inputs, params={"photsys": photsys} if photsys else None)
+    parts = []
+    for field in pd.unique(fields):
+        rows = np.flatnonzero(fields == field)
+        part = model.predict({k: v[rows] for k, v in inputs.items()}, params={"photsys": field} if field else None)
+        parts.append(part.set_axis(rows))
+    return pd.concat(parts).sort_index()
 
 
 def _merge(parts: list[Path], output: Path, input_path: Path) -> None:

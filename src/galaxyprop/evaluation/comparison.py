@@ -10,7 +10,7 @@ from galaxyprop.evaluation.metrics import objective_value
 COLUMNS = {"kcorr_r01": ["r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"],
            "z": ["sigma_mad", "eta", "bias", "bias_median", "r2", "mae"]}
 TITLES = {"kcorr_r01": "K-correction K(^{0.1}r) (`kcorr_r01`)", "z": "Redshift (`z`)"}
-IMAGE_INPUTS = ("image", "cutouts")   # what an image-only result learns from: embeddings or the cutouts
+IMAGE_INPUTS = ("image", "cutouts", "measured")   # what an image-only result learns from: embeddings, cutouts, sep
 
 
 def table(rows: Mapping[str, Mapping[str, float]], columns: list[str], first: str = "head",
@@ -146,21 +146,81 @@ def field_calibration_table(calibration: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
+#: The kinds of input a result takes, in the report's order; the catalogue on the images' bands is a reference.
+KIND_ORDER = ("multimodal", "images", "catalogue", "catalogue on g,r,z", "baseline")
+GRZ_REFERENCE = "photometry_grz"
+
+
+def kind_of(key: str, kinds: Mapping[str, str | None], inputs: Mapping[str, str]) -> str:
+    """A result's row group: its registered kind, the g,r,z catalogue reference, or a baseline."""
+    if inputs.get(key) == GRZ_REFERENCE:
+        return "catalogue on g,r,z"
+    return kinds.get(key) or "baseline"
+
+
+def grouped(metrics: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str | None],
+            inputs: Mapping[str, str], metric: str) -> dict[str, list[str]]:
+    """Results by kind of input (KIND_ORDER), best first within each."""
+    groups: dict[str, list[str]] = {kind: [] for kind in KIND_ORDER}
+    for key in ranked(metrics, metric):
+        groups[kind_of(key, kinds, inputs)].append(key)
+    return {kind: keys for kind, keys in groups.items() if keys}
+
+
+def kind_findings(metrics: Mapping[str, Mapping[str, float]], by_field: Mapping[str, Mapping[str, Mapping]],
+                  groups: Mapping[str, list[str]], metric: str) -> list[str]:
+    """Do the images add to the catalogue (best multimodal vs best catalogue-only, overall and per field),
+    and how close do the cutouts alone come to the catalogue on their own bands and on every band?"""
+    best = {kind: keys[0] for kind, keys in groups.items()}
+    lines = []
+
+    def ratio(a: str, b: str) -> str:
+        overall = metrics[a][metric] / metrics[b][metric]
+        fields = sorted(set(by_field.get(a, {})) & set(by_field.get(b, {})))
+        per_field = ", ".join(f"{f} {by_field[a][f][metric] / by_field[b][f][metric]:.3f}" for f in fields)
+        return f"ratio {overall:.3f}" + (f" (by field: {per_field})" if per_field else "")
+
+    if "multimodal" in best and "catalogue" in best:
+        a, b = best["multimodal"], best["catalogue"]
+        better = objective_value(metric, metrics[a][metric]) < objective_value(metric, metrics[b][metric])
+        lines.append(f"Images {'add to' if better else 'do NOT add to'} the catalogue: best multimodal `{a}` "
+                     f"{metric} {metrics[a][metric]:.4g} vs best catalogue-only `{b}` {metrics[b][metric]:.4g}, "
+                     f"{ratio(a, b)}.")
+    if "images" in best:
+        a = best["images"]
+        for reference, words in (("catalogue on g,r,z", "the catalogue on the images' bands"),
+                                 ("catalogue", "the full catalogue")):
+            if reference in best:
+                b = best[reference]
+                lines.append(f"Best image-only `{a}` ({metric} {metrics[a][metric]:.4g}) vs {words} `{b}` "
+                             f"({metrics[b][metric]:.4g}): {ratio(a, b)}.")
+    return lines
+
+
 def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[str, str],
-                        selection: Mapping[str, str], plots: Mapping[str, list[str]]) -> str:
-    """The whole report: per target a ranked table, the findings, per-field and confidence tables,
-    and links to the plots."""
+                        selection: Mapping[str, str], plots: Mapping[str, list[str]],
+                        kinds: Mapping[str, str | None] | None = None) -> str:
+    """The whole report: per target a table ranked within each kind of input (multimodal, images,
+    catalogue, references), the findings, per-field and confidence tables, and links to the plots."""
+    kinds = kinds or {}
     parts = ["# Head comparison on the test split",
              "Every head on the same test galaxies (`reports/metrics.json`); per-field, per-redshift-bin and "
              "confidence breakdowns in `reports/metrics_breakdown.json`. Inputs: `image` = image embeddings, "
-             "`cutouts` = the images end to end, `photometry` = catalogue fluxes, `spec-z`/`photo-z` = kcorrect "
-             "template fits at that redshift."]
+             "`cutouts` = the images end to end, `measured` = sep photometry and shapes measured on the cutouts, "
+             "`photometry` = catalogue fluxes (`photometry_grz`: on the images' g, r, z alone), `a+b` = both "
+             "side by side, `cutouts+photometry` = the multimodal CNN, `spec-z`/`photo-z` = kcorrect template fits "
+             "at that redshift. Rows are grouped by what a user must bring: `multimodal` (cutouts and catalogue; "
+             "registered as galaxyprop-<target>), `images` (cutouts alone; -images), `catalogue` (-catalogue)."]
     for target in (t for t in COLUMNS if t in metrics):
         metric = selection[target]
-        order = ranked(metrics[target], metric)
-        parts += [f"## {TITLES[target]}", f"Ranked by {metric}, the selection metric.",
-                  table({h: metrics[target][h] for h in order}, COLUMNS[target], extra=inputs),
-                  "\n".join(f"- {line}" for line in findings(metrics[target], inputs, metric))]
+        groups = grouped(metrics[target], kinds, inputs, metric)
+        order = [key for keys in groups.values() for key in keys]
+        labels = {key: f"{kind} · {inputs.get(key, '')}" for kind, keys in groups.items() for key in keys}
+        by_field = breakdown.get("by_field", {}).get(target, {})
+        parts += [f"## {TITLES[target]}", f"Ranked by {metric}, the selection metric, within each kind of input.",
+                  table({h: metrics[target][h] for h in order}, COLUMNS[target], extra=labels),
+                  "\n".join(f"- {line}" for line in kind_findings(metrics[target], by_field, groups, metric)
+                            + findings(metrics[target], inputs, metric))]
         fields = next(iter(breakdown.get("by_field", {}).get(target, {}).values()), {})
         parts += density_section(metrics[target], inputs, target, sum(f["n"] for f in fields.values()) or None)
         if breakdown.get("calibration_by_field", {}).get(target):

@@ -1,5 +1,6 @@
 """Every head behind one interface (heads.base.Head): feature heads (knn, gbt, mlp, clap), the image CNN,
-the domain-adversarial MLP (heads.adversarial) and the kcorrect template-fit baseline; `make_head` builds one by name."""
+the multimodal CNN (cutouts and catalogue features together), the domain-adversarial MLP
+(heads.adversarial) and the kcorrect template-fit baseline; `make_head` builds one by name."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ FEATURE_HEADS = {"knn": "galaxyprop.heads.knn:KNNHead",
                  "clap": "galaxyprop.heads.clap:ClapHead"}
 #: Heads that learn from the image cutouts themselves; their results are keyed by the head alone.
 IMAGE_HEADS = {"cnn": "galaxyprop.heads.cnn:CNNHead"}
+#: Heads that learn from the cutouts and catalogue features together (features.multimodal.ImagesAndFeatures).
+MULTIMODAL_HEADS = {"cnn_mm": "galaxyprop.heads.cnn_mm:CNNMultimodalHead"}
 
 
 def head_class(name: str) -> type[Head]:
-    heads = {**FEATURE_HEADS, **IMAGE_HEADS}
+    heads = {**FEATURE_HEADS, **IMAGE_HEADS, **MULTIMODAL_HEADS}
     if name not in heads:
         raise GalaxypropError(f"unknown head '{name}'; choose from {sorted(heads)}")
     module, _, attribute = heads[name].partition(":")
@@ -34,4 +37,4 @@ def make_head(name: str, **hyperparameters) -> Head:
         raise GalaxypropError(f"head '{name}': bad hyperparameters ({err})") from None
 
 
-__all__ = ["FEATURE_HEADS", "IMAGE_HEADS", "Head", "Prediction", "head_class", "make_head"]
+__all__ = ["FEATURE_HEADS", "IMAGE_HEADS", "MULTIMODAL_HEADS", "Head", "Prediction", "head_class", "make_head"]

@@ -2,9 +2,11 @@
 the target, trained with Lightning. MC dropout at prediction gives the mean and the spread.
 
 Only the MLP after the trunk has dropout, so MC prediction runs the trunk once per galaxy and the
-cheap MLP `n_mc` times. Training early-stops on the validation split when one is given and keeps
-the best epoch's weights; the Lightning callbacks a caller passes (e.g. Optuna's pruning) see
-`val_loss`, the MSE on the standardised target.
+cheap MLP `n_mc` times. A head's inputs are one array (features, or cutouts) or several arrays row
+for row (cutouts and catalogue features): the trunk takes them all, `trunk(*arrays)`. Training
+early-stops on the validation split when one is given and keeps the best epoch's weights; the
+Lightning callbacks a caller passes (e.g. Optuna's pruning) see `val_loss`, the MSE on the
+standardised target.
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ warnings.filterwarnings("ignore", message="You defined a `validation_step` but h
 PREDICT_BATCH = 1024
 
 
+def as_arrays(inputs: np.ndarray | tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """A head's checked inputs as a tuple of arrays (one array is a 1-tuple)."""
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
 class RegressionNet(nn.Module):
-    """trunk -> [Linear, ReLU, Dropout] x hidden_layers -> Linear to one output."""
+    """trunk -> [Linear, ReLU, Dropout] x hidden_layers -> Linear to one output; the trunk takes all
+    the head's input arrays (`trunk(*x)`)."""
 
     def __init__(self, trunk: nn.Module, n_features: int, hidden_layers: int, width: int, dropout: float):
         super().__init__()
@@ -48,8 +56,8 @@ class RegressionNet(nn.Module):
         self.trunk = trunk
         self.regressor = nn.Sequential(*layers, nn.Linear(width, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.regressor(self.trunk(x)).squeeze(-1)
+    def forward(self, *x: torch.Tensor) -> torch.Tensor:
+        return self.regressor(self.trunk(*x)).squeeze(-1)
 
     def dropout_masks(self, n_samples: int, generator: torch.Generator) -> list[torch.Tensor]:
         """One (n_samples, 1, width) inverted-dropout mask per dropout layer: each sample is one
@@ -101,11 +109,11 @@ class LossTask(L.LightningModule):
 
 
 class RegressionTask(LossTask):
-    """MSE on the standardised target."""
+    """MSE on the standardised target; a batch is the input arrays then the target."""
 
     def loss(self, batch) -> torch.Tensor:
-        x, y = batch
-        return F.mse_loss(self.net(x), y)
+        *x, y = batch
+        return F.mse_loss(self.net(*x), y)
 
 
 class BestWeights(Callback):
@@ -149,6 +157,7 @@ def train_task(task: L.LightningModule, train: DataLoader, val: DataLoader | Non
     extra: list[Callback] = [best]
     if val is not None:
         extra.append(EarlyStopping("val_loss", patience=patience, mode="min"))
+    task.train()       # Lightning keeps the modes it is given (a warm-started `task.net` comes back in eval mode)
     trainer = L.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=show_progress,
                         num_sanity_val_steps=0, callbacks=[*callbacks, *extra], deterministic="warn")
@@ -180,12 +189,14 @@ class NeuralHead(Head):
         self.seed = seed
 
     @abstractmethod
-    def _check(self, X: np.ndarray) -> np.ndarray:
-        """`X` as a float32 array the trunk takes, or a clear error."""
+    def _check(self, X) -> np.ndarray | tuple[np.ndarray, ...]:
+        """`X` as the float32 array the trunk takes (or a tuple of arrays, row for row, for a trunk
+        of several inputs), or a clear error."""
 
     @abstractmethod
-    def _trunk(self, X: np.ndarray) -> tuple[nn.Module, int]:
-        """The trunk for training inputs `X` and how many features it gives."""
+    def _trunk(self, *X: np.ndarray) -> tuple[nn.Module, int]:
+        """The trunk for the training input arrays `X` (as `_check` gives them) and how many features
+        it gives."""
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,
             callbacks: Sequence[Callback] = ()) -> NeuralHead:
@@ -193,45 +204,56 @@ class NeuralHead(Head):
         `callbacks` (e.g. Optuna's pruning) see each epoch's `val_loss`."""
         for fitted in [name for name in vars(self) if name.endswith("_")]:   # a refit starts afresh
             delattr(self, fitted)
-        X, y = self._check(X), check_target(y, len(X))
+        X = as_arrays(self._check(X))
+        y = check_target(y, len(X[0]))
         L.seed_everything(self.seed, verbose=False)
         self.target_mean_, self.target_scale_ = float(y.mean()), float(y.std()) or 1.0
-        trunk, n_features = self._trunk(X)
+        trunk, n_features = self._trunk(*X)
         net = RegressionNet(trunk, n_features, self.hidden_layers, self.width, self.dropout)
-        task = RegressionTask(net, self.learning_rate, self.weight_decay, self.max_epochs)
+        task = self._task(net)
         generator = torch.Generator().manual_seed(self.seed)
         train = DataLoader(self._dataset(X, y), batch_size=self.batch_size, shuffle=True, generator=generator)
-        val = None
+        val = checked = None
         if validation is not None:
-            X_val = self._check(validation[0])
-            val = DataLoader(self._dataset(X_val, check_target(validation[1], len(X_val))),
-                             batch_size=PREDICT_BATCH)
+            X_val = as_arrays(self._check(validation[0]))
+            checked = (X_val, check_target(validation[1], len(X_val[0])))
+            val = DataLoader(self._dataset(*checked), batch_size=PREDICT_BATCH)
+        self._warm_start(net, X, y, checked)
         best = train_task(task, train, val, max_epochs=self.max_epochs, patience=self.patience,
                           callbacks=callbacks, show_progress=self.show_progress)
         self.net_ = net
         self.history_, self.best_epoch_ = best.history, best.best_epoch
         return self
 
-    def _dataset(self, X: np.ndarray, y: np.ndarray) -> TensorDataset:
+    def _task(self, net: RegressionNet) -> LossTask:
+        """The training of `net`: the MSE with one learning rate for every parameter."""
+        return RegressionTask(net, self.learning_rate, self.weight_decay, self.max_epochs)
+
+    def _warm_start(self, net: RegressionNet, X: tuple[np.ndarray, ...], y: np.ndarray,
+                    validation: tuple[tuple[np.ndarray, ...], np.ndarray] | None) -> None:
+        """Before the training proper, train part of `net` on the checked training (and validation)
+        inputs; the heads' default is to start from the initialisation."""
+
+    def _dataset(self, X: np.ndarray | tuple[np.ndarray, ...], y: np.ndarray) -> TensorDataset:
+        """The input array(s) `X` and the standardised target: batches of (*arrays, y)."""
         scaled = (y - self.target_mean_) / self.target_scale_
-        return TensorDataset(torch.from_numpy(X), torch.from_numpy(scaled.astype(np.float32)))
+        return TensorDataset(*map(torch.from_numpy, as_arrays(X)), torch.from_numpy(scaled.astype(np.float32)))
 
     def predict(self, X: np.ndarray) -> Prediction:
         """MC dropout: the mean and standard deviation over `n_mc` thinned networks (seeded, the same
         for every galaxy, so a galaxy's answer does not depend on the batch it comes in)."""
-        X = self._check(X)
+        X = as_arrays(self._check(X))
         net = self.net_.eval()
-        samples = np.empty((len(X), max(1, self.n_mc)), np.float32)
+        samples = np.empty((len(X[0]), max(1, self.n_mc)), np.float32)
         with torch.inference_mode():
             masks = (net.dropout_masks(self.n_mc, torch.Generator().manual_seed(self.seed)) if self.n_mc
                      else None)
-            for start in range(0, len(X), PREDICT_BATCH):
-                features = net.trunk(torch.from_numpy(X[start:start + PREDICT_BATCH]))
+            for start in range(0, len(X[0]), PREDICT_BATCH):
+                features = net.trunk(*(torch.from_numpy(x[start:start + PREDICT_BATCH]) for x in X))
                 out = net.sample(features, masks).T if masks else net.regressor(features)
                 samples[start:start + PREDICT_BATCH] = out.reshape(len(features), -1).numpy()
         samples = samples.astype(float) * self.target_scale_ + self.target_mean_
         return Prediction(samples.mean(axis=1), samples.std(axis=1))
-
 
     def predict_pdf(self, X: np.ndarray, grid: Grid) -> np.ndarray:
         """A Gaussian with the MC-dropout mean and spread."""

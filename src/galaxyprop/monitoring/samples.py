@@ -137,38 +137,55 @@ def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | Non
 
 def predict(models: Mapping[str, object], frame: pd.DataFrame, cutouts: np.ndarray | None,
             skipped: dict[str, str] | None = None, progress: bool = False) -> pd.DataFrame | None:
-    """Each target's point prediction by its registered model (pyfunc), in chunks. A target whose
-    model takes inputs these galaxies lack is left out, and why is put in `skipped`."""
-    from galaxyprop.deploy.batch import ModelInput
-
+    """Each target's point prediction by its registered model (pyfunc), in chunks; a target may name
+    several models (its multimodal, image and catalogue ones), the first whose inputs these galaxies
+    have predicts. A target none of whose models can take them is left out, and why is put in `skipped`."""
     out = {}
     skipped = {} if skipped is None else skipped
-    for target, model in models.items():
-        need = ModelInput.of(model)
-        if need.shape:
-            if cutouts is None or len(need.shape) != 4:
-                skipped[target] = f"the model takes inputs of shape {list(need.shape)}; the galaxies have no cutouts"
-                continue
-            inputs = cutouts
+    for target, choices in models.items():
+        reasons = []
+        for model in choices if isinstance(choices, list | tuple) else [choices]:
+            inputs_at, why = _inputs(model, frame, cutouts)
+            if inputs_at is not None:
+                out[target] = _predictions(model, inputs_at, len(frame), target, progress)
+                break
+            reasons.append(why)
         else:
-            missing = sorted(set(need.columns) - set(frame.columns))
-            if missing:
-                skipped[target] = f"the model takes columns {list(need.columns)}; the galaxies lack {missing}"
-                continue
-            inputs = frame[list(need.columns)]
-        chunks = range(0, len(frame), PREDICT_CHUNK)
-        try:
-            values = [model.predict(inputs[start:start + PREDICT_CHUNK])["prediction"].to_numpy(float)
-                      for start in tqdm(chunks, desc=f"predict {target}", unit="chunk", disable=not progress)]
-        except Exception as err:
-            from galaxyprop.registry.serving import input_error
-
-            message = input_error(err)
-            if message is None:
-                raise
-            raise GalaxypropError(f"the {target} model refuses these galaxies: {message}") from None
-        out[target] = np.concatenate(values)
+            skipped[target] = "; ".join(reasons)
     return pd.DataFrame(out) if out else None
+
+
+def _inputs(model, frame: pd.DataFrame, cutouts: np.ndarray | None):
+    """(rows -> the model's inputs for them, None), or (None, why the galaxies cannot be given to it)."""
+    from galaxyprop.deploy.batch import ModelInput
+
+    need = ModelInput.of(model)
+    if need.shape and (cutouts is None or len(need.shape) != 4):
+        return None, f"the model takes inputs of shape {list(need.shape)}; the galaxies have no cutouts"
+    columns = list(need.flux_columns or need.columns)
+    missing = sorted(set(columns) - set(frame.columns))
+    if missing:
+        return None, f"the model takes columns {columns}; the galaxies lack {missing}"
+    if need.multimodal:
+        return (lambda rows: need.tensors(cutouts[rows], frame.iloc[rows])), None
+    if need.shape:
+        return (lambda rows: cutouts[rows]), None
+    return (lambda rows: frame.iloc[rows][columns]), None
+
+
+def _predictions(model, inputs_at, n_rows: int, target: str, progress: bool) -> np.ndarray:
+    chunks = range(0, n_rows, PREDICT_CHUNK)
+    try:
+        values = [model.predict(inputs_at(slice(start, start + PREDICT_CHUNK)))["prediction"].to_numpy(float)
+                  for start in tqdm(chunks, desc=f"predict {target}", unit="chunk", disable=not progress)]
+    except Exception as err:
+        from galaxyprop.registry.serving import input_error
+
+        message = input_error(err)
+        if message is None:
+            raise
+        raise GalaxypropError(f"the {target} model refuses these galaxies: {message}") from None
+    return np.concatenate(values)
 
 
 def embed(cutouts: np.ndarray, encoder_path: str | Path, progress: bool = False) -> np.ndarray:

@@ -9,14 +9,43 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.features.multimodal import MULTIMODAL, Multimodal
 from galaxyprop.registry.predictor import FIELD_PARAM, Predictor
 
 PREDICTOR_ARTIFACT = "predictor"
+#: The two named tensors a multimodal model takes.
+CUTOUTS, FLUXES = "cutouts", "fluxes"
+
+
+def multimodal_tensors(inputs: Multimodal, flux_columns: list[str]) -> dict[str, np.ndarray]:
+    """A multimodal model's pyfunc input: the cutouts and the catalogue's flux columns, as float32 tensors."""
+    missing = [c for c in flux_columns if c not in inputs.catalog.columns]
+    if missing:
+        raise GalaxypropError(f"the catalogue lacks the flux columns {missing} the model takes")
+    return {CUTOUTS: np.ascontiguousarray(inputs.images, dtype=np.float32),
+            FLUXES: np.ascontiguousarray(inputs.catalog[flux_columns].to_numpy(), dtype=np.float32)}
+
+
+def tensors_input(tensors, flux_columns: list[str]) -> Multimodal:
+    """The `Multimodal` inputs from the pyfunc's two named tensors; a clear error for a missing one."""
+    if not isinstance(tensors, dict):
+        raise GalaxypropError(f"this model takes two named inputs, '{CUTOUTS}' (N, 3, H, W) and '{FLUXES}' "
+                              f"(N, {len(flux_columns)}: {', '.join(flux_columns)}), not one array")
+    missing = [k for k in (CUTOUTS, FLUXES) if k not in tensors or tensors[k] is None]
+    if missing:
+        raise GalaxypropError(f"the request lacks the input '{missing[0]}': this model takes '{CUTOUTS}' "
+                              f"(N, 3, H, W) and '{FLUXES}' (N, {len(flux_columns)}: {', '.join(flux_columns)})")
+    fluxes = np.asarray(tensors[FLUXES], dtype=float)
+    if fluxes.ndim != 2 or fluxes.shape[1] != len(flux_columns):
+        raise GalaxypropError(f"'{FLUXES}' must have shape (N, {len(flux_columns)}) ({', '.join(flux_columns)}), "
+                              f"got {fluxes.shape}")
+    return Multimodal(np.asarray(tensors[CUTOUTS]), pd.DataFrame(fluxes, columns=flux_columns)).checked()
 
 
 class PredictorModel(mlflow.pyfunc.PythonModel):
     """In: what the version was trained on (catalogue fluxes in nanomaggies, g,r,z cutouts
-    (N, 3, H, W) in nanomaggies/pixel, or embeddings), and optionally the survey field: the parameter
+    (N, 3, H, W) in nanomaggies/pixel, both as the named tensors `cutouts` and `fluxes`, or
+    embeddings), and optionally the survey field: the parameter
     `photsys` (N or S) for the whole batch, or a catalogue's PHOTSYS column per row. Out: the head's
     point estimate (`prediction`), the calibrated quantiles q02, q16, q50, q84, q98 (2.3, 15.9, 50,
     84.1, 97.7 %), `spread` = (q84 - q16) / 2 and the calibrated density on the target's grid."""
@@ -32,6 +61,8 @@ class PredictorModel(mlflow.pyfunc.PythonModel):
         try:
             if self.predictor.input_kind == "catalog":
                 model_input = pd.DataFrame(model_input)
+            elif self.predictor.input_kind == MULTIMODAL:
+                model_input = tensors_input(model_input, self.predictor.input_columns)
             else:
                 model_input = np.asarray(model_input)
             if len(model_input) == 0:

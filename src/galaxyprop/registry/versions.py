@@ -25,21 +25,60 @@ from mlflow.types.schema import ColSpec, Schema
 import galaxyprop
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.features.multimodal import REGISTERED_KINDS, Multimodal
 from galaxyprop.registry import promotion
 from galaxyprop.registry.lock import store_lock
 from galaxyprop.registry.predictor import FIELD_PARAM, OUTPUT_COLUMNS, Predictor
 from galaxyprop.registry.promotion import Gate
-from galaxyprop.registry.serving import PREDICTOR_ARTIFACT
+from galaxyprop.registry.serving import CUTOUTS, FLUXES, PREDICTOR_ARTIFACT, multimodal_tensors, tensors_input
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
 HISTORY_TAG = "history."
 
 
-def model_name(target: str) -> str:
+#: The registered models of a target, by what their users bring, and the suffix of their id and name:
+#: `galaxyprop-z` takes cutouts and catalogue fluxes together, `galaxyprop-z-images` the cutouts alone,
+#: `galaxyprop-z-catalogue` the catalogue fluxes alone.
+INPUT_KINDS = {"multimodal": "", "images": "-images", "catalogue": "-catalogue"}
+
+
+def model_id(target: str, kind: str = "multimodal") -> str:
+    """The registry's id of the target's model taking `kind` of input (`z`, `z-images`, `z-catalogue`)."""
+    if kind not in INPUT_KINDS:
+        raise GalaxypropError(f"unknown kind of input '{kind}'; choose from {sorted(INPUT_KINDS)}")
+    return parse_model(target + INPUT_KINDS[kind])[0] + INPUT_KINDS[kind]
+
+
+def parse_model(model: str) -> tuple[str, str]:
+    """(target, kind of input) of a registered model's id: `z` (multimodal), `z-images`, `z-catalogue`."""
+    target, kind = model, "multimodal"
+    for name, suffix in INPUT_KINDS.items():
+        if suffix and model.endswith(suffix):
+            target, kind = model[:-len(suffix)], name
     if target not in schema.TARGETS:
-        raise GalaxypropError(f"unknown target '{target}'; choose from {sorted(schema.TARGETS)}")
-    return f"galaxyprop-{target}"
+        choices = [t + suffix for t in sorted(schema.TARGETS) for suffix in INPUT_KINDS.values()]
+        raise GalaxypropError(f"unknown model '{model}'; choose from {choices}")
+    return target, kind
+
+
+def model_name(model: str) -> str:
+    """The registered model's name for an id: `z-images` -> `galaxyprop-z-images`."""
+    parse_model(model)
+    return f"galaxyprop-{model}"
+
+
+def predictor_kind(predictor: Predictor) -> str:
+    """The kind of input a predictor's registered model takes, or a clear error."""
+    if predictor.input_kind not in REGISTERED_KINDS:
+        raise GalaxypropError(f"a model taking {predictor.input_kind} has no registered kind "
+                              f"({sorted(INPUT_KINDS)}); register it under an explicit model id")
+    return REGISTERED_KINDS[predictor.input_kind]
+
+
+def model_ids() -> list[str]:
+    """Every registered model id galaxyprop may write, target by target."""
+    return [target + suffix for target in sorted(schema.TARGETS) for suffix in INPUT_KINDS.values()]
 
 
 def _requirements() -> list[str]:
@@ -47,19 +86,33 @@ def _requirements() -> list[str]:
     return [r.split(";")[0] for r in importlib.metadata.requires("galaxyprop") or [] if "extra ==" not in r]
 
 
-def register_predictor(predictor: Predictor, input_example: pd.DataFrame | np.ndarray,
-                       tags: Mapping[str, str], metrics: Mapping[str, float]) -> str:
-    """Log `predictor` as a pyfunc in the active run, register it, alias it `candidate`; return the version.
+def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, str], metrics: Mapping[str, float],
+                       model: str | None = None) -> str:
+    """Log `predictor` as a pyfunc in the active run, register it as `model` (an id: `z`, `z-images`,
+    `z-catalogue`; default the target's multimodal model), alias it `candidate`; return the version.
 
-    `input_example` is a few rows of what the model takes: catalogue rows (only the model's
-    columns are kept) or an array of cutouts / embeddings; the signature is inferred from it.
+    The default id is the target's model for the predictor's kind of input (`z-catalogue` for a
+    catalogue-in predictor of z). `input_example` is a few rows of what the model takes: catalogue rows (only the model's
+    columns are kept), an array of cutouts / embeddings, or `Multimodal` cutouts and rows (two named
+    tensors, `cutouts` and `fluxes`: its flux columns in the order the metadata's `flux_columns` give);
+    the signature is inferred from it.
     """
-    name = model_name(predictor.target)
-    if isinstance(input_example, pd.DataFrame):
+    name = model_name(model or model_id(predictor.target, predictor_kind(predictor)))
+    extra = {}
+    if isinstance(input_example, Multimodal):
+        example = multimodal_tensors(input_example, predictor.input_columns)
+        served = predictor.predict(tensors_input(example, predictor.input_columns))
+        extra = {"flux_columns": predictor.input_columns,
+                 "inputs": {CUTOUTS: "g,r,z cutouts (N, 3, H, W) in nanomaggies per pixel",
+                            FLUXES: "catalogue fluxes (N, len(flux_columns)) in nanomaggies, Galactic extinction "
+                                    "removed, in the order of flux_columns"}}
+    elif isinstance(input_example, pd.DataFrame):
         example = input_example[predictor.input_columns].reset_index(drop=True)
+        served = predictor.predict(example)
     else:
         example = np.ascontiguousarray(input_example, dtype=np.float32)
-    signature = infer_signature(example, predictor.predict(example), params={FIELD_PARAM: ""})
+        served = predictor.predict(example)
+    signature = infer_signature(example, served, params={FIELD_PARAM: ""})
     if isinstance(example, pd.DataFrame):   # a catalogue may name each row's field (its PHOTSYS column)
         signature.inputs = Schema([*signature.inputs.inputs, ColSpec("string", "PHOTSYS", required=False)])
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +126,7 @@ def register_predictor(predictor: Predictor, input_example: pd.DataFrame | np.nd
                 signature=signature, input_example=example, pip_requirements=_requirements(),
                 metadata={"output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
                           "field_param": f"{FIELD_PARAM}: N or S (north or south) for the whole batch, or a "
-                                         "PHOTSYS column of a catalogue: picks the field's calibration"},
+                                         "PHOTSYS column of a catalogue: picks the field's calibration", **extra},
                 code_paths=[str(Path(galaxyprop.__file__).parent)], registered_model_name=name)
     version = str(info.registered_model_version)
     client = MlflowClient()

@@ -75,6 +75,9 @@ TABLE: dict[str, str] = {
     "mock.fields.*.fraction": "prob", "mock.fields.*.seeing_scatter": "nonneg",
     "split.fractions": "map", "split.seed": "int", "split.n_redshift_bins": "count",
     "features.default": "str", "features.compare": "strs", "features.photometry.bands": "strs?",
+    "features.secondary": "strs?", "features.combined": "strs?", "features.components": "map?",
+    "features.components.*": "count", "features.photometry_grz.bands": "strs?", "features.measured": "map",
+    "features.measured.chunk_size": "count", "features.measured.pixel_scale": "positive",
     "features.external.path": "str?", "features.external.embedding": "str", "features.external.id_key": "str?",
     "features.external.dim": "count?",
     "encoder.model.embedding_dim": "count", "encoder.model.image_widths": "counts",
@@ -93,10 +96,11 @@ TABLE: dict[str, str] = {
     "evaluation.kept_fractions": "fractions",
     "tuning.seed": "int", "tuning.pruner": "map?", "tuning.pruner.kind": "str",
     "train.targets": "strs", "train.feature_heads": "strs", "train.image_heads": "strs?",
+    "train.secondary_heads": "strs?",
     "heads": "map", "heads.*": "map", "heads.*.n_trials": "count", "heads.*.search": "map",
     "heads.*.fixed": "map?", "heads.*.objective": "str",
     "baselines.*": "map", "baselines.*.bands": "strs?", "baselines.*.n_mc": "count", "baselines.*.seed": "int",
-    "baselines.*.redshift_from": "str",
+    "baselines.*.redshift_from": "str", "baselines.*.features": "strs?",
     "registry.candidate_heads": "strs", "registry.selection": "map", "registry.selection.metric": "str",
     "registry.selection.coverage_tolerance": "open01", "registry.selection.noise_sigmas": "nonneg",
     "registry.selection.ks_noise_factor": "positive", "registry.promotion": "map",
@@ -133,9 +137,11 @@ CLOSED = {"split": {"fractions", "seed", "n_redshift_bins"},
 INT_HYPERPARAMETERS = {"k", "max_leaf_nodes", "min_samples_leaf", "max_iter", "seed", "hidden_layers", "width",
                        "batch_size", "max_epochs", "patience", "n_mc", "latent_dim", "k_min", "k_max",
                        "n_calibration", "recalibration_degree", "projection_width", "projection_layers",
-                       "refit_width", "refit_layers", "n_realisations", "channels", "crop", "max_shift"}
+                       "refit_width", "refit_layers", "n_realisations", "channels", "crop", "max_shift",
+                       "photometry_layers", "photometry_width", "photometry_epochs"}
 STR_HYPERPARAMETERS = {"weights": ("uniform", "distance"), "scaling": ("standard", "robust", "none")}
-FEATURE_SOURCES = ("image", "spectrum", "photometry", "external")
+FEATURE_SOURCES = ("image", "spectrum", "photometry", "photometry_grz", "measured", "external")
+COMBINABLE = ("image", "photometry", "photometry_grz", "measured")   # the parts a combined source may have
 SOURCE_KINDS = ("desi", "catalog")
 
 
@@ -340,9 +346,9 @@ def check_search(key: str, space: Mapping, fixed: Mapping) -> None:
 
 
 def check_heads(heads: Mapping) -> None:
-    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS
+    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
 
-    known = {**FEATURE_HEADS, **IMAGE_HEADS}
+    known = {**FEATURE_HEADS, **IMAGE_HEADS, **MULTIMODAL_HEADS}
     point, density = metric_names(None)
     for name, spec in heads.items():
         if name not in known:
@@ -354,11 +360,14 @@ def check_heads(heads: Mapping) -> None:
 
 def check_train(train: Mapping, params: Mapping) -> None:
     """The lists the train stages' matrices run: each name has its settings in `targets` / `heads`."""
-    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS
+    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
 
     for key, names, known, settings in (("train.targets", train["targets"], params.get("targets", {}), "targets"),
                                         ("train.feature_heads", train["feature_heads"], FEATURE_HEADS, "heads"),
-                                        ("train.image_heads", train.get("image_heads") or [], IMAGE_HEADS, "heads")):
+                                        ("train.secondary_heads", train.get("secondary_heads") or [], FEATURE_HEADS,
+                                         "heads"),
+                                        ("train.image_heads", train.get("image_heads") or [],
+                                         {**IMAGE_HEADS, **MULTIMODAL_HEADS}, "heads")):
         if len(set(names)) != len(names):
             fail(key, f"names one twice, {_got(names)}")
         for i, name in enumerate(names):
@@ -369,24 +378,45 @@ def check_train(train: Mapping, params: Mapping) -> None:
 
 
 def check_features(features: Mapping) -> None:
-    for key, value in [("features.default", features["default"])] + [
-            (f"features.compare[{i}]", v) for i, v in enumerate(features.get("compare") or [])]:
-        if value not in FEATURE_SOURCES:
-            fail(key, f"must be a feature source, one of {list(FEATURE_SOURCES)}, {_got(value)}")
+    from galaxyprop.features.combined import is_combined, parts_of
+
+    combined = list(features.get("combined") or [])
+    for i, name in enumerate(combined):
+        where = f"features.combined[{i}]"
+        reuse(where, lambda name=name: parts_of(name))
+        for part in parts_of(name):
+            if part not in COMBINABLE:
+                fail(where, f"'{name}': '{part}' cannot be a part; parts are {list(COMBINABLE)}")
+    for part in features.get("components") or {}:
+        if part not in FEATURE_SOURCES:
+            fail(f"features.components.{part}", f"is not a feature source, one of {list(FEATURE_SOURCES)}")
+    sources = [("features.default", features["default"])]
+    sources += [(f"features.{group}[{i}]", v) for group in ("compare", "secondary")
+                for i, v in enumerate(features.get(group) or [])]
+    for key, value in sources:
+        if is_combined(str(value)):
+            if value not in combined:
+                fail(key, f"'{value}' is a combined source that features.combined does not list ({combined})")
+        elif value not in FEATURE_SOURCES:
+            fail(key, f"must be a feature source, one of {list(FEATURE_SOURCES)} or of features.combined, "
+                      f"{_got(value)}")
 
 
 def check_registry(registry: Mapping, params: Mapping) -> None:
     from galaxyprop.data.schema import TARGETS
-    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS
+    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
     from galaxyprop.registry.promotion import CalibrationRule
 
-    compare = set(params.get("features", {}).get("compare") or []) | set(FEATURE_SOURCES)
+    features_params = params.get("features", {})
+    compare = (set(features_params.get("compare") or []) | set(features_params.get("secondary") or [])
+               | set(features_params.get("combined") or []) | set(FEATURE_SOURCES))
+    end_to_end = {**IMAGE_HEADS, **MULTIMODAL_HEADS}
     for i, entry in enumerate(registry["candidate_heads"]):
         head, at, features = entry.partition("@")
-        if head not in {**FEATURE_HEADS, **IMAGE_HEADS}:
+        if head not in {**FEATURE_HEADS, **end_to_end}:
             fail(f"registry.candidate_heads[{i}]", f"names an unknown head '{head}'; known: "
-                                                   f"{sorted({**FEATURE_HEADS, **IMAGE_HEADS})}")
-        if at and head in IMAGE_HEADS:
+                                                   f"{sorted({**FEATURE_HEADS, **end_to_end})}")
+        if at and head in end_to_end:
             fail(f"registry.candidate_heads[{i}]", f"'{entry}': the image head '{head}' takes no @features")
         if at and features not in compare:
             fail(f"registry.candidate_heads[{i}]", f"'{entry}': the features must be one of {sorted(compare)}")
