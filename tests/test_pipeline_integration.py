@@ -68,7 +68,7 @@ def test_metrics_follow_the_contract(project):
     for head in ("knn", "gbt", "gbt@measured"):
         assert k[head]["mse"] < 0.75 * median_k["mse"], head
     # the catalogue with the measurements is at least as good a start as the catalogue alone
-    for head in ("gbt@measured+photometry", "mlp@measured+photometry"):
+    for head in ("gbt@measured+photometry", "cnn_mm"):
         assert z[head]["sigma_mad"] < 0.75 * median_z["sigma_mad"] and k[head]["mse"] < 0.35 * median_k["mse"], head
     assert max(v["crps"] for h, v in k.items() if h in DENSITY_HEADS) < median_k["crps"]
     # Same templates as the labels, but dust and SED perturbations beyond their span.
