@@ -5,6 +5,8 @@ north field (intervals twice as wide), so that the plumbing of each row's field 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +84,46 @@ def write_astroclip(path: Path, images: np.ndarray, targetids: np.ndarray) -> Pa
         zeros = np.zeros((n, N_SPECTRUM_PIXELS), np.float32)
         writer.write(0, np.moveaxis(images, 1, -1), zeros, zeros, np.zeros(n), targetids)
     return path
+
+
+@contextmanager
+def served(tracking_uri: str, model_uri: str) -> Iterator[Callable[[bytes], tuple[int, bytes]]]:
+    """The scoring server `galaxyprop serve` runs, on a free 127.0.0.1 port, serving `model_uri`; yields
+    `post(body) -> (status, body)` for /invocations, and stops the server by its process group."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "GALAXYPROP_SERVED_MODEL": model_uri}
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
+                               "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def post(payload: bytes) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", payload,
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, "the server exited"
+                time.sleep(0.5)
+        yield post
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -11,7 +11,7 @@ from galaxyprop.deploy.batch import predict_file
 from galaxyprop.errors import GalaxypropError
 
 from conftest import mlflow_store
-from registered_models import register_models, stores, write_astroclip
+from registered_models import register_models, served, stores, write_astroclip
 
 FLUXES = [f"flux_{b}" for b in "ugriz"]
 
@@ -220,40 +220,8 @@ def test_schema_errors_keep_their_reason(models, catalogue_model, tmp_path):
 def test_served_400_bodies_give_the_reason_not_the_payload(models):
     """The scoring server `galaxyprop serve` runs answers bad payloads with HTTP 400 and the reason alone."""
     import json
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": stores(models.root).tracking_uri,
-           "GALAXYPROP_SERVED_MODEL": models.image_uri}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
-                               "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def post(payload: bytes):
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", payload,
-                                         {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                return answer.status, answer.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, "the server exited"
-                time.sleep(0.5)
+    with served(stores(models.root).tracking_uri, models.image_uri) as post:
         status, body = post(json.dumps({"inputs": models.images[:3].tolist()}).encode())
         assert status == 200 and len(json.loads(body)["predictions"]) == 3
         wrong = json.dumps({"inputs": models.images[:10, :, :16, :16].tolist()}).encode()
@@ -266,9 +234,6 @@ def test_served_400_bodies_give_the_reason_not_the_payload(models):
         status, body = post(json.dumps({"inputs": with_nan.tolist()}).encode())
         assert status == 400 and "images row 1 has NaN or infinite pixels" in json.loads(body)["message"]
         assert len(body) < 600
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_grouped_and_parquet_astroclip_files_predict_like_the_flat_one(models, tmp_path):

@@ -27,7 +27,7 @@ from galaxyprop.registry.serving import input_error
 from galaxyprop.tracking import runs as tracking
 
 from conftest import mlflow_store
-from registered_models import stores, write_astroclip
+from registered_models import served, stores, write_astroclip
 
 STAMP, BANDS = 32, ("g", "r", "z")
 
@@ -150,49 +150,15 @@ def test_batch_predict_joins_an_astroclip_file_with_its_catalogue(multimodal, tm
 @pytest.mark.slow
 def test_a_served_two_input_model_answers_both_and_400s_a_missing_one(multimodal):
     import json
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": stores(multimodal["root"]).tracking_uri,
-           "GALAXYPROP_SERVED_MODEL": multimodal["uri"]}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
-                               "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def post(payload: dict):
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(payload).encode(),
-                                         {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
     images, catalogue = multimodal["images"][:4], multimodal["catalogue"][:4]
     fluxes = catalogue[["flux_g", "flux_r", "flux_z"]].to_numpy(np.float32)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, "the server exited"
-                time.sleep(0.5)
-        status, body = post({"inputs": {"cutouts": images.tolist(), "fluxes": fluxes.tolist()},
-                             "params": {"photsys": "N"}})
+    with served(stores(multimodal["root"]).tracking_uri, multimodal["uri"]) as post:
+        status, body = post(json.dumps({"inputs": {"cutouts": images.tolist(), "fluxes": fluxes.tolist()},
+                                        "params": {"photsys": "N"}}).encode())
         assert status == 200
         expected = multimodal["predictor"].predict(Multimodal(images, catalogue), fields="N")
-        np.testing.assert_allclose(pd.DataFrame(body["predictions"])["q16"], expected["q16"], rtol=1e-6)
-        status, body = post({"inputs": {"cutouts": images.tolist()}})
-        assert status == 400 and "fluxes" in body["message"] and len(body["message"]) < 500
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        np.testing.assert_allclose(pd.DataFrame(json.loads(body)["predictions"])["q16"], expected["q16"], rtol=1e-6)
+        status, body = post(json.dumps({"inputs": {"cutouts": images.tolist()}}).encode())
+        message = json.loads(body)["message"]
+        assert status == 400 and "fluxes" in message and len(message) < 500
