@@ -46,6 +46,7 @@ def my_catalogue(params: dict) -> None:
         "required_bands": list(BANDS),
         "label": {"bands": list(BANDS), "response_out": "sdss_r0", "response_map": "sdss_r0", "band_shift": 0.1}}
     params["features"].update(default="photometry", compare=["photometry"])
+    params["baselines"]["kcorrect_photoz"]["features"] = ["photometry"]   # no image photo-z without images
     heads = params["heads"]
     heads["knn"]["n_trials"] = 2
     heads["gbt"].update(n_trials=1)

@@ -462,7 +462,7 @@ def test_served_production_answers_like_the_model_in_process(project):
         for what, payload in malformed.items():
             status, body = post(url, payload.encode())
             assert 400 <= status < 500, (what, status, body)
-        assert "images row 1 has NaN or infinite pixels" in post(url, malformed["NaN pixel"].encode())[1]
+        assert "row 1 has NaN or infinite pixels" in post(url, malformed["NaN pixel"].encode())[1]
 
 
 def test_models_history_rollback_and_lineage_cli(project):
@@ -580,8 +580,10 @@ BAD_INPUTS = [  # (command, the one line must contain)
     (["drift", "--current", "{corrupt}", "--model", "none", "--out", "{out}"], "unreadable"),
     (["predict", "z", "--model", "candidate", "--input", "{repeated_ids}", "--output", "{out}"],
      "repeated_ids.h5: targetids (rows 0-"),
-    (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}"],
+    (["predict", "z-images", "--model", "candidate", "--input", "{empty}", "--output", "{out}"],
      "empty.csv: the model takes image cutouts or spectra"),
+    (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}"],   # z-catalogue
+     "empty.csv: no rows to predict"),
     (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}", "--source", "nope"],
      "unknown source 'nope'"),
     (["predict", "z", "--model", "candidate", "--input", "{empty}", "--output", "{out}", "--source", "mock"],
