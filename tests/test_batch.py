@@ -257,3 +257,11 @@ def test_grouped_and_parquet_astroclip_files_predict_like_the_flat_one(models, t
     got = pd.read_parquet(tmp_path / "grouped.parquet")
     assert got["image_group"].tolist() == ["0"] * 90 + ["1"] * 10 + ["2"] * (n - 100)
     assert got["image_group_row"].tolist() == [*range(90), *range(10), *range(n - 100)]
+
+
+def test_an_empty_file_is_refused_and_leaves_no_partial_run(models, catalogue_model, tmp_path):
+    source = survey_file(models.galaxies.iloc[:0], tmp_path / "empty.csv", ".csv")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(GalaxypropError, match="empty.csv: no rows to predict"):
+        predict_file(catalogue_model, models.catalogue_uri, source, out, progress=False)
+    assert not out.exists() and not out.with_name("out.parquet.parts").exists()

@@ -307,11 +307,11 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
                                     None if catalogue is None else str(Path(catalogue).resolve())), restart)
     try:
         done = _predict_chunks(model, chunks, parts, n_rows, input_path, densities, photsys, progress)
+        _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
     except GalaxypropError:
-        if not any(parts.glob("part-*.parquet")):      # nothing to resume: leave no partial run behind
+        if not any(parts.glob("part-*.parquet")):      # nothing to resume (e.g. no rows): leave no partial run
             shutil.rmtree(parts, ignore_errors=True)
         raise
-    _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
     shutil.rmtree(parts)
     return done
 
