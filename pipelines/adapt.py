@@ -68,7 +68,8 @@ def main() -> None:
         source = names["train"] == reference_field
         hyper = dict(spec["mlp"])
         metric_of = metric_function(params)
-        for target in schema.TARGETS:
+        targets = [t for t in spec.get("targets") or section(params, "train.targets") if t in train.columns]
+        for target in targets:
             metric = section(params, f"targets.{target}.metric")
             y_train = train[target].to_numpy(float)
             # A fixed number of epochs for all three: early stopping on the reference field's validation
@@ -94,9 +95,9 @@ def main() -> None:
                 log.info("%s %s: %s %s; fields told apart from its hidden layer with AUC %s", target, variant,
                          metric, {k: round(v, 5) for k, v in scores.items()}, {k: round(v, 3) for k, v in auc.items()})
         write_json(result, OUT)
-        tracking.log_metrics({t: v for t, v in result.items() if t in schema.TARGETS})
+        tracking.log_metrics({t: v for t, v in result.items() if t in targets})
         tracking.log_artifacts([OUT], "drift")
-        save_figure(adaptation_bars(result, list(schema.TARGETS)), PLOTS / "fields.png")
+        save_figure(adaptation_bars(result, targets), PLOTS / "fields.png")
         tracking.log_artifacts([PLOTS], "plots/adaptation")
 
 

@@ -44,7 +44,8 @@ def main() -> None:
                                   EVALUATION_PLOTS / f"{target}_pit_qq.png",
                                   EVALUATION_PLOTS / f"{target}_coverage_by_field.png") if p.exists()]
             figures[target] = [str(p.relative_to(REPORTS)) for p in paths]
-        report = comparison_markdown(metrics, breakdown, inputs, selection, figures, kinds)
+        report = comparison_markdown(metrics, breakdown, inputs, selection, figures, kinds,
+                                     breakdown.get("median_predictor"))
         with atomic_path(COMPARISON) as tmp:
             tmp.write_text(report)
         log.info("wrote %s", COMPARISON)

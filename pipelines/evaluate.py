@@ -33,7 +33,8 @@ from common import metrics_key, prepared_split, save_figure
 
 log = logging.getLogger("evaluate")
 #: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).
-MODE_METRICS = {"z": ("sigma_mad", "eta", "bias"), "kcorr_r01": ("sigma_nmad", "mse")}
+MODE_METRICS = {schema.REDSHIFT: ("sigma_mad", "eta", "bias")}
+OTHER_MODE_METRICS = ("sigma_nmad", "mse")   # of every other target
 
 
 def split_metrics(frame: pd.DataFrame, target: str, outlier: float, eta: float) -> tuple[dict, int]:
@@ -42,6 +43,13 @@ def split_metrics(frame: pd.DataFrame, target: str, outlier: float, eta: float) 
     if not ok.any():
         raise GalaxypropError(f"no finite prediction for {target} in split {frame[schema.SPLIT].iloc[0]}")
     return target_metrics(target, frame["true"][ok], frame["prediction"][ok], outlier, eta), int((~ok).sum())
+
+
+def median_predictor(target: str, outlier: float, eta: float) -> dict:
+    """The test metrics of predicting the training median for every galaxy: what a head must beat."""
+    median = float(np.median(prepared_split("train")[target]))
+    truth = prepared_split("test")[target].to_numpy(float)
+    return {"value": median, **target_metrics(target, truth, np.full(len(truth), median), outlier, eta)}
 
 
 def by_redshift_bin(test: pd.DataFrame, target: str, n_bins: int, outlier: float, eta: float) -> list[dict]:
@@ -91,7 +99,7 @@ def density_rows(path, split: pd.DataFrame, target: str, outlier: float, eta: fl
     at_mode = target_metrics(target, y, mode(pdf, grid), outlier, eta)
     raw_metrics = density_metrics(raw, grid, y)
     metrics = {**density_metrics(pdf, grid, y), **{f"{m}_raw": raw_metrics[m] for m in RAW_METRICS},
-               **{f"{m}_mode": at_mode[m] for m in MODE_METRICS.get(target, ())}}
+               **{f"{m}_mode": at_mode[m] for m in MODE_METRICS.get(target, OTHER_MODE_METRICS)}}
     codes = fields.loc[ids].to_numpy()
     by_field = {"calibrated": calibration_summary(pdf, grid, y, codes), "raw": calibration_summary(raw, grid, y, codes)}
     return metrics, cdf_at(pdf, grid, y), cdf_at(raw, grid, y), by_field
@@ -107,7 +115,7 @@ def main() -> None:
     fields = pd.concat([(split.set_index(schema.ID)[schema.PHOTSYS] if schema.PHOTSYS in split
                          else pd.Series("*", index=split[schema.ID])) for split in map(prepared_split, ("val", "test"))])
     with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}):
-        for target in schema.TARGETS:
+        for target in section(params, "train.targets"):
             files = sorted((PREDICTIONS / target).glob("*.parquet"))
             if not files:
                 continue
@@ -156,6 +164,8 @@ def main() -> None:
                             EVALUATION_CURVES / f"{target}_coverage.csv")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            if target in test_metrics:
+                breakdown.setdefault("median_predictor", {})[target] = median_predictor(target, outlier, eta)
         if not test_metrics:
             raise GalaxypropError(f"no predictions under {PREDICTIONS}: run the train stages first")
         write_json(test_metrics, METRICS)

@@ -30,8 +30,9 @@ def draw_gallery(frame, path, n: int = 8) -> None:
     with AstroclipFile(raw_images(RAW)) as images:
         cutouts = images.images(picks[IMAGE_ROW].to_numpy())
         spectra, _ = images.spectra(picks[IMAGE_ROW].to_numpy())
-    titles = [f"TARGETID {row[schema.ID]}  z = {row[schema.REDSHIFT]:.3f}  PHOTSYS {row[schema.PHOTSYS]}  "
-              f"K(0.1r) = {row['kcorr_r01']:+.3f}" for _, row in picks.iterrows()]
+    titles = [f"TARGETID {row[schema.ID]}  z = {row[schema.REDSHIFT]:.3f}  PHOTSYS {row[schema.PHOTSYS]}"
+              + (f"  K(0.1r) = {row['kcorr_r01']:+.3f}" if "kcorr_r01" in row else "")
+              + (f"  log M* = {row['logmstar']:.2f}" if "logmstar" in row else "") for _, row in picks.iterrows()]
     save_figure(plots.cutout_gallery(cutouts, DESI_WAVE, spectra, titles), path)
 
 
@@ -56,10 +57,15 @@ def metric_name(reason: str) -> str:
 def main() -> None:
     params = load_params()
     data, split = section(params, "data"), section(params, "split")
-    with tracking.stage_run(Stores.from_params(params), "prepare", params={"data": data, "split": split}):
-        source = load_source(data, RAW)
+    with tracking.stage_run(Stores.from_params(params), "prepare", params={"data": data, "split": split,
+                                                                          "targets": section(params, "targets")}):
+        wanted = section(params, "train.targets")
+        source = load_source(data, RAW, section(params, "targets"), wanted)
         frame, report = source.frame, source.report
         log.info("%s: %s", data["source"], report.summary())
+        missing = [t for t in wanted if t not in source.targets]
+        if missing:
+            log.info("%s has no column for the targets %s: they are skipped", data["source"], missing)
         if len(frame) < 20:
             raise GalaxypropError(f"{RAW}: only {len(frame)} usable rows, too few to split")
 
@@ -74,7 +80,8 @@ def main() -> None:
         if IMAGE_ROW in frame:
             draw_gallery(frame, DATA_PLOTS / "gallery.png")
             tracking.log_artifacts([DATA_PLOTS / "gallery.png"], artifact_path="plots")
-        summary = {**report.as_dict(), "split_sizes": {k: len(v) for k, v in splits.items()}}
+        summary = {**report.as_dict(), "split_sizes": {k: len(v) for k, v in splits.items()},
+                   "targets": source.targets, "targets_missing": missing}
         write_json(summary, PREPARE_SUMMARY)
         tracking.log_metrics({"n_input": report.n_input, "n_kept": report.n_kept,
                               "n_dropped": report.n_dropped,

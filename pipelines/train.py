@@ -25,6 +25,7 @@ from galaxyprop.data import schema
 from galaxyprop.data.density_file import write_densities
 from galaxyprop.data.io import load_object, write_json, write_parquet
 from galaxyprop.data.sources import raw_images
+from galaxyprop.data.targets import target_names
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.evaluation.densities import Grid, quantiles, resample
 from galaxyprop.evaluation.metrics import density_metrics, objective_value, target_metrics
@@ -47,7 +48,16 @@ from galaxyprop.workspace import (
     timings_path,
 )
 
-from common import MULTIMODAL_INPUTS, metrics_key, prediction_frame, prepared_split, split_fields, split_inputs, write_skipped
+from common import (
+    MULTIMODAL_INPUTS,
+    metrics_key,
+    prediction_frame,
+    prepared_bands,
+    prepared_split,
+    split_fields,
+    split_inputs,
+    write_skipped,
+)
 
 log = logging.getLogger("train")
 
@@ -63,8 +73,12 @@ def digest(*arrays) -> str:
 
 def skip_unavailable(target: str, name: str, source: str, features: str) -> bool:
     """Image and multimodal heads need cutouts, feature heads a feature source that was built: where
-    they are missing (e.g. a catalogue source) record why, and leave empty predictions."""
-    if features in ("cutouts", MULTIMODAL_INPUTS):
+    they are missing (e.g. a catalogue source) record why, and leave empty predictions; likewise a
+    target the source has no column for."""
+    prepared = prepared_bands().get("targets")
+    if prepared is not None and target not in prepared:
+        reason = f"data source '{source}' has no column for the target '{target}'"
+    elif features in ("cutouts", MULTIMODAL_INPUTS):
         if raw_images(RAW) is not None:
             return False
         reason = f"data source '{source}' has no images"
@@ -99,7 +113,7 @@ def fit(head: Head, data: dict, callbacks=()) -> Head:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--head", required=True)
-    parser.add_argument("--target", required=True, choices=sorted(schema.TARGETS))
+    parser.add_argument("--target", required=True, choices=target_names())
     parser.add_argument("--features", default=None, help="feature source (default: params features.default; "
                                                            "image and multimodal heads take the cutouts)")
     args = parser.parse_args()
@@ -113,6 +127,8 @@ def main() -> None:
         return
     head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
+    # A target may tune its heads with fewer (or more) trials than the heads' own n_trials.
+    n_trials = (target_params.get("n_trials") or {}).get(args.head, head_params["n_trials"])
     calibration_settings = CalibrationSettings.from_params(section(params, "calibration"))
     data = {split: split_inputs(args.head, features, split, args.target) for split in ("train", "val")}
     best: dict = {"value": np.inf, "head": None, "trial": None}
@@ -149,19 +165,21 @@ def main() -> None:
     # new study), the code that fits and scores (the head's modules and this script: an edited head
     # does not inherit trials its old code ran) and everything else that changes the objective.
     code = code_digest(head_class(args.head).__module__, __file__)
+    # What scores a trial (not n_trials: more trials extend a study).
+    scoring = {k: target_params[k] for k in ("metric", "outlier_threshold", "grid")}
     lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), code, head_params["search"], settings,
-                          target_params, objective_metric)
+                          scoring, objective_metric)
     study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
     run_name = f"train:{key}:{args.target}"
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, run_name,
                             params={"head": args.head, "target": args.target, "features": features,
                                     "search": head_params["search"], "fixed": settings,
-                                    "pruner": section(params, "tuning.pruner"), "n_trials": head_params["n_trials"],
+                                    "pruner": section(params, "tuning.pruner"), "n_trials": n_trials,
                                     "study": study_name},
                             tags={"head": key, "target": args.target, "features": features}):
         start = time.perf_counter()
-        study = tune(objective, head_params["search"], n_trials=head_params["n_trials"],
+        study = tune(objective, head_params["search"], n_trials=n_trials,
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
                      pruner=make_pruner(section(params, "tuning.pruner")),
                      trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name))

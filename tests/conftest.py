@@ -27,6 +27,13 @@ def params() -> dict:
     return load_params(PROJECT / "params.yaml", validate=False)
 
 
+def desi_targets(params: dict, names=None) -> dict:
+    """The FastSpecFit columns of the targets (default: train.targets), as the prepare stage reads them."""
+    from galaxyprop.data.targets import target_columns
+
+    return target_columns(params["targets"], "desi", {"kind": "desi"}, list(names or params["train"]["targets"]))
+
+
 def sdss_data(params: dict) -> dict:
     """The column map of the built-in SDSS source with the pipeline's redshift range."""
     return {**params["data"]["sources"]["sdss_gst"], "z_min": params["data"]["z_min"], "z_max": params["data"]["z_max"]}

@@ -62,6 +62,10 @@ def set_hyperparameters(params: dict, head: str, **values) -> None:
         (spec["search"] if searched else spec.setdefault("fixed", {}))[name] = value
 
 
+NEW_TARGET = "kcorr_z01"
+TINY_TARGETS = ("z", "kcorr_r01", NEW_TARGET)
+
+
 def tiny_profile(params: dict) -> None:
     """The tiny profile the integration test and tools/layout_equivalence.py run: minutes on 2 cores."""
     params["mock"]["n_galaxies"] = 800
@@ -87,5 +91,10 @@ def tiny_profile(params: dict) -> None:
     params["encoder"]["training"].update(max_epochs=3, batch_size=32)
     params["drift"]["control_splits"] = 3
     params["calibration"]["min_calibration_rows"] = 60     # about 100 validation galaxies
+    # A target defined here alone (params.yaml does not name it): K(^{0.1}z) from FastSpecFit's column, in
+    # place of the default property targets; every stage takes it as it takes kcorr_r01.
+    params["targets"][NEW_TARGET] = {"column": "KCORR01_SDSS_Z", "metric": "mse", "outlier_threshold": 0.05,
+                                     "grid": {"low": -0.6, "high": 0.6, "n_bins": 120}, "n_trials": {"knn": 2}}
+    params["train"]["targets"] = list(TINY_TARGETS)
     # The tiny models are far from the real drift limits; the gate's refusal is tested with strict ones.
     params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}

@@ -23,7 +23,7 @@ from galaxyprop.data.splits import split_frame
 from galaxyprop.errors import GalaxypropError
 
 from astroclip_layouts import write_grouped, write_parquet_shards
-from conftest import mock_config
+from conftest import desi_targets, mock_config
 
 pytestmark = pytest.mark.slow   # simulation, servers or concurrency: left out of `make test-fast`
 
@@ -119,9 +119,9 @@ def test_file_split_follows_astroclip_rules(files):
 
 
 @pytest.mark.parametrize("name", ["grouped", "grouped11", "folder", "glob"])
-def test_read_desi_gives_the_flat_frame(files, name):
-    flat, _ = read_desi(files["flat"], files["catalog"])
-    other, report = read_desi(files[name], files["catalog"])
+def test_read_desi_gives_the_flat_frame(files, params, name):
+    flat, _ = read_desi(files["flat"], files["catalog"], targets=desi_targets(params))
+    other, report = read_desi(files[name], files["catalog"], targets=desi_targets(params))
     assert report.n_kept == len(flat) == N
     assert IMAGE_GROUP not in flat and IMAGE_GROUP_ROW not in flat
     assert list(other.columns) == [*flat.columns[:list(flat.columns).index(IMAGE_ROW) + 1], IMAGE_GROUP,
@@ -155,8 +155,8 @@ def test_desi_source_imports_and_loads_every_layout(files, params, tmp_path, nam
     assert [f.relative_to(raw).as_posix() for f in imported_files] == [*imported, "fastspec.fits"]
     assert raw_images(raw) == raw / imported[0].split("/")[0]
     assert not [p for p in raw.iterdir() if p.name.startswith(".")]
-    loaded = load_source(data, raw).frame
-    reference, _ = read_desi(files["flat"], files["catalog"])
+    loaded = load_source(data, raw, params["targets"], params["train"]["targets"]).frame
+    reference, _ = read_desi(files["flat"], files["catalog"], targets=desi_targets(params))
     pd.testing.assert_frame_equal(loaded[reference.columns], reference)
     if name == "flat":
         assert list(loaded.columns) == list(reference.columns)
@@ -182,7 +182,7 @@ def test_file_split_keeps_the_files_test_rows(files, params, tmp_path, monkeypat
     raw = tmp_path / "raw"
     import_source(data, None, raw)
     monkeypatch.setattr(prepare_module, "RAW", raw)
-    frame = load_source(data, raw).frame
+    frame = load_source(data, raw, params["targets"], params["train"]["targets"]).frame
     own = prepare_module.file_split(frame)
     fractions = params["split"]["fractions"]
     splits = split_frame(frame, fractions, 42, 10, own)
@@ -205,7 +205,7 @@ def test_file_split_needs_a_layout_with_one(files, params, tmp_path, monkeypatch
     import_source(data, None, raw)
     monkeypatch.setattr(prepare_module, "RAW", raw)
     with pytest.raises(GalaxypropError, match="flat AstroCLIP layout has no train/test split") as err:
-        prepare_module.file_split(load_source(data, raw).frame)
+        prepare_module.file_split(load_source(data, raw, params["targets"], params["train"]["targets"]).frame)
     assert "\n" not in str(err.value)
     with pytest.raises(GalaxypropError, match=re.escape("split must be one of ['random', 'file']")):
         source_split(desi_data(params, files["flat"], files["catalog"], split="astroclip"))

@@ -17,7 +17,7 @@ from galaxyprop.data.fastspecfit import read_fastspec, write_fastspec
 from galaxyprop.data.mock.survey import simulate_survey
 from galaxyprop.errors import GalaxypropError
 
-from conftest import mock_config
+from conftest import desi_targets, mock_config
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def hdus(path):
 
 
 @pytest.mark.slow
-def test_reader_joins_files_into_the_layout(mock_files):
+def test_reader_joins_files_into_the_layout(params, mock_files):
     images, catalog = mock_files
-    frame, report = read_desi(images, catalog)
+    frame, report = read_desi(images, catalog, targets=desi_targets(params))
     tables = hdus(catalog)
     assert report.n_input == 40 and report.n_kept == len(frame) == 40
     with AstroclipFile(images) as handle:
@@ -49,18 +49,26 @@ def test_reader_joins_files_into_the_layout(mock_files):
     np.testing.assert_allclose(frame["kcorr_r01"], tables["SPECPHOT"]["KCORR01_SDSS_R"][order], rtol=1e-6)
     np.testing.assert_allclose(frame["flux_W1"], tables["METADATA"]["FLUX_W1"][order], rtol=1e-6)
     assert set(frame[schema.PHOTSYS]) <= {"N", "S"}
-    assert {"kcorr_g01", "kcorr_z01", "absmag_r01", "logmstar"} <= set(frame.columns)
+    # the targets of train.targets from their FastSpecFit columns, nothing else
+    assert set(frame.columns) - {schema.ID, schema.REDSHIFT, schema.PHOTSYS, IMAGE_ROW} - {
+        c for b in "grzW" for c in (f"flux_{b}", f"flux_ivar_{b}")} == {"flux_W1", "flux_ivar_W1",
+                                                                       *params["train"]["targets"]} - {"z"}
+    np.testing.assert_allclose(frame["logmstar"], tables["SPECPHOT"]["LOGMSTAR"][order], rtol=1e-6)
+    # a target defined only in params: log sSFR from SFR and LOGMSTAR
+    ssfr, _ = read_desi(images, catalog, targets=desi_targets(params, ["logssfr"]))
+    np.testing.assert_allclose(ssfr["logssfr"], np.log10(tables["SPECPHOT"]["SFR"][order].astype(float))
+                               - tables["SPECPHOT"]["LOGMSTAR"][order], rtol=1e-5)
 
 
-def test_older_fastspec_layout_reads_the_same(mock_files, tmp_path):
+def test_older_fastspec_layout_reads_the_same(params, mock_files, tmp_path):
     images, catalog = mock_files
     tables = hdus(catalog)
     labels = {k: v for k, v in tables["SPECPHOT"].items() if k != "TARGETID"}
     older = tmp_path / "fastspec-old.fits"
     write_fastspec(older, tables["METADATA"], labels, layout="fastspec")
     assert "SPECPHOT" not in [h.name for h in fits.open(older)]
-    new, _ = read_desi(images, catalog)
-    old, _ = read_desi(images, older)
+    new, _ = read_desi(images, catalog, targets=desi_targets(params))
+    old, _ = read_desi(images, older, targets=desi_targets(params))
     assert new.equals(old)
 
 
@@ -72,7 +80,7 @@ def edited_catalog(catalog, tmp_path, hdu: str, edit):
     return path
 
 
-def test_bad_rows_are_dropped_and_counted(mock_files, tmp_path):
+def test_bad_rows_are_dropped_and_counted(params, mock_files, tmp_path):
     images, catalog = mock_files
 
     def spoil(metadata):
@@ -81,7 +89,8 @@ def test_bad_rows_are_dropped_and_counted(mock_files, tmp_path):
         metadata["PHOTSYS"][2] = "X"
         metadata["Z"][3] += 0.01           # no longer the image file's redshift
 
-    frame, report = read_desi(images, edited_catalog(catalog, tmp_path, "METADATA", spoil), z_max=np.inf)
+    frame, report = read_desi(images, edited_catalog(catalog, tmp_path, "METADATA", spoil), z_max=np.inf,
+                               targets=desi_targets(params))
     assert report.n_kept == 36 and len(frame) == 36
     assert report.dropped == {"redshift Z missing or negative": 1,
                               "r flux unusable: non-finite or non-positive (FLUX_R)": 1,
@@ -89,14 +98,14 @@ def test_bad_rows_are_dropped_and_counted(mock_files, tmp_path):
                               "Z differs between the catalogue and the image file": 1}
 
 
-def test_unmatched_targetids_are_counted(mock_files, tmp_path):
+def test_unmatched_targetids_are_counted(params, mock_files, tmp_path):
     images, catalog = mock_files
     tables = hdus(catalog)
     keep = slice(5, None)
     path = tmp_path / "fewer.fits"
     write_fastspec(path, {k: v[keep] for k, v in tables["METADATA"].items()},
                    {k: v[keep] for k, v in tables["SPECPHOT"].items() if k != "TARGETID"})
-    frame, report = read_desi(images, path)
+    frame, report = read_desi(images, path, targets=desi_targets(params))
     assert report.dropped["TARGETID not in fewer.fits"] == 5 and len(frame) == 35
 
 
@@ -106,7 +115,7 @@ def test_unmatched_targetids_are_counted(mock_files, tmp_path):
     ("no_images", "missing datasets ['images']"),
     ("misaligned", "TARGETID of HDU SPECPHOT does not match METADATA"),
 ])
-def test_bad_files_give_one_line_errors(mock_files, tmp_path, problem, message):
+def test_bad_files_give_one_line_errors(params, mock_files, tmp_path, problem, message):
     images, catalog = mock_files
     tables = hdus(catalog)
     labels = {k: v for k, v in tables["SPECPHOT"].items() if k != "TARGETID"}
@@ -130,7 +139,7 @@ def test_bad_files_give_one_line_errors(mock_files, tmp_path, problem, message):
         specphot = {"TARGETID": tables["SPECPHOT"]["TARGETID"][::-1], **labels}
         write_fastspec(catalog, metadata, {}, extra_hdus={"SPECPHOT": specphot})
     with pytest.raises(GalaxypropError, match=re.escape(message)) as err:
-        read_desi(images, catalog)
+        read_desi(images, catalog, targets=desi_targets(params))
     assert "\n" not in str(err.value)
 
 

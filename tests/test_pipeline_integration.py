@@ -15,8 +15,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import mlflow_store, mock_config
-from project_copy import copy_project, edit_params, params_texts, run, tiny_profile
+from conftest import desi_targets, mlflow_store, mock_config
+from project_copy import NEW_TARGET, TINY_TARGETS, copy_project, edit_params, params_texts, run, tiny_profile
 
 pytestmark = pytest.mark.integration
 CONTRACT = {"r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"}
@@ -45,11 +45,12 @@ def project(tmp_path_factory) -> Path:
 
 def test_metrics_follow_the_contract(project):
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    assert set(metrics) == {"z", "kcorr_r01"}
+    assert set(metrics) == set(TINY_TARGETS)
     # image embeddings are the default features; the cnn learns from the cutouts
     heads = DENSITY_HEADS
     assert set(metrics["z"]) == heads
     assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz", "kcorrect_photoz", "kcorrect_photoz@photometry"}
+    assert set(metrics[NEW_TARGET]) == heads     # the target only the params define: every head
     for head, values in metrics["z"].items():
         density = DENSITY | {"sigma_mad_mode", "eta_mode", "bias_mode"} if head in DENSITY_HEADS else set()
         assert set(values) == CONTRACT | PHOTO_Z | density, head
@@ -85,6 +86,30 @@ def test_metrics_follow_the_contract(project):
     assert prepare["n_input"] == 700 and prepare["n_kept"] == sum(prepare["split_sizes"].values())
     assert (project / "reports/plots/evaluation/z_residual_vs_z.png").stat().st_size > 10_000
     assert (project / "reports/plots/data/gallery.png").stat().st_size > 50_000
+
+
+def test_a_target_defined_only_in_params_is_learnt(project):
+    """kcorr_z01 exists only in the tiny profile's params: the catalogue heads learn it far beyond the
+    median predictor, the evaluate stage's own median row agrees with one computed here, and the
+    comparison report ranks it against that median."""
+    import pandas as pd
+
+    metrics = json.loads((project / "reports/metrics.json").read_text())[NEW_TARGET]
+    median = json.loads((project / "reports/metrics_breakdown.json").read_text())["median_predictor"][NEW_TARGET]
+    train = pd.read_parquet(project / "data/prepared/train.parquet")
+    test = pd.read_parquet(project / "data/prepared/test.parquet")
+    assert median["value"] == pytest.approx(float(np.median(train[NEW_TARGET])))
+    assert median["mse"] == pytest.approx(float(np.mean((test[NEW_TARGET] - median["value"]) ** 2)))
+    from astropy.io import fits
+
+    with fits.open(project / "data/raw/fastspec.fits") as hdus:    # the column the params name, unchanged
+        column = dict(zip(hdus["METADATA"].data["TARGETID"], hdus["SPECPHOT"].data["KCORR01_SDSS_Z"], strict=True))
+    np.testing.assert_allclose(test[NEW_TARGET], [column[i] for i in test["id"]], rtol=1e-6)
+    for head in ("knn@photometry", "gbt@photometry", "gbt@measured+photometry"):
+        assert metrics[head]["mse"] < 0.5 * median["mse"] and metrics[head]["r2"] > 0.5, head
+    assert 0.3 < metrics["clap@photometry"]["coverage_68"] < 0.95
+    report = (project / "reports/comparison.md").read_text()
+    assert f"## `{NEW_TARGET}`" in report and "vs the median predictor: mse" in report
 
 
 def constant_predictor(project: Path) -> tuple[dict, dict]:
@@ -206,7 +231,7 @@ def test_every_kind_of_candidate_predicts_a_new_survey_with_lineage(project, tmp
 
     config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 24})
     simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)
-    new, _ = read_desi(tmp_path / "new.h5", tmp_path / "new.fits", z_max=0.37)
+    new, _ = read_desi(tmp_path / "new.h5", tmp_path / "new.fits", z_max=0.37, targets=desi_targets(params))
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
@@ -237,7 +262,7 @@ def test_the_candidates_serve_calibrated_intervals(project):
     out = run(["galaxyprop", "check", "z"], project, check=False)
     assert "calibration rule: passes" in out.stdout, out.stdout + out.stderr
     registered = json.loads((project / "reports/registered.json").read_text())
-    assert set(registered) == {f"{t}{suffix}" for t in ("z", "kcorr_r01") for suffix in KINDS}
+    assert set(registered) == {f"{t}{suffix}" for t in TINY_TARGETS for suffix in KINDS}
     test = __import__("pandas").read_parquet(project / "data/prepared/test.parquet")
     from galaxyprop.data.astroclip import AstroclipFile
 
@@ -285,8 +310,8 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     rerun = run(["dvc", "repro"], project).stdout
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
     # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
-    knn = {f"train@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("photometry", "measured+photometry")}
-    knn |= {f"train_secondary@knn-{t}-{f}" for t in ("z", "kcorr_r01") for f in ("image", "photometry_grz", "measured")}
+    knn = {f"train@knn-{t}-{f}" for t in TINY_TARGETS for f in ("photometry", "measured+photometry")}
+    knn |= {f"train_secondary@knn-{t}-{f}" for t in TINY_TARGETS for f in ("image", "photometry_grz", "measured")}
     photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
     assert knn <= ran <= knn | photoz | {"check_params", "evaluate", "compare", "register", "drift"}
 
@@ -412,7 +437,7 @@ def test_ui_serves_the_project_store_on_localhost(project):
     with (galaxyprop_server(project, ["ui"], "/health") as base,
           urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response):
         body = json.loads(response.read())
-    assert {m["name"] for m in body["registered_models"]} == {f"galaxyprop-{t}{suffix}" for t in ("z", "kcorr_r01")
+    assert {m["name"] for m in body["registered_models"]} == {f"galaxyprop-{t}{suffix}" for t in TINY_TARGETS
                                                               for suffix in KINDS}
 
 
@@ -497,7 +522,7 @@ def test_drift_stage_cli_and_the_promotion_gate(project, tmp_path):
     assert set(summary) == {"south_vs_north", "south_train_vs_south_test"}
     for name, verdict in summary.items():
         assert {"share_drifted", "embedding_drift_score", "detected"} <= set(verdict)
-        assert set(verdict["prediction_drift"]) == {"z", "kcorr_r01"} and set(verdict["metrics"]) == {"z", "kcorr_r01"}
+        assert set(verdict["prediction_drift"]) == set(verdict["metrics"]) == set(TINY_TARGETS)
         html = (project / f"reports/drift/html/{name}.html").read_text()
         assert "Drift in embeddings" in html and "magerr_r" in html
     assert json.loads((project / "reports/drift/control.json").read_text())["n_splits"] == 3
@@ -517,7 +542,7 @@ def test_drift_stage_cli_and_the_promotion_gate(project, tmp_path):
     assert checked.returncode == 3, checked.stderr[-2000:]
     verdict = json.loads((out / "summary.json").read_text())["south_train_vs_astroclip"]
     assert verdict["detected"] and {"mag_g", "mag_r", "mag_z"} <= set(verdict["drifted_columns"])
-    assert verdict["embedding_drift_score"] is not None and set(verdict["prediction_drift"]) == {"z", "kcorr_r01"}
+    assert verdict["embedding_drift_score"] is not None and set(verdict["prediction_drift"]) == set(TINY_TARGETS)
 
     # The gate: drift on north and a limit the candidate misses -> refused; --force --reason -> promoted.
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):     # a new candidate version (the same model)

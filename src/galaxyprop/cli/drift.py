@@ -12,6 +12,7 @@ import pandas as pd
 
 from galaxyprop.config import load_params, section
 from galaxyprop.data import schema
+from galaxyprop.data.targets import target_names
 from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.monitoring.drift import DriftSettings, Sample, compare
 from galaxyprop.monitoring.samples import Batch, embed, field_mask, predict, read_batch, sample_name, to_sample
@@ -53,7 +54,7 @@ def _models(args: argparse.Namespace, params: dict) -> dict:
             continue
         print(f"  predictions of {target} by {version.name} v{version.version} (if the batch has its inputs)")
         models.setdefault(target, []).append(registry.load_model(model, version.version))
-    for target in sorted(set(schema.TARGETS) - set(models)):
+    for target in sorted(set(target_names()) - set(models)):
         print(f"  (no model of {target} has a '{args.model}' version: no prediction drift for {target})")
     return models
 
@@ -172,7 +173,8 @@ def add_command(commands) -> None:
                             "(exit 0: none, 3: drift detected)")
     p.add_argument("--current", required=True,
                    help="the batch: AstroCLIP-layout .h5 (images), or a catalogue .parquet/.fits/.csv with "
-                        "flux_<band> and flux_ivar_<band> (any case); z and kcorr_r01 give metrics where present")
+                        "flux_<band> and flux_ivar_<band> (any case); target columns (z, kcorr_r01, ...) give "
+                        "metrics where present")
     p.add_argument("--current-catalog", help="FastSpecFit .fits joined to an --current image file on TARGETID "
                                              "(photometry and labels)")
     p.add_argument("--source", help="read --current (and --reference) with this data.sources entry's column map "

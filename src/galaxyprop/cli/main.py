@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_command(commands)
 
     predict = commands.add_parser("predict", help="predict a file of any size in chunks, to Parquet keyed by TARGETID")
-    predict.add_argument("target", help="z or kcorr_r01: the model for the inputs given (AstroCLIP file and "
-                                        "--catalogue: galaxyprop-<target>; the file alone: <target>-images; a "
-                                        "catalogue: <target>-catalogue); or one of those ids, e.g. z-images")
+    predict.add_argument("target", help="a target of params targets (z, kcorr_r01, logmstar, ...): the model for "
+                                        "the inputs given (AstroCLIP file and --catalogue: galaxyprop-<target>; "
+                                        "the file alone: <target>-images; a catalogue: <target>-catalogue); or one "
+                                        "of those ids, e.g. z-images")
     predict.add_argument("--input", required=True,
                          help="AstroCLIP-layout HDF5 or Parquet shards (images) or catalogue (.parquet/.fits/.csv)")
     predict.add_argument("--catalogue", help="the galaxies' catalogue (FastSpecFit FITS, or any catalogue with the "

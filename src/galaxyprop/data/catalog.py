@@ -242,10 +242,11 @@ def map_photometry(table: _Table, spec: CatalogSpec, report: CleaningReport,
 
 
 def read_catalog(path: str | Path, spec: CatalogSpec, max_rows: int | None = None,
-                 seed: int = 0) -> tuple[pd.DataFrame, CleaningReport]:
+                 seed: int = 0, targets: Mapping | None = None) -> tuple[pd.DataFrame, CleaningReport]:
     """Read a catalogue into the galaxyprop layout; drop and count the rows that cannot be used.
 
-    `max_rows` keeps a seeded random subset (for quick profiles) before cleaning.
+    `max_rows` keeps a seeded random subset (for quick profiles) before cleaning; `targets` (name ->
+    `data.targets.TargetColumn` of this file's columns) become columns of the layout.
     """
     table = _Table.read(Path(path), spec.hdu, text_columns=(spec.id,) if spec.id else ())
     rows = np.arange(table.n_rows)
@@ -265,6 +266,11 @@ def read_catalog(path: str | Path, spec: CatalogSpec, max_rows: int | None = Non
     where = f"{path}: id column '{spec.id}'"
     ids = schema.normalise_ids(table.get(spec.id, "id", numeric=False), where) if spec.id else rows
     frame = {schema.ID: ids, schema.REDSHIFT: redshift, **map_photometry(table, spec, report, keep)}
+    for name, target in (targets or {}).items():
+        frame[name] = target.values(lambda column, name=name: table.get(column, f"target {name}"))
+        bad = keep & ~np.isfinite(frame[name])
+        report.dropped[f"target {name} ({target.describe()}) missing or not finite"] += int(bad.sum())
+        keep &= ~bad
     report.dropped = Counter({k: v for k, v in report.dropped.items() if v})
     report.n_kept = int(keep.sum())
     if report.n_kept == 0:

@@ -4,7 +4,7 @@ Parquet shards) joined with FastSpecFit on TARGETID.
 It serves the real files and the mock survey alike. The result is the galaxyprop layout
 (`schema`): one row per galaxy with an image and a catalogue entry, its (global) row in the image
 file (grouped / Parquet layouts: also its group or shard and in-group row),
-Galactic-extinction-corrected fluxes, PHOTSYS, and the FastSpecFit labels. Unusable rows are
+Galactic-extinction-corrected fluxes, PHOTSYS, and the targets from their FastSpecFit columns. Unusable rows are
 dropped and counted by reason, as in the catalogue reader.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,16 +21,13 @@ from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.catalog import CleaningReport
 from galaxyprop.data.fastspecfit import read_fastspec
+from galaxyprop.data.targets import TargetColumn
 from galaxyprop.errors import GalaxypropError
 
 BANDS = ("g", "r", "z", "W1")
 #: kcorrect response of each band per PHOTSYS (N: BASS g,r + MzLS z; S: DECam g,r,z; both WISE W1).
 RESPONSES = {"S": {"g": "decam_g", "r": "decam_r", "z": "decam_z", "W1": "wise_w1"},
              "N": {"g": "bass_g", "r": "bass_r", "z": "mzls_z", "W1": "wise_w1"}}
-#: FastSpecFit label column -> prepared column.
-LABELS = {**{f"KCORR01_SDSS_{b}": f"kcorr_{b.lower()}01" for b in "GRZ"},
-          **{f"ABSMAG01_SDSS_{b}": f"absmag_{b.lower()}01" for b in "GRZ"},
-          "LOGMSTAR": "logmstar"}
 IMAGE_ROW = "image_row"
 IMAGE_GROUP, IMAGE_GROUP_ROW = "image_group", "image_group_row"   # grouped / Parquet layouts only
 REDSHIFT_TOLERANCE = 1e-3
@@ -43,8 +41,10 @@ def _column(columns: dict, path, name: str, role: str) -> np.ndarray:
 
 def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
               required_bands=BANDS, z_min: float = 0.0, z_max: float = np.inf,
-              max_rows: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, CleaningReport]:
-    """Join the two files on TARGETID; keep galaxies with a usable redshift, photometry and labels."""
+              max_rows: int | None = None, seed: int = 0,
+              targets: Mapping[str, TargetColumn] | None = None) -> tuple[pd.DataFrame, CleaningReport]:
+    """Join the two files on TARGETID; keep galaxies with a usable redshift, photometry and the
+    `targets` (prepared name -> catalogue column, see `data.targets`)."""
     unknown = [b for b in required_bands if b not in BANDS]
     if unknown:
         raise GalaxypropError(f"required bands {unknown} are not DESI bands {list(BANDS)}")
@@ -102,12 +102,15 @@ def read_desi(images_path: str | os.PathLike, catalog_path: str | os.PathLike,
             keep &= ~bad
         frame[schema.flux_column(band)] = np.where(valid, flux, 0.0)
         frame[schema.ivar_column(band)] = np.where(valid, ivar, 0.0)
-    for name, target in LABELS.items():
-        values = _column(columns, catalog_path, name, "label").astype(float)[cat]
+    for name, target in (targets or {}).items():
+        if target.from_kcorrect:
+            raise GalaxypropError(f"target '{name}': '{target.column}' is a catalogue source's kcorrect fit; "
+                                  "a DESI source reads its targets from FastSpecFit columns")
+        values = target.values(lambda c, name=name: _column(columns, catalog_path, c, f"target {name}").astype(float))[cat]
         bad = ~np.isfinite(values)
-        dropped[f"label {name} missing"] += int((bad & keep).sum())
+        dropped[f"target {name} ({target.describe()}) missing or not finite"] += int((bad & keep).sum())
         keep &= ~bad
-        frame[target] = values
+        frame[name] = values
     report.dropped = Counter({k: v for k, v in dropped.items() if v})
     report.n_kept = int(keep.sum())
     if report.n_kept == 0:

@@ -21,6 +21,7 @@ import pandas as pd
 from galaxyprop.data import desi, schema
 from galaxyprop.data.catalog import CatalogSpec, CleaningReport, read_catalog
 from galaxyprop.data.io import atomic_path
+from galaxyprop.data.targets import target_columns
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.physics.kcorrect_fit import fit_kcorrection
 
@@ -41,9 +42,11 @@ class SourceData:
     responses: dict[str, dict[str, str]]              # band -> {photsys: kcorrect response}
     label_band: str                                   # observed band K(^{0.1}r) is mapped from
     file_split: np.ndarray | None = None              # 'train' / 'test' of each row from a source's own files
+    targets: list[str] | None = None                  # the wanted targets the source has (columns of frame)
 
     def bands_metadata(self) -> dict:
-        return {"bands": self.bands, "responses": self.responses, "label_band": self.label_band}
+        return {"bands": self.bands, "responses": self.responses, "label_band": self.label_band,
+                "targets": self.targets}
 
 
 def source_spec(data: Mapping) -> tuple[str, dict]:
@@ -189,51 +192,66 @@ def import_source(data: Mapping, mock: Mapping | None, raw: Path, progress: bool
     return [*files, catalog]
 
 
-def load_source(data: Mapping, raw: Path) -> SourceData:
-    """Read the imported source from `raw` into the layout, dropping and counting unusable rows."""
+def load_source(data: Mapping, raw: Path, targets: Mapping, names: list[str]) -> SourceData:
+    """Read the imported source from `raw` into the layout, dropping and counting unusable rows.
+
+    `targets` are params `targets` (their settings) and `names` the targets wanted (`train.targets`);
+    the source gives those it has (`data.targets.target_columns`)."""
     name, spec = source_spec(data)
     z_range = {"z_min": float(data.get("z_min", 0.0)),
                "z_max": np.inf if data.get("z_max") is None else float(data["z_max"])}
     subset = {"max_rows": data.get("max_rows"), "seed": data.get("seed", 0)}
+    columns = target_columns(targets, name, spec, names)
+    given = [t for t in names if t == schema.REDSHIFT or t in columns]
     if spec["kind"] == "desi":
         bands = list(spec.get("required_bands", desi.BANDS))
         images = raw_images(raw)
         if images is None:
             raise GalaxypropError(f"{raw}: no imported image file; run the import_data stage")
-        frame, report = desi.read_desi(images, raw / FASTSPEC_FILE, bands, **z_range, **subset)
-        return SourceData(frame, report, bands, {b: desi.band_responses(b) for b in desi.BANDS}, "r")
+        frame, report = desi.read_desi(images, raw / FASTSPEC_FILE, bands, **z_range, **subset, targets=columns)
+        return SourceData(frame, report, bands, {b: desi.band_responses(b) for b in desi.BANDS}, "r",
+                          targets=given)
     catalog = CatalogSpec.from_params({**spec, **z_range})
-    frame, report, file_split = _read_catalogues(raw, catalog, subset)
-    label = spec.get("label")
-    if label is None:
-        raise GalaxypropError(f"params data.sources.{name}.label: how to compute K(^{{0.1}}r) is missing")
-    frame["kcorr_r01"] = reference_kcorrection(frame, catalog, label)
-    failed = ~np.isfinite(frame["kcorr_r01"].to_numpy())
-    if failed.any():
-        report.dropped["kcorrect reference fit failed"] += int(failed.sum())
-        report.n_kept -= int(failed.sum())
-        frame = frame[~failed].reset_index(drop=True)
-        file_split = None if file_split is None else file_split[~failed]
+    in_file = {t: c for t, c in columns.items() if not c.from_kcorrect}
+    frame, report, file_split = _read_catalogues(raw, catalog, subset, in_file)
+    fitted = {t: c.from_kcorrect for t, c in columns.items() if c.from_kcorrect}
+    if fitted:
+        label = spec.get("label")
+        if label is None:
+            raise GalaxypropError(f"params data.sources.{name}: targets {sorted(fitted)} come from its kcorrect fit, "
+                                  "but the source has no `label` section saying how to fit it")
+        result = reference_fit(frame, catalog, label)
+        derived = {"kcorrection": result.kcorrection, "logmstar": result.logmstar}
+        for target, quantity in fitted.items():
+            frame[target] = derived[quantity]
+        failed = ~np.isfinite(frame[list(fitted)].to_numpy()).all(axis=1)
+        if failed.any():
+            report.dropped["kcorrect reference fit failed"] += int(failed.sum())
+            report.n_kept -= int(failed.sum())
+            frame = frame[~failed].reset_index(drop=True)
+            file_split = None if file_split is None else file_split[~failed]
     responses = {b.name: {"*": b.response} for b in catalog.bands if b.response}
-    label_band = next((b for b, r in responses.items() if r["*"] == label["response_map"]), None)
-    if label_band is None or any(b not in responses for b in catalog.required_bands):
+    label = spec.get("label") or {}
+    label_band = next((b for b, r in responses.items() if r["*"] == label.get("response_map")), None)
+    if any(b not in responses for b in catalog.required_bands) or (label and label_band is None):
         raise GalaxypropError(f"params data.sources.{name}: every required band and the label's "
                               "response_map need a 'response' in bands")
-    return SourceData(frame, report, list(catalog.required_bands), responses, label_band, file_split)
+    return SourceData(frame, report, list(catalog.required_bands), responses, label_band or "r", file_split,
+                      targets=given)
 
 
-def _read_catalogues(raw: Path, catalog: CatalogSpec,
-                     subset: Mapping) -> tuple[pd.DataFrame, CleaningReport, np.ndarray | None]:
+def _read_catalogues(raw: Path, catalog: CatalogSpec, subset: Mapping,
+                     targets: Mapping) -> tuple[pd.DataFrame, CleaningReport, np.ndarray | None]:
     """The imported catalogue, or its train and test files with each row's file (ids unique across both)."""
     files = {part: sorted(raw.glob(f"catalog_{part}.*")) for part in ("train", "test")}
     if not all(files.values()):
         whole = sorted(raw.glob("catalog.*"))
         if not whole:
             raise GalaxypropError(f"{raw}: no imported catalogue; run the import_data stage")
-        return (*read_catalog(whole[0], catalog, **subset), None)
+        return (*read_catalog(whole[0], catalog, **subset, targets=targets), None)
     frames, report = [], CleaningReport(n_input=0)
     for part, (path, *_) in files.items():
-        frame, part_report = read_catalog(path, catalog, **subset)
+        frame, part_report = read_catalog(path, catalog, **subset, targets=targets)
         frames.append(frame.assign(_file=part))
         report.n_input += part_report.n_input
         report.n_kept += part_report.n_kept
@@ -249,14 +267,30 @@ def _read_catalogues(raw: Path, catalog: CatalogSpec,
     return frame.drop(columns="_file"), report, frame["_file"].to_numpy(dtype=object)
 
 
-def reference_kcorrection(frame: pd.DataFrame, spec: CatalogSpec, label: Mapping) -> np.ndarray:
-    """K(^{0.1}r) from kcorrect fitted on every valid band with the spectroscopic redshift."""
+@dataclass(frozen=True)
+class ReferenceFit:
+    """What a catalogue source's kcorrect reference fit gives: K(^{0.1}r) and the stellar mass."""
+
+    kcorrection: np.ndarray
+    logmstar: np.ndarray     # log10 M* / (Msun h^-2), h = 1 and Omega_m = 0.3 as the mock's LOGMSTAR
+
+
+def reference_fit(frame: pd.DataFrame, spec: CatalogSpec, label: Mapping) -> ReferenceFit:
+    """kcorrect fitted on every valid band with the spectroscopic redshift: K(^{0.1}r) and log M*
+    (the templates' surviving mass, kcorrect's `mremain`, at the luminosity distance)."""
+    from galaxyprop.physics import cosmology
+    from galaxyprop.physics.sed import load_templates
+
     bands = label["bands"]
     responses = tuple(spec.band(b).response for b in bands)
     if None in responses:
         raise GalaxypropError("params label.bands: every band needs a 'response' in bands")
     flux = frame[[schema.flux_column(b) for b in bands]].to_numpy()
     ivar = frame[[schema.ivar_column(b) for b in bands]].to_numpy()
-    result = fit_kcorrection(flux, ivar, frame[schema.REDSHIFT].to_numpy(), responses,
-                             label["response_out"], label["response_map"], label["band_shift"])
-    return result.kcorrection
+    z = frame[schema.REDSHIFT].to_numpy()
+    result = fit_kcorrection(flux, ivar, z, responses, label["response_out"], label["response_map"],
+                             label["band_shift"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mass = load_templates().stellar_mass(result.coeffs, cosmology.distance_modulus(np.maximum(z, 1e-4), 0.3))
+        logmstar = np.where(result.ok & (mass > 0), np.log10(np.where(mass > 0, mass, 1.0)), np.nan)
+    return ReferenceFit(result.kcorrection, logmstar)

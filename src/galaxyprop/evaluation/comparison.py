@@ -7,9 +7,25 @@ from collections.abc import Mapping
 
 from galaxyprop.evaluation.metrics import objective_value
 
-COLUMNS = {"kcorr_r01": ["r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"],
-           "z": ["sigma_mad", "eta", "bias", "bias_median", "r2", "mae"]}
-TITLES = {"kcorr_r01": "K-correction K(^{0.1}r) (`kcorr_r01`)", "z": "Redshift (`z`)"}
+#: The table columns of the redshift; every other target gets the regression ones.
+COLUMNS = {"z": ["sigma_mad", "eta", "bias", "bias_median", "r2", "mae"]}
+REGRESSION_COLUMNS = ["r2", "mae", "mse", "rmse", "sigma_nmad", "outlier_rate"]
+TITLES = {"kcorr_r01": "K-correction K(^{0.1}r)", "z": "Redshift", "logmstar": "Stellar mass log10 M*",
+          "zzsun": "Mass-weighted stellar metallicity log10 Z/Zsun", "age": "Mass-weighted stellar age (Gyr)",
+          "logssfr": "Specific star-formation rate log10 sSFR (1/yr)"}
+FIRST = ("z", "kcorr_r01")   # the report's order: these, then the other targets by name
+
+
+def columns_of(target: str) -> list[str]:
+    return COLUMNS.get(target, REGRESSION_COLUMNS)
+
+
+def title_of(target: str) -> str:
+    return f"{TITLES[target]} (`{target}`)" if target in TITLES else f"`{target}`"
+
+
+def target_order(targets) -> list[str]:
+    return sorted(targets, key=lambda t: (FIRST.index(t) if t in FIRST else len(FIRST), t))
 IMAGE_INPUTS = ("image", "cutouts", "measured")   # what an image-only result learns from: embeddings, cutouts, sep
 
 
@@ -74,7 +90,11 @@ def confidence_table(by_confidence: Mapping[str, list[dict]], metric: str) -> st
 
 DENSITY_COLUMNS = ["pit_ks_raw", "pit_ks", "coverage_68_raw", "coverage_68", "coverage_95", "crps_raw", "crps",
                    "pit_w1", "pit_outlier_rate"]
-SPREAD_METRIC = {"z": "sigma_mad", "kcorr_r01": "sigma_nmad"}   # point accuracy of a density's mean
+SPREAD_METRIC = {"z": "sigma_mad"}   # point accuracy of a density's mean (every other target: sigma_nmad)
+
+
+def spread_metric(target: str) -> str:
+    return SPREAD_METRIC.get(target, "sigma_nmad")
 
 
 def density_findings(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[str, str], target: str,
@@ -85,7 +105,7 @@ def density_findings(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping
     with_density = [h for h in metrics if "pit_ks" in metrics[h]]
     ours = [h for h in with_density if h.partition("@")[0] == head]
     others = [h for h in with_density if h not in ours]
-    point = SPREAD_METRIC[target]
+    point = spread_metric(target)
     lines = []
     for name in ours:
         parts = []
@@ -119,7 +139,7 @@ def density_section(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping[
     heads = sorted((h for h in metrics if "pit_ks" in metrics[h]), key=lambda h: metrics[h]["pit_ks"])
     if not heads:
         return []
-    columns = [*DENSITY_COLUMNS, SPREAD_METRIC[target], f"{SPREAD_METRIC[target]}_mode"]
+    columns = [*DENSITY_COLUMNS, spread_metric(target), f"{spread_metric(target)}_mode"]
     noise = (f" With {n_test} test galaxies, perfectly calibrated densities still give a PIT KS statistic up to "
              f"{1.358 / n_test ** 0.5:.3f} (95 %): differences below that are noise." if n_test else "")
     return ["### Calibration of the densities",
@@ -199,10 +219,12 @@ def kind_findings(metrics: Mapping[str, Mapping[str, float]], by_field: Mapping[
 
 def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[str, str],
                         selection: Mapping[str, str], plots: Mapping[str, list[str]],
-                        kinds: Mapping[str, str | None] | None = None) -> str:
+                        kinds: Mapping[str, str | None] | None = None,
+                        medians: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """The whole report: per target a table ranked within each kind of input (multimodal, images,
-    catalogue, references), the findings, per-field and confidence tables, and links to the plots."""
-    kinds = kinds or {}
+    catalogue, references), the findings, per-field and confidence tables, and links to the plots.
+    `medians`: per target, the metrics of predicting the training median for every galaxy."""
+    kinds, medians = kinds or {}, medians or {}
     parts = ["# Head comparison on the test split",
              "Every head on the same test galaxies (`reports/metrics.json`); per-field, per-redshift-bin and "
              "confidence breakdowns in `reports/metrics_breakdown.json`. Inputs: `image` = image embeddings, "
@@ -211,16 +233,17 @@ def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[st
              "side by side, `cutouts+photometry` = the multimodal CNN, `spec-z`/`photo-z` = kcorrect template fits "
              "at that redshift. Rows are grouped by what a user must bring: `multimodal` (cutouts and catalogue; "
              "registered as galaxyprop-<target>), `images` (cutouts alone; -images), `catalogue` (-catalogue)."]
-    for target in (t for t in COLUMNS if t in metrics):
+    for target in target_order(metrics):
         metric = selection[target]
         groups = grouped(metrics[target], kinds, inputs, metric)
         order = [key for keys in groups.values() for key in keys]
         labels = {key: f"{kind} · {inputs.get(key, '')}" for kind, keys in groups.items() for key in keys}
         by_field = breakdown.get("by_field", {}).get(target, {})
-        parts += [f"## {TITLES[target]}", f"Ranked by {metric}, the selection metric, within each kind of input.",
-                  table({h: metrics[target][h] for h in order}, COLUMNS[target], extra=labels),
+        parts += [f"## {title_of(target)}", f"Ranked by {metric}, the selection metric, within each kind of input.",
+                  table({h: metrics[target][h] for h in order}, columns_of(target), extra=labels),
                   "\n".join(f"- {line}" for line in kind_findings(metrics[target], by_field, groups, metric)
-                            + findings(metrics[target], inputs, metric))]
+                            + findings(metrics[target], inputs, metric)
+                            + median_findings(metrics[target], groups, medians.get(target), metric))]
         fields = next(iter(breakdown.get("by_field", {}).get(target, {}).values()), {})
         parts += density_section(metrics[target], inputs, target, sum(f["n"] for f in fields.values()) or None)
         if breakdown.get("calibration_by_field", {}).get(target):
@@ -237,3 +260,17 @@ def comparison_markdown(metrics: Mapping, breakdown: Mapping, inputs: Mapping[st
         parts += [f"![{p.rsplit('/', 1)[-1].removesuffix('.png')}]({p})" for p in plots.get(target, [])]
     return "\n\n".join(parts) + "\n"
 
+
+
+def median_findings(metrics: Mapping[str, Mapping[str, float]], groups: Mapping[str, list[str]],
+                    median: Mapping[str, float] | None, metric: str) -> list[str]:
+    """The best result of each kind of input against predicting the training median for everyone."""
+    if not median or metric not in median:
+        return []
+    lines = []
+    for kind, keys in groups.items():
+        if keys and kind != "references" and metric in metrics[keys[0]]:
+            value = metrics[keys[0]][metric]
+            lines.append(f"Best {kind} `{keys[0]}` vs the median predictor: {metric} {value:.4g} vs "
+                         f"{median[metric]:.4g} (ratio {value / median[metric]:.3g}).")
+    return lines

@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from galaxyprop.data import schema
+from galaxyprop.data.targets import target_names
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.monitoring.drift import Sample
@@ -72,7 +73,7 @@ def _read_images(path: Path, catalog: Path | None, bands: Sequence[str]) -> Batc
     from galaxyprop.data.desi import IMAGE_ROW, read_desi
 
     if catalog is not None:
-        frame, report = read_desi(path, catalog, required_bands=tuple(bands))
+        frame, report = read_desi(path, catalog, required_bands=tuple(bands), targets=catalogue_targets(catalog))
         with AstroclipFile(path) as file:
             return Batch(path, frame, file.cutouts(frame[IMAGE_ROW].to_numpy()))
     with AstroclipFile(path) as file:
@@ -81,13 +82,27 @@ def _read_images(path: Path, catalog: Path | None, bands: Sequence[str]) -> Batc
         return Batch(path, pd.DataFrame({schema.ID: ids, schema.REDSHIFT: z}), file.cutouts(rows))
 
 
+def catalogue_targets(catalog: Path) -> dict:
+    """The project's targets whose FastSpecFit columns this catalogue has (labels for the metrics)."""
+    from galaxyprop.config import raw_params
+    from galaxyprop.data.fastspecfit import read_fastspec
+    from galaxyprop.data.targets import target_columns
+
+    if not Path("params.yaml").exists():
+        return {}
+    targets = raw_params().get("targets") or {}
+    columns = set(read_fastspec(catalog))
+    wanted = target_columns(targets, "desi", {"kind": "desi"}, [t for t in target_names() if t in targets])
+    return {name: target for name, target in wanted.items() if set(target.file_columns) <= columns}
+
+
 def _read_table(path: Path, bands: Sequence[str]) -> Batch:
     from galaxyprop.data.catalogue_file import CatalogueFile
 
     table = CatalogueFile(path)
     wanted = [c for b in bands for c in (schema.flux_column(b), schema.ivar_column(b))]
     source = table.find(wanted, needed_by="drift's photometry")
-    optional = [c for c in (schema.PHOTSYS, *schema.TARGETS) if c.lower() in table.by_lower]
+    optional = [c for c in (schema.PHOTSYS, *target_names()) if c.lower() in table.by_lower]
     frame = table.read(source + table.find(optional)).set_axis(wanted + optional, axis=1)
     for name, column in zip(wanted + optional, source + table.find(optional), strict=True):
         if name != schema.PHOTSYS and not pd.api.types.is_numeric_dtype(frame[name]):
@@ -106,7 +121,7 @@ def _read_mapped(path: Path, column_map: CatalogSpec) -> Batch:
     from galaxyprop.data.catalog import mapped_batches
 
     parts = [frame for _, frame, _ in mapped_batches(path, column_map, 1 << 20,
-                                                     extra=(schema.PHOTSYS, *schema.TARGETS), redshift=True)]
+                                                     extra=(schema.PHOTSYS, *target_names()), redshift=True)]
     return Batch(path, pd.concat(parts, ignore_index=True))
 
 
@@ -114,7 +129,7 @@ def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | Non
                column_map: CatalogSpec | None = None) -> Batch:
     """A user's galaxies: an AstroCLIP file (HDF5 or Parquet shards: images; joined with a FastSpecFit `catalog` for
     photometry and labels), or a catalogue (.parquet/.fits/.csv with `flux_<band>`,
-    `flux_ivar_<band>` for every band, any case; `z`, `kcorr_r01`, `photsys` used where present),
+    `flux_ivar_<band>` for every band, any case; the targets (`z`, `kcorr_r01`, ...) and `photsys` used where present),
     or a catalogue in any format read through a source's `column_map`."""
     from galaxyprop.data.astroclip.layout import is_glob
     from galaxyprop.deploy.batch import input_is_catalogue
@@ -201,7 +216,7 @@ def to_sample(name: str, frame: pd.DataFrame, bands: Sequence[str], embeddings: 
               predictions: pd.DataFrame | None = None) -> Sample:
     """A drift sample of catalogue rows in the galaxyprop layout (photometry where they have fluxes)."""
     has_fluxes = all(schema.flux_column(b) in frame.columns for b in bands)
-    labels = [t for t in schema.TARGETS if t in frame.columns]
+    labels = [t for t in target_names() if t in frame.columns]
     return Sample(name, photometry_columns(frame, bands) if has_fluxes else None, embeddings, predictions,
                   frame[labels].reset_index(drop=True) if labels else None)
 

@@ -8,6 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Star-formation-history bins of the kcorrect templates (M300, M1000, INTSFH): ages in Gyr
+YOUNG_BIN_GYR, MIDDLE_BIN_GYR = (0.0, 0.3), (0.3, 1.0)
+RECENT_SFR_YEARS = 3e8
+#: Least mass formed in the last 300 Myr per unit mass formed, so that log SFR stays finite for template
+#: sets with M300 = 0 exactly; below every kcorrect-default-v4 template's (the oldest: 2.5e-14), so
+#: for that set it never binds.
+RECENT_FRACTION_FLOOR = 1e-14
+
 
 @dataclass(frozen=True)
 class TemplateSet:
@@ -20,6 +28,10 @@ class TemplateSet:
     wave: np.ndarray      # (n_wave,) Angstrom
     flux: np.ndarray      # (n_template, n_wave)
     mremain: np.ndarray   # (n_template,) surviving stellar mass per solar mass formed
+    intsfh: np.ndarray    # (n_template,) mass formed (1 for the v4 templates)
+    mets: np.ndarray      # (n_template,) metallicity Z of the surviving stars
+    m300: np.ndarray      # (n_template,) mass formed in the last 300 Myr
+    m1000: np.ndarray     # (n_template,) mass formed in the last 1 Gyr
 
     def sed(self, coeffs: np.ndarray) -> np.ndarray:
         """Rest-frame f_lambda of non-negative template mixtures, (n, n_wave)."""
@@ -28,10 +40,42 @@ class TemplateSet:
     def stellar_mass(self, coeffs: np.ndarray, distance_modulus: np.ndarray) -> np.ndarray:
         return np.atleast_2d(coeffs) @ self.mremain * 10.0 ** (0.4 * np.asarray(distance_modulus))
 
+    def metallicity(self, coeffs: np.ndarray) -> np.ndarray:
+        """Mass-weighted Z of the surviving stars, (c . mremain mets) / (c . mremain): kcorrect's 'metallicity'."""
+        coeffs = np.atleast_2d(coeffs)
+        return coeffs @ (self.mremain * self.mets) / (coeffs @ self.mremain)
+
+    def star_formation_rate(self, coeffs: np.ndarray, distance_modulus: np.ndarray) -> np.ndarray:
+        """Mean SFR over the last 300 Myr (Msun/yr): c . m300 times 10^(0.4 DM) over 3e8 yr.
+
+        kcorrect's b300 * intsfh / 3e8, with c . m300 floored at RECENT_FRACTION_FLOOR (c . intsfh).
+        """
+        coeffs = np.atleast_2d(coeffs)
+        recent = np.maximum(coeffs @ self.m300, RECENT_FRACTION_FLOOR * (coeffs @ self.intsfh))
+        return recent * 10.0 ** (0.4 * np.asarray(distance_modulus)) / RECENT_SFR_YEARS
+
+    def template_ages(self, old_age_gyr: float) -> np.ndarray:
+        """Each template's age (Gyr) weighted by mass formed, from its three-bin history.
+
+        Bins [0, 0.3] and [0.3, 1] Gyr hold M300 and M1000 - M300 at their constant-SFH mean ages
+        (0.15, 0.65 Gyr); the rest, INTSFH - M1000, formed earlier at mean age `old_age_gyr`.
+        """
+        young = self.m300
+        middle = np.clip(self.m1000 - self.m300, 0.0, None)
+        old = np.clip(self.intsfh - self.m1000, 0.0, None)
+        return (young * np.mean(YOUNG_BIN_GYR) + middle * np.mean(MIDDLE_BIN_GYR) + old * old_age_gyr) / (
+            young + middle + old)
+
+    def mass_weighted_age(self, coeffs: np.ndarray, old_age_gyr: float) -> np.ndarray:
+        """Age of template mixtures (Gyr), weighted by mass formed (c . intsfh), not by surviving mass."""
+        coeffs = np.atleast_2d(coeffs)
+        formed = coeffs * self.intsfh
+        return formed @ self.template_ages(old_age_gyr) / formed.sum(axis=1)
+
 
 @functools.lru_cache(maxsize=4)
 def load_templates(name: str = "kcorrect-default-v4") -> TemplateSet:
-    """Read `<name>.fits` from the kcorrect package."""
+    """Read `<name>.fits` from the kcorrect package: SEDs and the INTSFH, MREMAIN, METS, M300, M1000 HDUs."""
     import kcorrect
     from astropy.io import fits
 
@@ -40,8 +84,9 @@ def load_templates(name: str = "kcorrect-default-v4") -> TemplateSet:
         row = hdus["FLUX"].data[0]
         wave = np.asarray(row["wave"], float)
         flux = np.asarray(row["flux"], float).reshape(-1, len(wave))
-        mremain = np.asarray(hdus["MREMAIN"].data, float)
-    return TemplateSet(wave, flux, mremain)
+        per_template = {key.lower(): np.asarray(hdus[key].data, float)
+                        for key in ("MREMAIN", "INTSFH", "METS", "M300", "M1000")}
+    return TemplateSet(wave, flux, **per_template)
 
 
 def calzetti_curve(wave: np.ndarray, r_v: float = 4.05) -> np.ndarray:

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 
 import galaxyprop
-from galaxyprop.data import schema
+from galaxyprop.data.targets import target_names
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.multimodal import REGISTERED_KINDS, Multimodal
 from galaxyprop.registry import promotion
@@ -56,8 +56,8 @@ def parse_model(model: str) -> tuple[str, str]:
     for name, suffix in INPUT_KINDS.items():
         if suffix and model.endswith(suffix):
             target, kind = model[:-len(suffix)], name
-    if target not in schema.TARGETS:
-        choices = [t + suffix for t in sorted(schema.TARGETS) for suffix in INPUT_KINDS.values()]
+    if target not in target_names():
+        choices = [t + suffix for t in target_names() for suffix in INPUT_KINDS.values()]
         raise GalaxypropError(f"unknown model '{model}'; choose from {choices}")
     return target, kind
 
@@ -78,7 +78,7 @@ def predictor_kind(predictor: Predictor) -> str:
 
 def model_ids() -> list[str]:
     """Every registered model id galaxyprop may write, target by target."""
-    return [target + suffix for target in sorted(schema.TARGETS) for suffix in INPUT_KINDS.values()]
+    return [target + suffix for target in target_names() for suffix in INPUT_KINDS.values()]
 
 
 def _requirements() -> list[str]:

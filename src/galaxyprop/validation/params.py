@@ -90,6 +90,9 @@ TABLE: dict[str, str] = {
     "encoder.embedding.batch_size": "count", "encoder.embedding.chunk_size": "count",
     "targets.*": "map", "targets.*.metric": "str", "targets.*.outlier_threshold": "positive", "targets.*.grid": "map",
     "targets.*.grid.low": "number", "targets.*.grid.high": "number", "targets.*.grid.n_bins": "count",
+    "targets.*.column": "str?", "targets.*.log10": "bool", "targets.*.subtract": "str?",
+    "targets.*.description": "str", "targets.*.n_trials": "map?", "targets.*.n_trials.*": "count",
+    "data.sources.*.targets": "map?", "adaptation.targets": "strs?",
     "calibration.min_calibration_rows": "count", "calibration.folds": "count", "calibration.kernel_bins": "naturals",
     "calibration.refine": "count", "calibration.floor": "prob", "calibration.seed": "int",
     "evaluation.eta_threshold": "positive", "evaluation.n_redshift_bins": "count",
@@ -251,6 +254,7 @@ def check_metric(key: str, value: str, allowed: set[str]) -> None:
 def check_data(data: Mapping, params: Mapping) -> None:
     from galaxyprop.data.catalog import CatalogSpec
     from galaxyprop.data.sources import source_files, split_of
+    from galaxyprop.data.targets import target_columns
 
     sources = data["sources"]
     if data["source"] not in sources:
@@ -264,11 +268,15 @@ def check_data(data: Mapping, params: Mapping) -> None:
         reuse(key, lambda name=name, spec=spec: split_of(name, spec))
         if name == data["source"]:
             reuse(key, lambda name=name, spec=spec: source_files(name, spec))
+        reuse(f"{key}.targets", lambda name=name, spec=spec: target_columns(
+            params.get("targets") or {}, name, spec, list(spec.get("targets") or {})))
         if spec["kind"] == "desi":
             continue
         z_range = {"z_min": data.get("z_min", 0.0), "z_max": data.get("z_max")}
         reuse(key, lambda spec=spec, z_range=z_range: CatalogSpec.from_params({**spec, **z_range}))
         label = spec.get("label")
+        if label is None:
+            continue
         check_rule(f"{key}.label", label, "map")
         for field, rule in (("bands", "strs"), ("response_out", "str"), ("response_map", "str"),
                             ("band_shift", "nonneg")):
@@ -289,16 +297,23 @@ def check_split(split: Mapping) -> None:
         fail("split.fractions", f"must sum to 1, got {total:.6g} ({dict(fractions)})")
 
 
-def check_targets(targets: Mapping) -> None:
-    from galaxyprop.data.schema import TARGETS
+def check_targets(targets: Mapping, params: Mapping) -> None:
+    from galaxyprop.data import schema
+    from galaxyprop.data.targets import TargetColumn, check_name
+    from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
 
-    for name in TARGETS:
-        if name not in targets:
-            fail(f"targets.{name}", "is missing")
+    if schema.REDSHIFT not in targets:
+        fail(f"targets.{schema.REDSHIFT}", "is missing (the redshift: the kcorrect baselines and drift read it)")
+    heads = {**FEATURE_HEADS, **IMAGE_HEADS, **MULTIMODAL_HEADS}
     for name, spec in targets.items():
-        if name not in TARGETS:
-            fail("targets", f"names an unknown target '{name}'; known: {sorted(TARGETS)}")
+        reuse("targets", lambda name=name: check_name(name, "params targets"))
         check_metric(f"targets.{name}.metric", spec["metric"], metric_names(name)[0])
+        if name != schema.REDSHIFT and spec.get("column") is not None:
+            reuse(f"targets.{name}", lambda name=name, spec=spec: TargetColumn.from_spec(
+                name, {k: spec[k] for k in ("column", "log10", "subtract") if k in spec}, f"params targets.{name}"))
+        for head in spec.get("n_trials") or {}:
+            if head not in heads:
+                fail(f"targets.{name}.n_trials", f"names an unknown head '{head}'; known: {sorted(heads)}")
         grid = spec["grid"]
         if grid["low"] >= grid["high"]:
             fail(f"targets.{name}.grid", f"needs low < high, got low {grid['low']}, high {grid['high']}")
@@ -403,7 +418,6 @@ def check_features(features: Mapping) -> None:
 
 
 def check_registry(registry: Mapping, params: Mapping) -> None:
-    from galaxyprop.data.schema import TARGETS
     from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
     from galaxyprop.registry.promotion import CalibrationRule
 
@@ -427,9 +441,10 @@ def check_registry(registry: Mapping, params: Mapping) -> None:
     reuse("registry.selection", lambda: CalibrationRule.from_params(selection))
     promotion = registry.get("promotion") or {}
     reuse("registry.promotion.calibration", lambda: CalibrationRule.from_params(promotion.get("calibration")))
+    targets = params.get("targets") or {}
     for target, limits in (promotion.get("drift_limits") or {}).items():
-        if target not in TARGETS:
-            fail("registry.promotion.drift_limits", f"names an unknown target '{target}'; known: {sorted(TARGETS)}")
+        if target not in targets:
+            fail("registry.promotion.drift_limits", f"names an unknown target '{target}'; known: {sorted(targets)}")
         point, density = metric_names(target)
         for metric in limits:
             check_metric(f"registry.promotion.drift_limits.{target}", metric, point)
@@ -469,7 +484,7 @@ SECTIONS: dict[str, Callable] = {"data": check_data, "split": check_split, "targ
                                  "heads": check_heads, "features": check_features, "registry": check_registry,
                                  "tuning": check_tuning, "calibration": check_calibration, "drift": check_drift,
                                  "mock": check_mock, "train": check_train}
-NEEDS_PARAMS = {"data", "registry", "train"}
+NEEDS_PARAMS = {"data", "registry", "train", "targets"}
 #: the sections this module checks (others are accepted as they are)
 VALIDATED_SECTIONS = sorted({p.split(".")[0] for p in TABLE})
 

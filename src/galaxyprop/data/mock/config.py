@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from galaxyprop.errors import GalaxypropError
 
 IMAGE_BANDS = ("g", "r", "z")
 CATALOG_BANDS = ("g", "r", "z", "W1")
 LABEL_BANDS = ("g", "r", "z")  # ^{0.1}SDSS g, r, z: KCORR01_SDSS_*, ABSMAG01_SDSS_*
+#: Mean age (Gyr) of the stars the templates formed over 1 Gyr ago, where mock.yaml `properties` omits it
+OLD_POPULATION_AGE_GYR = 6.5
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class MockConfig:
     chunk_size: int = 250
     n_jobs: int = -1
     noise: bool = True
+    properties: Mapping = field(default_factory=dict)
+
+    @property
+    def old_population_age_gyr(self) -> float:
+        return float(self.properties.get("old_population_age_gyr", OLD_POPULATION_AGE_GYR))
 
     @classmethod
     def from_params(cls, mock: Mapping) -> MockConfig:
@@ -71,7 +78,14 @@ class MockConfig:
             raise GalaxypropError(f"params mock: missing keys {sorted(missing)}")
         if int(mock["n_galaxies"]) < 1:
             raise GalaxypropError("params mock.n_galaxies must be at least 1")
-        return cls(fields=fields, **mock)
+        properties = mock.get("properties", {})
+        if not isinstance(properties, Mapping) or set(properties) - {"old_population_age_gyr"}:
+            raise GalaxypropError(f"params mock.properties: expected {{old_population_age_gyr}}, got {properties!r}")
+        result = cls(fields=fields, **mock)
+        if not 1.0 < result.old_population_age_gyr < 13.8:
+            raise GalaxypropError("params mock.properties.old_population_age_gyr must lie between 1 and 13.8 Gyr, "
+                                  f"got {result.old_population_age_gyr}")
+        return result
 
     def field_named(self, name: str) -> SurveyField:
         return next(f for f in self.fields if f.name == name)

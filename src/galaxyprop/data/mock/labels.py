@@ -13,6 +13,9 @@ from galaxyprop.physics.sed import TemplateSet
 
 NANOMAGGIES_PER_MAGGY = 1e9
 SDSS_RESPONSES = {"g": "sdss_g0", "r": "sdss_r0", "z": "sdss_z0"}
+#: Solar metallicity for ZZSUN: the Padova-isochrone value (Girardi et al. 2000) FSPS uses (zsol_padova),
+#: so near FastSpecFit's; the BC03 (Padova 1994) models of the kcorrect templates call Z = 0.02 solar.
+Z_SUN = 0.019
 
 
 def nearest_observed_band(z: np.ndarray, responses: dict[str, str], rest_response: str) -> np.ndarray:
@@ -30,7 +33,10 @@ def observe(population: Population, config: MockConfig, templates: TemplateSet) 
     """Catalogue fluxes (total and per component, nanomaggies) and the labels of each galaxy.
 
     Keys: `flux_<band>`, `flux_bulge_<band>`, `flux_disk_<band>` for g, r, z, W1;
-    `KCORR01_SDSS_<X>`, `ABSMAG01_SDSS_<X>` (h = 1) for X in G, R, Z; `LOGMSTAR` (Msun / h^2).
+    `KCORR01_SDSS_<X>`, `ABSMAG01_SDSS_<X>` (h = 1) for X in G, R, Z; from the template mixture
+    c = coeffs_bulge + coeffs_disk (see TemplateSet): `LOGMSTAR` (surviving mass, log10 Msun / h^2),
+    `ZZSUN` (log10 of the surviving stars' mass-weighted Z over Z_SUN), `SFR` (mean over the last
+    300 Myr, Msun / yr / h^2) and `AGE` (Gyr, weighted by mass formed).
     """
     wave, table = templates.wave, population.table
     z, n = table["z"], len(population)
@@ -65,6 +71,9 @@ def observe(population: Population, config: MockConfig, templates: TemplateSet) 
                 observed_maggies[rows] = out[f"flux_{observed_band}"][rows] / NANOMAGGIES_PER_MAGGY
         out[f"KCORR01_SDSS_{band.upper()}"] = -2.5 * np.log10(observed_maggies / rest_maggies)
         out[f"ABSMAG01_SDSS_{band.upper()}"] = -2.5 * np.log10(rest_maggies) - dm
-    mass = templates.stellar_mass(population.coeffs_bulge + population.coeffs_disk, dm)
-    out["LOGMSTAR"] = np.log10(mass)
+    coeffs = population.coeffs_bulge + population.coeffs_disk
+    out["LOGMSTAR"] = np.log10(templates.stellar_mass(coeffs, dm))
+    out["ZZSUN"] = np.log10(templates.metallicity(coeffs) / Z_SUN)
+    out["SFR"] = templates.star_formation_rate(coeffs, dm)
+    out["AGE"] = templates.mass_weighted_age(coeffs, config.old_population_age_gyr)
     return out
