@@ -19,7 +19,17 @@ from galaxyprop.registry import versions as registry
 from galaxyprop.registry.predictor import Predictor
 from galaxyprop.registry.promotion import CalibrationRule, select_candidate
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import BREAKDOWN, METRICS, PREPARED, REGISTERED, VAL_METRICS, model_dir
+from galaxyprop.workspace import (
+    BREAKDOWN,
+    METRICS,
+    PREPARED,
+    REGISTERED,
+    REGISTERED_SPECTRUM,
+    SPECTRUM_MODELS,
+    SPECTRUM_SELECTED,
+    VAL_METRICS,
+    model_dir,
+)
 
 from common import inputs_of, model_inputs, prepared_split, registered_kind, result_of
 
@@ -100,6 +110,40 @@ def register(model: str, target: str, kind: str, head: str, chosen: dict, val_ca
     return version
 
 
+def register_spectrum_model(params: dict, data_hash: str) -> dict:
+    """The spectra stage's selected result (the best on the cutouts alone) as galaxyprop-spectrum's
+    candidate, or re-point `candidate` at the version an identical earlier run registered."""
+    from galaxyprop.data.io import load_object
+    from galaxyprop.registry.spectrum import METRIC, SPECTRUM, register_spectrum
+
+    if not SPECTRUM_SELECTED.exists():
+        return {"model": registry.model_name(SPECTRUM), "version": None,
+                "skipped": "the spectra stage selected no result (no images, or no cutouts-only feature source)"}
+    selected = json.loads(SPECTRUM_SELECTED.read_text())
+    path = SPECTRUM_MODELS / selected["result"] / "predictor.joblib"
+    head, _, features = selected["result"].partition("@")
+    tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head, "features": features,
+            "inputs": "images", "dataset": section(params, "data.source"), "target": SPECTRUM,
+            "params_hash": params_hash(params["data"], params.get("mock"), params["split"], params["features"],
+                                       params.get("encoder"), params["spectra"]),
+            "model_hash": registry.file_hash(path), "code_hash": registry.package_hash(),
+            f"val_{METRIC}": f"{selected['val'][METRIC]:.6g}"}
+    entry = {"model": registry.model_name(SPECTRUM), "head": selected["result"], f"val_{METRIC}": selected["val"][METRIC]}
+    existing = registry.find_version(SPECTRUM, {k: tags[k] for k in SAME_VERSION})
+    if existing is not None:
+        registry.set_candidate(SPECTRUM, str(existing.version))
+        log.info("%s: unchanged since version %s; candidate points at it", entry["model"], existing.version)
+        return {**entry, "version": str(existing.version)}
+    metrics = {k: v for k, v in selected["test"].items() if isinstance(v, float)}
+    with tracking.child_run(f"register:{selected['result']}:{SPECTRUM}", tags=tags):
+        cutouts = model_inputs("images", prepared_split("test").head(5), features)
+        version = register_spectrum(load_object(path, object), cutouts, tags, metrics,
+                                    int(section(params, "spectra.n_samples")))
+    log.info("registered %s version %s (%s, val %s = %.4g) as candidate", entry["model"], version,
+             selected["result"], METRIC, selected["val"][METRIC])
+    return {**entry, "version": version}
+
+
 @exit_on_error
 def main() -> None:
     params = load_params()
@@ -137,6 +181,7 @@ def main() -> None:
                                      f"val_{metric}": val_metrics[head][metric],
                                      f"val_{target_metric}": val_metrics[head][target_metric], "skipped": skipped}
         write_json(registered, REGISTERED)
+        write_json(register_spectrum_model(params, data_hash), REGISTERED_SPECTRUM)
 
 
 if __name__ == "__main__":

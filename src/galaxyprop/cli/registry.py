@@ -119,6 +119,39 @@ def evaluator(args: argparse.Namespace, params: dict, metric: str):
     return evaluate
 
 
+def spectrum_gate(args: argparse.Namespace, params: dict):
+    """The spectrum model's gate (latent_mse_relative overall and per field; params `spectra.promotion`) and
+    `evaluate(model_uri)`: the served latents of the test galaxies against their spectra's own latents."""
+    import mlflow.pyfunc
+    import numpy as np
+
+    from galaxyprop.data.astroclip import AstroclipFile
+    from galaxyprop.data.desi import IMAGE_ROW
+    from galaxyprop.registry.spectrum import METRIC, latent_evaluation
+
+    rule = section(params, "spectra.promotion")
+    gate = Gate(METRIC, float(rule["field_tolerance"]), float(rule["drift_limit"]), None)
+    test_path = Path(args.test_data)
+    if not test_path.exists():
+        raise GalaxypropError(f"{test_path}: test split not found (run `dvc repro` or pass --test-data)")
+    with reading(test_path, "test split"):
+        test = pd.read_parquet(test_path).reset_index(drop=True)
+    if IMAGE_ROW not in test.columns:
+        raise GalaxypropError(f"{test_path}: the spectrum model takes cutouts but the test split has no '{IMAGE_ROW}'")
+    with AstroclipFile(images_path(args)) as file:
+        cutouts = file.cutouts(test[IMAGE_ROW].to_numpy())
+        flux, ivar = file.spectra(test[IMAGE_ROW].to_numpy())
+    names = (np.array([schema.field_name(c) for c in test[schema.PHOTSYS].astype(str)], dtype=object)
+             if schema.PHOTSYS in test.columns else None)
+
+    def evaluate(model_uri: str) -> dict[str, dict[str, float]]:
+        model = mlflow.pyfunc.load_model(model_uri)
+        predictor = model.unwrap_python_model().predictor
+        truth = predictor.latent.encode(flux, ivar, test[schema.REDSHIFT].to_numpy(float))[0]
+        return latent_evaluation(model.predict(cutouts), truth, predictor.latent.train_latents_, names)
+    return gate, evaluate
+
+
 def drift_verdict(path: Path) -> list[str]:
     """Fields with detected drift in the drift summary at `path` (none if there is no summary yet)."""
     if not path.exists():
@@ -131,12 +164,15 @@ def drift_verdict(path: Path) -> list[str]:
 def promote(args: argparse.Namespace) -> int:
     params = connect(args)
     target = registry.parse_model(args.target)[0]
-    metric = args.metric or section(params, f"targets.{target}.metric")
-    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
+    if target == registry.SPECTRUM_MODEL:
+        gate, evaluate = spectrum_gate(args, params)
+    else:
+        metric = args.metric or section(params, f"targets.{target}.metric")
+        gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
+        evaluate = evaluator(args, params, metric)
     drifted = drift_verdict(Path(args.drift_summary))
     try:
-        result = registry.promote(args.target, args.version, evaluator(args, params, metric), gate, drifted,
-                                  args.force, args.reason)
+        result = registry.promote(args.target, args.version, evaluate, gate, drifted, args.force, args.reason)
     except registry.PromotionRefused as refused:
         print(f"galaxyprop: {refused}", file=sys.stderr)
         return EXIT_REFUSED

@@ -50,15 +50,23 @@ def model_id(target: str, kind: str = "multimodal") -> str:
     return parse_model(target + INPUT_KINDS[kind])[0] + INPUT_KINDS[kind]
 
 
+#: The spectrum model (registry.spectrum): cutouts in, a spectrum out; not a target's model.
+SPECTRUM_MODEL = "spectrum"
+
+
 def parse_model(model: str) -> tuple[str, str]:
-    """(target, kind of input) of a registered model's id: `z` (multimodal), `z-images`, `z-catalogue`."""
+    """(target, kind of input) of a registered model's id: `z` (multimodal), `z-images`, `z-catalogue`;
+    `spectrum` (cutouts in) is the spectrum model's."""
+    if model == SPECTRUM_MODEL:
+        return model, "images"
     target, kind = model, "multimodal"
     for name, suffix in INPUT_KINDS.items():
         if suffix and model.endswith(suffix):
             target, kind = model[:-len(suffix)], name
     if target not in target_names():
-        choices = [t + suffix for t in target_names() for suffix in INPUT_KINDS.values()]
-        raise GalaxypropError(f"unknown model '{model}'; choose from {choices}")
+        suffixes = " or ".join(s for s in INPUT_KINDS.values() if s)
+        raise GalaxypropError(f"unknown model '{model}'; choose a target of params targets "
+                              f"({', '.join(target_names())}), optionally with {suffixes}, or {SPECTRUM_MODEL}")
     return target, kind
 
 
@@ -81,7 +89,7 @@ def model_ids() -> list[str]:
     return [target + suffix for target in target_names() for suffix in INPUT_KINDS.values()]
 
 
-def _requirements() -> list[str]:
+def pip_requirements() -> list[str]:
     # Explicit requirements: MLflow's inference would reload the model in a subprocess.
     return [r.split(";")[0] for r in importlib.metadata.requires("galaxyprop") or [] if "extra ==" not in r]
 
@@ -123,7 +131,7 @@ def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, s
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={PREDICTOR_ARTIFACT: str(path)},
-                signature=signature, input_example=example, pip_requirements=_requirements(),
+                signature=signature, input_example=example, pip_requirements=pip_requirements(),
                 metadata={"output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
                           "field_param": f"{FIELD_PARAM}: N or S (north or south) for the whole batch, or a "
                                          "PHOTSYS column of a catalogue: picks the field's calibration", **extra},

@@ -93,6 +93,11 @@ TABLE: dict[str, str] = {
     "targets.*.column": "str?", "targets.*.log10": "bool", "targets.*.subtract": "str?",
     "targets.*.description": "str", "targets.*.n_trials": "map?", "targets.*.n_trials.*": "count",
     "data.sources.*.targets": "map?", "adaptation.targets": "strs?",
+    "spectra": "map", "spectra.latent": "map", "spectra.latent.n_components": "count", "spectra.features": "strs",
+    "spectra.heads": "strs", "spectra.knn": "map?", "spectra.mlp": "map?", "spectra.n_samples": "count",
+    "spectra.gallery": "count", "spectra.registry": "map", "spectra.registry.features": "strs",
+    "spectra.promotion": "map", "spectra.promotion.field_tolerance": "open01",
+    "spectra.promotion.drift_limit": "positive",
     "calibration.min_calibration_rows": "count", "calibration.folds": "count", "calibration.kernel_bins": "naturals",
     "calibration.refine": "count", "calibration.floor": "prob", "calibration.seed": "int",
     "evaluation.eta_threshold": "positive", "evaluation.n_redshift_bins": "count",
@@ -129,6 +134,8 @@ REQUIRED = {
     "heads.*": ("n_trials", "search"), "registry": ("candidate_heads", "selection"),
     "train": ("targets", "feature_heads"),
     "drift": ("reference_field",), "adaptation": ("mlp",),
+    "spectra": ("latent", "features", "heads", "n_samples", "gallery", "registry", "promotion"),
+    "spectra.registry": ("features",), "spectra.promotion": ("field_tolerance", "drift_limit"),
 }
 #: sections whose unknown keys are errors (the code would silently ignore a misspelt one)
 CLOSED = {"split": {"fractions", "seed", "n_redshift_bins"},
@@ -450,6 +457,24 @@ def check_registry(registry: Mapping, params: Mapping) -> None:
             check_metric(f"registry.promotion.drift_limits.{target}", metric, point)
 
 
+def check_spectra(spectra: Mapping, params: Mapping) -> None:
+    """The spectrum heads and the feature sources they learn from; the served model takes the cutouts alone."""
+    from galaxyprop.spectra.names import SPECTRUM_HEADS
+
+    sources = set(FEATURE_SOURCES) | set((params.get("features") or {}).get("combined") or [])
+    for i, name in enumerate(spectra["heads"]):
+        if name not in SPECTRUM_HEADS:
+            fail(f"spectra.heads[{i}]", f"'{name}' is not one of {sorted(SPECTRUM_HEADS)}")
+    for i, name in enumerate(spectra["features"]):
+        if name not in sources:
+            fail(f"spectra.features[{i}]", f"'{name}' is not a feature source ({sorted(sources)})")
+    for i, name in enumerate(spectra["registry"]["features"]):
+        if name not in ("image", "measured"):
+            fail(f"spectra.registry.features[{i}]", f"'{name}' does not come from the cutouts alone (image, measured)")
+        if name not in spectra["features"]:
+            fail(f"spectra.registry.features[{i}]", f"'{name}' is not in spectra.features")
+
+
 def check_tuning(tuning: Mapping) -> None:
     from galaxyprop.tracking.tuning import make_pruner
 
@@ -483,8 +508,8 @@ def check_mock(mock: Mapping) -> None:
 SECTIONS: dict[str, Callable] = {"data": check_data, "split": check_split, "targets": check_targets,
                                  "heads": check_heads, "features": check_features, "registry": check_registry,
                                  "tuning": check_tuning, "calibration": check_calibration, "drift": check_drift,
-                                 "mock": check_mock, "train": check_train}
-NEEDS_PARAMS = {"data", "registry", "train", "targets"}
+                                 "mock": check_mock, "train": check_train, "spectra": check_spectra}
+NEEDS_PARAMS = {"data", "registry", "train", "targets", "spectra"}
 #: the sections this module checks (others are accepted as they are)
 VALIDATED_SECTIONS = sorted({p.split(".")[0] for p in TABLE})
 

@@ -1,0 +1,3 @@
+"""The spectrum heads' names, for params checks that must not import the heads (and torch)."""
+
+SPECTRUM_HEADS = ("knn", "mlp")
