@@ -13,9 +13,9 @@ from galaxyprop.data.astroclip import DESI_WAVE, N_SPECTRUM_PIXELS
 from galaxyprop.data.mock.spectroscopy import add_noise, noise_shape, observed_spectrum
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.physics.sed import load_templates
+from galaxyprop.spectra.heads import SpectrumHead, spectrum_targets
 from galaxyprop.spectra.latent import MeanTemplate, SpectralLatent
 from galaxyprop.spectra.metrics import reduced_chi2
-from galaxyprop.spectra.heads import SpectrumHead, spectrum_targets
 from galaxyprop.spectra.model import SpectrumPredictor
 
 N_TRAIN, N_TEST = 800, 200

@@ -61,6 +61,7 @@ def test_registered_pyfunc_promotion_and_http_serve_the_same_spectra(predictor, 
     from galaxyprop.registry.promotion import Gate
     from galaxyprop.registry.spectrum import METRIC, SPECTRUM, latent_evaluation, register_spectrum, served_spectra
     from galaxyprop.tracking import runs as tracking
+
     from registered_models import served
 
     model, cutouts, flux, ivar, z = predictor
