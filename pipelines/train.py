@@ -88,7 +88,9 @@ def skip_unavailable(target: str, name: str, source: str, features: str) -> bool
             return False
         reason = f"feature source '{features}' was not built: {json.loads(skipped.read_text())['reason']}"
     write_skipped(model_dir(target, name), reason)
-    write_parquet(prediction_frame(prepared_split("test").iloc[:0], "test", target, [], []),
+    empty = prepared_split("test").iloc[:0]
+    empty = empty if target in empty else empty.assign(**{target: pd.Series(dtype=float)})   # a target it lacks
+    write_parquet(prediction_frame(empty, "test", target, [], []),
                   predictions_path(target, name))
     write_densities(densities_path(target, name), np.zeros(0, np.int64), np.zeros((0, 2)), Grid(0.0, 1.0, 2),
                     splits=np.zeros(0, str), target=target, head=name, calibration="skipped")
