@@ -27,6 +27,7 @@ from galaxyprop.workspace import (
     PREDICTIONS,
     VAL_METRICS,
     densities_path,
+    result_files,
 )
 
 from common import metrics_key, prepared_split, save_figure
@@ -116,7 +117,7 @@ def main() -> None:
                          else pd.Series("*", index=split[schema.ID])) for split in map(prepared_split, ("val", "test"))])
     with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}):
         for target in section(params, "train.targets"):
-            files = sorted((PREDICTIONS / target).glob("*.parquet"))
+            files = result_files(PREDICTIONS, target, ".parquet")
             if not files:
                 continue
             outlier = section(params, f"targets.{target}.outlier_threshold")

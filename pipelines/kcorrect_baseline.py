@@ -21,7 +21,7 @@ from galaxyprop.evaluation.comparison import IMAGE_INPUTS
 from galaxyprop.evaluation.metrics import objective_value, target_metrics
 from galaxyprop.heads.kcorrect_baseline import ANY_PHOTSYS, kcorrect_by_photsys
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_name
+from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_files, result_name
 
 from common import inputs_of, metrics_key, prediction_frame, prepared_bands, prepared_split
 
@@ -33,7 +33,7 @@ def photo_z_source(choice: str, features: str, params: dict) -> tuple[str, pd.Da
     """The z predictions to fit at: the named result, or among the z results learned from `features`
     (for the image embeddings: every image-only result, the cnn too) the one with the best validation metric."""
     metric, default = section(params, "targets.z.metric"), section(params, "features.default")
-    results = {metrics_key(p.stem, default): pd.read_parquet(p) for p in sorted((PREDICTIONS / "z").glob("*.parquet"))}
+    results = {metrics_key(p.stem, default): pd.read_parquet(p) for p in result_files(PREDICTIONS, "z", ".parquet")}
     results = {k: v for k, v in results.items() if len(v)}
     if choice != "best":
         if choice not in results:

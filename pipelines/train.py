@@ -1,6 +1,8 @@
-"""Stage train (head x target x features): tune the head with Optuna on the validation split (one
-nested MLflow run per trial, with its curves), keep the best model, calibrate its densities on the
-validation split, predict val and test, and write both splits' densities (raw and calibrated).
+"""Stage train (head x target), on each feature source the head is trained on (one process for them
+all: a stage's start costs about as much as a small head's fit): tune the head with Optuna on the
+validation split (one nested MLflow run per trial, with its curves), keep the best model, calibrate
+its densities on the validation split, predict val and test, and write both splits' densities (raw
+and calibrated).
 
 Feature heads (knn, gbt, mlp, clap) learn from a feature source; image heads (cnn) from the cutouts,
 multimodal heads (cnn_mm) from the cutouts and the catalogue photometry together.
@@ -42,6 +44,7 @@ from galaxyprop.workspace import (
     RAW,
     SKIPPED,
     densities_path,
+    head_folders,
     model_dir,
     predictions_path,
     result_name,
@@ -111,51 +114,57 @@ def fit(head: Head, data: dict, callbacks=()) -> Head:
                     **head.trial_options)
 
 
-@exit_on_error
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--head", required=True)
-    parser.add_argument("--target", required=True, choices=target_names())
-    parser.add_argument("--features", default=None, help="feature source (default: params features.default; "
-                                                           "image and multimodal heads take the cutouts)")
-    args = parser.parse_args()
-    params = load_params()
-    image_head, multimodal_head = args.head in IMAGE_HEADS, args.head in MULTIMODAL_HEADS
-    features = ("cutouts" if image_head else MULTIMODAL_INPUTS if multimodal_head
-                else args.features or section(params, "features.default"))
-    name = args.head if image_head or multimodal_head else result_name(args.head, features)
+def sources_of(head: str, target: str, params: dict) -> list[str]:
+    """What one train stage (head x target) trains the head on: image heads the cutouts, multimodal
+    heads the cutouts and photometry, feature heads every source in features.compare and, for
+    train.secondary_heads, features.secondary too; of those, only the ones in targets.<t>.features
+    where the target lists them."""
+    if head in IMAGE_HEADS:
+        return ["cutouts"]
+    if head in MULTIMODAL_HEADS:
+        return [MULTIMODAL_INPUTS]
+    secondary = section(params, "features.secondary") if head in section(params, "train.secondary_heads") else []
+    sources = list(dict.fromkeys([*section(params, "features.compare"), *secondary]))
+    only = section(params, f"targets.{target}").get("features")
+    return [s for s in sources if s in only] if only else sources
+
+
+def train_result(head_name: str, target: str, features: str, params: dict) -> None:
+    """Tune, keep, calibrate and predict one head on one source for one target (one MLflow run)."""
+    image_head, multimodal_head = head_name in IMAGE_HEADS, head_name in MULTIMODAL_HEADS
+    name = head_name if image_head or multimodal_head else result_name(head_name, features)
     key = metrics_key(name, section(params, "features.default"))
-    if skip_unavailable(args.target, name, section(params, "data.source"), features):
+    if skip_unavailable(target, name, section(params, "data.source"), features):
         return
-    head_params, target_params = section(params, f"heads.{args.head}"), section(params, f"targets.{args.target}")
+    head_params, target_params = section(params, f"heads.{head_name}"), section(params, f"targets.{target}")
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
     # A target may tune its heads with fewer (or more) trials than the heads' own n_trials.
-    n_trials = (target_params.get("n_trials") or {}).get(args.head, head_params["n_trials"])
+    n_trials = (target_params.get("n_trials") or {}).get(head_name, head_params["n_trials"])
     calibration_settings = CalibrationSettings.from_params(section(params, "calibration"))
-    data = {split: split_inputs(args.head, features, split, args.target) for split in ("train", "val")}
+    data = {split: split_inputs(head_name, features, split, target) for split in ("train", "val")}
     best: dict = {"value": np.inf, "head": None, "trial": None}
     grid = Grid.from_params(target_params["grid"])
-    gives_density = head_class(args.head).gives_density
+    gives_density = head_class(head_name).gives_density
     # Heads with densities may tune on a density metric of the validation split (e.g. clap on crps).
     objective_metric = head_params.get("objective", metric)
     # What every trial shares: the head's fixed settings (heads.<head>.fixed) and, for heads that learn
     # densities on it, the target's grid; the trials draw the rest from heads.<head>.search.
     settings = dict(head_params.get("fixed") or {})
-    if "seed" in inspect.signature(head_class(args.head)).parameters:
+    if "seed" in inspect.signature(head_class(head_name)).parameters:
         settings.setdefault("seed", section(params, "seed"))      # the global seed unless the head sets one
-    fixed = {**settings, **({"grid": target_params["grid"]} if head_class(args.head).needs_grid else {})}
+    fixed = {**settings, **({"grid": target_params["grid"]} if head_class(head_name).needs_grid else {})}
 
     def objective(hyper: dict, trial) -> tuple[float, dict]:
-        head = make_head(args.head, **{**hyper, **fixed})
+        head = make_head(head_name, **{**hyper, **fixed})
         callbacks = epoch_callbacks(trial) if head.trains_by_epoch else []
         fit(head, data, callbacks)
         X_val, y_val, _ = data["val"]
-        metrics = target_metrics(args.target, y_val, head.predict(X_val).value,
+        metrics = target_metrics(target, y_val, head.predict(X_val).value,
                                  target_params["outlier_threshold"], eta)
         if gives_density:
             metrics.update(density_metrics(head.predict_pdf(X_val, grid), grid, y_val))
         if objective_metric not in metrics:
-            raise GalaxypropError(f"heads.{args.head}.objective: '{objective_metric}' is not a metric of this head; "
+            raise GalaxypropError(f"heads.{head_name}.objective: '{objective_metric}' is not a metric of this head; "
                                   f"choose from {sorted(metrics)}")
         value = objective_value(objective_metric, metrics[objective_metric])
         tracking.log_metrics({**metrics, "objective": value}, prefix="val_")
@@ -166,20 +175,20 @@ def main() -> None:
     # The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a
     # new study), the code that fits and scores (the head's modules and this script: an edited head
     # does not inherit trials its old code ran) and everything else that changes the objective.
-    code = code_digest(head_class(args.head).__module__, __file__)
+    code = code_digest(head_class(head_name).__module__, __file__)
     # What scores a trial (not n_trials: more trials extend a study).
     scoring = {k: target_params[k] for k in ("metric", "outlier_threshold", "grid")}
     lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), code, head_params["search"], settings,
                           scoring, objective_metric)
-    study_name = f"{section(params, 'data.source')}-{args.target}-{name}-{lineage}"
-    run_name = f"train:{key}:{args.target}"
+    study_name = f"{section(params, 'data.source')}-{target}-{name}-{lineage}"
+    run_name = f"train:{key}:{target}"
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, run_name,
-                            params={"head": args.head, "target": args.target, "features": features,
+                            params={"head": head_name, "target": target, "features": features,
                                     "search": head_params["search"], "fixed": settings,
                                     "pruner": section(params, "tuning.pruner"), "n_trials": n_trials,
                                     "study": study_name},
-                            tags={"head": key, "target": args.target, "features": features}):
+                            tags={"head": key, "target": target, "features": features}):
         start = time.perf_counter()
         study = tune(objective, head_params["search"], n_trials=n_trials,
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
@@ -188,36 +197,36 @@ def main() -> None:
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
         hyper = hyperparameters(settings, trial)
-        log.info("best %s for %s/%s: %.5g (trial %d) with %s", objective_metric, name, args.target,
+        log.info("best %s for %s/%s: %.5g (trial %d) with %s", objective_metric, name, target,
                  trial.user_attrs[objective_metric], trial.number, trial.params)
         # The best trial's model, or (when it ran before an interruption) the same model refitted;
         # then completed (e.g. clap's ensemble grows from the trial's one realisation).
         start = time.perf_counter()
-        head = best["head"] if best["trial"] == trial.number else fit(make_head(args.head, **{**hyper, **fixed}), data)
+        head = best["head"] if best["trial"] == trial.number else fit(make_head(head_name, **{**hyper, **fixed}), data)
         head.finalise(*data["train"][:2], validation=tuple(data["val"][:2]))
         finalise_seconds = time.perf_counter() - start
 
         encoder = (Cutouts(head.crop) if image_head
                    else CutoutsAndPhotometry(load_object(FEATURES / "photometry" / FEATURE_ENCODER, object), head.crop)
                    if multimodal_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
-        predictor = Predictor(args.target, encoder, head, grid)
+        predictor = Predictor(target, encoder, head, grid)
         # Calibration on the validation split (out-of-fold for its own metrics), stored in the model.
         X_val, y_val, val_frame = data["val"]
         start = time.perf_counter()
         calibration = predictor.calibrate(X_val, y_val, split_fields(val_frame), calibration_settings)
         calibrate_seconds = time.perf_counter() - start
-        log.info("calibration of %s/%s: %s", name, args.target, predictor.calibration_method)
-        out = model_dir(args.target, name)
+        log.info("calibration of %s/%s: %s", name, target, predictor.calibration_method)
+        out = model_dir(target, name)
         out.mkdir(parents=True, exist_ok=True)
         predictor.save(out / "predictor.joblib")
-        write_json({"head": args.head, "features": features, "target": args.target, "params": hyper,
+        write_json({"head": head_name, "features": features, "target": target, "params": hyper,
                     "study": study_name, "best_trial": trial.number,
                     **{f"val_{m}": trial.user_attrs[m] for m in dict.fromkeys([metric, objective_metric])},
                     **({"best_epoch": head.best_epoch_} if head.trains_by_epoch else {})},
                    out / "best_params.json")
         write_json(calibration.report, out / "calibration.json")
 
-        data["test"] = split_inputs(args.head, features, "test", args.target)
+        data["test"] = split_inputs(head_name, features, "test", target)
         frames, densities, start, n_predicted = [], [], time.perf_counter(), 0
         for split in ("val", "test"):
             X, _, frame = data[split]
@@ -226,17 +235,17 @@ def main() -> None:
                 calibrated = calibration.validation_pdf
             n_predicted += len(X)
             low, high = quantiles(calibrated, fine, np.array([QUANTILES[1], QUANTILES[3]])).T
-            frames.append(prediction_frame(frame, split, args.target, result.value, (high - low) / 2)
+            frames.append(prediction_frame(frame, split, target, result.value, (high - low) / 2)
                           .assign(spread_raw=result.spread))
             densities.append((frame[schema.ID].to_numpy(), split, resample(raw, fine, grid),
                               resample(calibrated, fine, grid)))
         predict_rate = n_predicted / (time.perf_counter() - start)
-        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(args.target, name))
-        write_densities(densities_path(args.target, name), np.concatenate([d[0] for d in densities]),
+        write_parquet(pd.concat(frames, ignore_index=True), predictions_path(target, name))
+        write_densities(densities_path(target, name), np.concatenate([d[0] for d in densities]),
                         np.concatenate([d[3] for d in densities]), grid,
                         splits=np.concatenate([np.full(len(d[0]), d[1]) for d in densities]),
                         raw=np.concatenate([d[2] for d in densities]) if predictor.calibrated else None,
-                        target=args.target, head=name, calibration=predictor.calibration_method)
+                        target=target, head=name, calibration=predictor.calibration_method)
         states = [t.state.name for t in study.trials if t.state in FINISHED]
         # counts in the model folder (byte-stable); wall times and memory beside the outputs and in MLflow
         write_json({"n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED"),
@@ -251,6 +260,25 @@ def main() -> None:
         tracking.log_metrics({"tune_seconds": tune_seconds, "predict_galaxies_per_s": predict_rate})
         tracking.set_tags({f"best.{k}": v for k, v in hyper.items()})
         tracking.log_artifacts([out / "best_params.json", out / "tuning.json", out / "calibration.json"])
+
+
+@exit_on_error
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--head", required=True)
+    parser.add_argument("--target", required=True, choices=target_names())
+    parser.add_argument("--features", default=None, help="one feature source (default: every source the stage "
+                                                           "trains the head on, see sources_of)")
+    args = parser.parse_args()
+    params = load_params()
+    sources = [args.features] if args.features else sources_of(args.head, args.target, params)
+    for features in sources:
+        train_result(args.head, args.target, features, params)
+    if not sources:                 # targets.<t>.features leaves this head nothing: the stage's folders say so
+        folders = head_folders(args.target, args.head)
+        for folder in folders[1:]:
+            folder.mkdir(parents=True, exist_ok=True)
+        write_skipped(folders[0], f"targets.{args.target}.features lists no source that {args.head} is trained on")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def tiny_profile(params: dict) -> None:
     set_hyperparameters(params, "mlp", max_epochs=4, width=[32])
     set_hyperparameters(params, "cnn", channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
     params["heads"]["cnn"]["n_trials"] = 1
-    params["train"]["image_heads"] = ["cnn", "cnn_mm"]     # the cutouts-only CNN too (left out of the default run)
+    params["train"]["image_heads"] = ["cnn", "cnn_mm"]     # the image heads and knn on the secondary sources too
+    params["train"]["secondary_heads"] = ["knn", "gbt"]    # (both left out of the default run)
     set_hyperparameters(params, "cnn_mm", channels=[8], crop=16, max_shift=2, width=[16], photometry_width=16,
                         max_epochs=2)
     params["heads"]["clap"]["n_trials"] = 1
@@ -94,7 +95,8 @@ def tiny_profile(params: dict) -> None:
     # A target defined here alone (params.yaml does not name it): K(^{0.1}g) from FastSpecFit's column, in
     # place of the default property targets; every stage takes it as it takes kcorr_r01.
     params["targets"][NEW_TARGET] = {"column": "KCORR01_SDSS_G", "metric": "mse", "outlier_threshold": 0.05,
-                                     "grid": {"low": -0.6, "high": 1.6, "n_bins": 110}, "n_trials": {"knn": 2}}
+                                     "grid": {"low": -0.6, "high": 1.6, "n_bins": 110}, "n_trials": {"knn": 2},
+                                     "features": ["photometry", "measured+photometry"]}   # its heads skip the rest
     params["train"]["targets"] = list(TINY_TARGETS)
     # The tiny models are far from the real drift limits; the gate's refusal is tested with strict ones.
     params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}

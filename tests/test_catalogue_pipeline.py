@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
+from galaxyprop.workspace import predictions_path
+
 from conftest import gst_path
 from project_copy import copy_project, edit_params, run, set_hyperparameters
 
@@ -102,7 +104,7 @@ def test_predict_source_on_the_test_file_gives_the_pipelines_predictions(project
         assert "predictions of galaxyprop" in result.stdout
         served = pd.read_parquet(out).set_index("TARGETID")
         result = entry["head"] if "@" in entry["head"] else f"{entry['head']}@photometry"
-        pipeline = pd.read_parquet(project / f"data/predictions/{target}/{result}.parquet")
+        pipeline = pd.read_parquet(project / predictions_path(target, result))
         pipeline = pipeline[pipeline["split"] == "test"].set_index("id")
         assert all(isinstance(i, str) for i in served.index) and set(pipeline.index) <= set(served.index)
         joined = pipeline.join(served, rsuffix="_served", how="inner")

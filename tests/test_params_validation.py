@@ -113,6 +113,8 @@ BAD = [
     ("heads.clap.objective", "crsp", "heads.clap.objective must be a known metric"),
     ("train.targets", ["z", "sfr100"], "train.targets[1] 'sfr100' is not one of"),
     ("targets.logmstar.n_trials", {"gbm": 2}, "targets.logmstar.n_trials names an unknown head 'gbm'"),
+    ("targets.logmstar.features", ["measured", "spectrum"],
+     "targets.logmstar.features[1] 'spectrum' is not a source the feature heads train on"),
     ("targets.logmstar.column", 3, "targets.logmstar.column must be"),
     ("targets.logssfr.log10", "yes", "targets.logssfr.log10 must be"),
     ("targets.zzsun", {"column": "kcorrect:metallicity", "metric": "mse", "outlier_threshold": 0.1,

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from galaxyprop.workspace import DENSITIES, densities_path, model_dir, predictions_path, result_files
+
 from conftest import desi_targets, mlflow_store, mock_config
 from project_copy import NEW_TARGET, TINY_TARGETS, copy_project, edit_params, params_texts, run, tiny_profile
 
@@ -50,7 +52,8 @@ def test_metrics_follow_the_contract(project):
     heads = DENSITY_HEADS
     assert set(metrics["z"]) == heads
     assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz", "kcorrect_photoz", "kcorrect_photoz@photometry"}
-    assert set(metrics[NEW_TARGET]) == heads     # the target only the params define: every head
+    # the target only the params define: every head on the two sources its targets.<t>.features lists
+    assert set(metrics[NEW_TARGET]) == {h for h in heads if h.endswith("photometry")} | {"cnn", "cnn_mm"}
     for head, values in metrics["z"].items():
         density = DENSITY | {"sigma_mad_mode", "eta_mode", "bias_mode"} if head in DENSITY_HEADS else set()
         assert set(values) == CONTRACT | PHOTO_Z | density, head
@@ -110,6 +113,9 @@ def test_a_target_defined_only_in_params_is_learnt(project):
         assert metrics[head]["mse"] < 0.85 * median["mse"] and metrics[head]["r2"] > 0.15, head
     assert min(metrics[head]["mse"] for head in catalogue) < 0.6 * median["mse"]
     assert 0.3 < metrics["clap@photometry"]["coverage_68"] < 0.95
+    # targets.<t>.features: its heads trained on those two sources alone, knn and gbt too
+    assert {head.partition("@")[2] for head in metrics if "@" in head} == {"photometry", "measured+photometry"}
+    assert "gbt" not in metrics and not (project / model_dir(NEW_TARGET, "gbt@measured")).exists()
     report = (project / "reports/comparison.md").read_text()
     assert f"## `{NEW_TARGET}`" in report and "vs the median predictor: mse" in report
 
@@ -151,7 +157,7 @@ def test_breakdowns_comparison_report_and_trial_runs(project):
     for target, metric in (("kcorr_r01", "mse"), ("z", "sigma_mad")):
         assert (project / f"reports/plots/comparison/{target}_{metric}_vs_z.png").stat().st_size > 10_000
         assert f"plots/comparison/{target}_{metric}_confidence.png" in report
-    best = json.loads((project / "models/z/mlp@photometry/best_params.json").read_text())
+    best = json.loads((project / model_dir("z", "mlp@photometry") / "best_params.json").read_text())
     assert best["params"]["max_epochs"] == 4 and "best_epoch" in best
     with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
         trials = mlflow.search_runs(search_all_experiments=True,
@@ -169,26 +175,26 @@ def test_densities_are_written_per_test_galaxy_and_scored(project):
     from galaxyprop.evaluation.metrics import density_metrics
 
     test = pd.read_parquet(project / "data/prepared/test.parquet")
-    written = sorted(p.name for p in (project / "data/densities/z").glob("*.h5"))
+    written = sorted(p.name for p in result_files(project / DENSITIES, "z", ".h5"))
     assert written == sorted(f"{h}@image.h5" if h in ("knn", "gbt") else f"{h}.h5" for h in DENSITY_HEADS)
-    ids, pdf, grid = read_densities(project / "data/densities/z/clap@photometry.h5", split="test")
+    ids, pdf, grid = read_densities(project / densities_path("z", "clap@photometry"), split="test")
     assert set(ids) == set(test["id"]) and grid.n_bins == 200 and grid.high == pytest.approx(0.4)
     np.testing.assert_allclose(pdf.sum(axis=1) * grid.width, 1.0, rtol=1e-4)
     truth = test.set_index("id").loc[ids, "z"].to_numpy()
     metrics = json.loads((project / "reports/metrics.json").read_text())["z"]
     assert density_metrics(pdf, grid, truth)["crps"] == pytest.approx(metrics["clap@photometry"]["crps"], rel=1e-4)
     # clap's prediction is its own (raw) density's mean
-    _, raw, _ = read_densities(project / "data/densities/z/clap@photometry.h5", split="test", raw=True)
-    predicted = pd.read_parquet(project / "data/predictions/z/clap@photometry.parquet").set_index("id")
+    _, raw, _ = read_densities(project / densities_path("z", "clap@photometry"), split="test", raw=True)
+    predicted = pd.read_parquet(project / predictions_path("z", "clap@photometry")).set_index("id")
     np.testing.assert_allclose(predicted.loc[ids, "prediction"], (raw * grid.width) @ grid.centres, atol=1e-5)
     # every MC-dropout head is calibrated: its raw Gaussians (3x or more too narrow at 4 epochs) are not
     for head in ("mlp@photometry", "cnn", "cnn_mm"):
-        calibration = json.loads((project / f"models/z/{head}/calibration.json").read_text())
+        calibration = json.loads((project / model_dir("z", head) / "calibration.json").read_text())
         assert calibration["calibrated"] and calibration["method"] != "none", head
         assert abs(metrics[head]["coverage_68"] - 0.683) < abs(metrics[head]["coverage_68_raw"] - 0.683) + 0.02
     val = json.loads((project / "reports/val_metrics.json").read_text())
     assert {"crps", "coverage_68", "pit_ks", "crps_raw"} <= set(val["z"]["knn"])
-    best = json.loads((project / "models/z/clap@photometry/best_params.json").read_text())
+    best = json.loads((project / model_dir("z", "clap@photometry") / "best_params.json").read_text())
     assert best["params"]["n_realisations"] == 2 and "val_crps" in best and "val_sigma_mad" in best
     for target in ("z", "kcorr_r01"):
         for plot in ("pit_histograms", "pit_qq"):
@@ -304,7 +310,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
         changed = set(json.loads(run(["dvc", "status", "--json"], project).stdout))
     finally:
         common.write_text(source)
-    assert {"prepare", "train_secondary@knn-z-image", "train_image@cnn-z", "train_image@cnn_mm-z", "evaluate",
+    assert {"prepare", "train@knn-z", "train_image@cnn-z", "train_image@cnn_mm-z", "evaluate",
             "drift"} <= changed, changed
     assert "import_data" not in changed                       # it does not import common
     assert_up_to_date(project)
@@ -312,8 +318,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     rerun = run(["dvc", "repro"], project).stdout
     ran = {line.split("'")[1] for line in rerun.splitlines() if line.startswith("Running stage")}
     # what reads the knn predictions runs only if they changed; the encoder and the other heads are untouched
-    knn = {f"train@knn-{t}-{f}" for t in TINY_TARGETS for f in ("photometry", "measured+photometry")}
-    knn |= {f"train_secondary@knn-{t}-{f}" for t in TINY_TARGETS for f in ("image", "photometry_grz", "measured")}
+    knn = {f"train@knn-{t}" for t in TINY_TARGETS}       # one stage per head x target, every source inside
     photoz = {f"kcorrect_photoz@{f}" for f in ("image", "photometry")}
     assert knn <= ran <= knn | photoz | {"check_params", "evaluate", "compare", "register", "drift"}
 

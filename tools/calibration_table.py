@@ -22,8 +22,9 @@ from galaxyprop.data.density_file import read_densities
 from galaxyprop.errors import exit_on_error
 from galaxyprop.evaluation.densities import quantiles
 from galaxyprop.evaluation.metrics import target_metrics
+from galaxyprop.workspace import densities_path
 
-REPORTS, DENSITIES = Path("reports"), Path("data/densities")
+REPORTS = Path("reports")
 
 
 def median_metrics(path: Path, truth: pd.Series, target: str, params: dict, raw: bool) -> dict[str, float]:
@@ -57,7 +58,7 @@ def main() -> None:
             if "pit_ks" not in m:
                 continue
             name = head if "@" in head or head in ("cnn", "cnn_mm") else f"{head}@{default}"
-            path = DENSITIES / target / f"{name}.h5"
+            path = densities_path(target, name)
             raw_median = median_metrics(path, test[target], target, params, raw=True)
             cal_median = median_metrics(path, test[target], target, params, raw=False)
             model = next((e["model"] for e in chosen if e.get("head") == head), None)

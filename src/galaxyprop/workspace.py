@@ -70,16 +70,33 @@ def feature_path(source: str, split: str) -> Path:
     return FEATURES / source / f"{split}.parquet"
 
 
-def model_dir(target: str, head: str) -> Path:
-    return MODELS / target / head
+def _result_folder(root: Path, target: str, name: str) -> Path:
+    """A result on a feature source (`gbt@measured`) lives in its head's folder, the one train stage
+    (head x target) that writes every source's result of that head: `models/z/gbt/gbt@measured`."""
+    head, at, _ = name.partition("@")
+    return root / target / head if at else root / target
 
 
-def predictions_path(target: str, head: str) -> Path:
-    return PREDICTIONS / target / f"{head}.parquet"
+def head_folders(target: str, head: str) -> tuple[Path, Path, Path]:
+    """The model, predictions and densities folders of one train stage (head x target) of a feature head."""
+    return MODELS / target / head, PREDICTIONS / target / head, DENSITIES / target / head
 
 
-def densities_path(target: str, head: str) -> Path:
-    return DENSITIES / target / f"{head}.h5"
+def model_dir(target: str, name: str) -> Path:
+    return _result_folder(MODELS, target, name) / name
+
+
+def predictions_path(target: str, name: str) -> Path:
+    return _result_folder(PREDICTIONS, target, name) / f"{name}.parquet"
+
+
+def densities_path(target: str, name: str) -> Path:
+    return _result_folder(DENSITIES, target, name) / f"{name}.h5"
+
+
+def result_files(root: Path, target: str, suffix: str) -> list[Path]:
+    """Every result file of `target` under `root` (PREDICTIONS, DENSITIES), by name."""
+    return sorted((root / target).rglob(f"*{suffix}"), key=lambda p: p.name)
 
 
 def baseline_summary(head: str) -> Path:

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import fftconvolve
 from scipy.special import ndtr
 
 from galaxyprop.calibration.checks import OVERALL, calibration_summary, off_by_more_than_noise
@@ -83,6 +82,8 @@ class Calibrator:
         pdf = normalise(pdf, self.grid)
         if self.kernel_bins > 0:
             kernel = _gaussian_kernel(self.kernel_bins, self.grid.n_bins)
+            from scipy.signal import fftconvolve  # imported here: scipy.signal costs ~1 s to import
+
             pdf = normalise(fftconvolve(pdf, kernel[None, :], mode="same", axes=1), self.grid)
         if self.floor > 0:
             pdf = (1.0 - self.floor) * pdf + self.floor / (self.grid.high - self.grid.low)

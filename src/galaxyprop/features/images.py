@@ -7,10 +7,14 @@ Legacy Surveys viewer and AstroCLIP use: linear in the sky noise, logarithmic in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from galaxyprop.errors import GalaxypropError
+
+if TYPE_CHECKING:      # torch is imported in the functions that use it: a feature-only stage never loads it
+    import torch
 
 N_BANDS = 3
 
@@ -53,6 +57,8 @@ def background_noise(images: np.ndarray, border: int = 4) -> np.ndarray:
 
 def asinh_stretch(images: torch.Tensor, softening: torch.Tensor) -> torch.Tensor:
     """asinh(flux / softening_band) for a (N, 3, H, W) batch."""
+    import torch
+
     return torch.asinh(images / softening.view(1, -1, 1, 1))
 
 
@@ -67,6 +73,8 @@ def center_crop(images: torch.Tensor, size: int, dx: int = 0, dy: int = 0) -> to
 
 def dihedral(images: torch.Tensor, element: int) -> torch.Tensor:
     """One of the 8 elements of D4 on the last two axes: `element % 4` quarter turns, then a flip if >= 4."""
+    import torch
+
     out = torch.rot90(images, element % 4, dims=(-2, -1))
     return torch.flip(out, dims=(-1,)) if element >= 4 else out
 
@@ -78,6 +86,8 @@ def dihedral_inverse(element: int) -> int:
 
 def augment(images: torch.Tensor, crop: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random D4 element and a random integer shift of at most `max_shift` px per image, cropped to `crop`."""
+    import torch
+
     n = len(images)
     elements = torch.randint(0, 8, (n,), generator=generator)
     shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)

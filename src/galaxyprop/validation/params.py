@@ -52,6 +52,8 @@ RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "str": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
     "map": (lambda v: isinstance(v, Mapping), "a mapping"),
     "list": (lambda v: isinstance(v, list), "a list"),
+    "names": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x != "" for x in v),
+              "a list of non-empty strings (maybe empty)"),
 }
 RULES.update({"strs": _list_of("str"), "counts": _list_of("count"), "fractions": _list_of("fraction"),
               "naturals": _list_of("natural")})
@@ -92,6 +94,7 @@ TABLE: dict[str, str] = {
     "targets.*.grid.low": "number", "targets.*.grid.high": "number", "targets.*.grid.n_bins": "count",
     "targets.*.column": "str?", "targets.*.log10": "bool", "targets.*.subtract": "str?",
     "targets.*.description": "str", "targets.*.n_trials": "map?", "targets.*.n_trials.*": "count",
+    "targets.*.features": "strs?",
     "data.sources.*.targets": "map?", "adaptation.targets": "strs?",
     "spectra": "map", "spectra.latent": "map", "spectra.latent.n_components": "count", "spectra.features": "strs",
     "spectra.heads": "strs", "spectra.knn": "map?", "spectra.mlp": "map?", "spectra.n_samples": "count",
@@ -103,7 +106,7 @@ TABLE: dict[str, str] = {
     "evaluation.eta_threshold": "positive", "evaluation.n_redshift_bins": "count",
     "evaluation.kept_fractions": "fractions",
     "tuning.seed": "int", "tuning.pruner": "map?", "tuning.pruner.kind": "str",
-    "train.targets": "strs", "train.feature_heads": "strs", "train.image_heads": "strs?",
+    "train.targets": "strs", "train.feature_heads": "strs", "train.image_heads": "names",
     "train.secondary_heads": "strs?",
     "heads": "map", "heads.*": "map", "heads.*.n_trials": "count", "heads.*.search": "map",
     "heads.*.fixed": "map?", "heads.*.objective": "str",
@@ -321,6 +324,12 @@ def check_targets(targets: Mapping, params: Mapping) -> None:
         for head in spec.get("n_trials") or {}:
             if head not in heads:
                 fail(f"targets.{name}.n_trials", f"names an unknown head '{head}'; known: {sorted(heads)}")
+        features = params.get("features") or {}
+        trained = [*(features.get("compare") or []), *(features.get("secondary") or [])]
+        for i, source in enumerate(spec.get("features") or []):
+            if source not in trained:
+                fail(f"targets.{name}.features[{i}]", f"'{source}' is not a source the feature heads train on "
+                     f"(features.compare + features.secondary: {trained})")
         grid = spec["grid"]
         if grid["low"] >= grid["high"]:
             fail(f"targets.{name}.grid", f"needs low < high, got low {grid['low']}, high {grid['high']}")
