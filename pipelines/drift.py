@@ -50,11 +50,13 @@ def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
     models: dict[str, list] = {}
     for model, entry in registered.items():
         if entry["version"]:
-            models.setdefault(entry.get("target", model), []).append(registry.load_model(model, entry["version"]))
-    needs_images = any(m.metadata.get_input_schema().is_tensor_spec() for ms in models.values() for m in ms)
+            models.setdefault(entry.get("target", model), []).append((model, entry["version"]))
+    # a source with images registers image models: their cutouts are read once (each model loads when tried)
+    needs_images = any(entry.get("inputs") in ("images", "multimodal") for entry in registered.values()
+                       if entry["version"])
     cutouts = model_inputs("images", frame, "image") if needs_images else None
     skipped: dict[str, str] = {}
-    predictions = predict(models, frame, cutouts, skipped, progress=True)
+    predictions = predict(models, frame, cutouts, skipped, progress=True, load=lambda nv: registry.load_model(*nv))
     if skipped:
         raise GalaxypropError(f"{REGISTERED} names models that cannot take this pipeline's galaxies "
                               f"(the registry and the workspace disagree; rerun `dvc repro -f register`): {skipped}")

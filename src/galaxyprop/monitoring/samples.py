@@ -151,15 +151,17 @@ def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | Non
 
 
 def predict(models: Mapping[str, object], frame: pd.DataFrame, cutouts: np.ndarray | None,
-            skipped: dict[str, str] | None = None, progress: bool = False) -> pd.DataFrame | None:
+            skipped: dict[str, str] | None = None, progress: bool = False, load=None) -> pd.DataFrame | None:
     """Each target's point prediction by its registered model (pyfunc), in chunks; a target may name
     several models (its multimodal, image and catalogue ones), the first whose inputs these galaxies
-    have predicts. A target none of whose models can take them is left out, and why is put in `skipped`."""
+    have predicts. A target none of whose models can take them is left out, and why is put in `skipped`.
+    `load`: the models are given as what it loads (e.g. name and version), each loaded only when tried."""
     out = {}
     skipped = {} if skipped is None else skipped
     for target, choices in models.items():
         reasons = []
-        for model in choices if isinstance(choices, list | tuple) else [choices]:
+        for choice in choices if isinstance(choices, list | tuple) else [choices]:
+            model = load(choice) if load else choice
             inputs_at, why = _inputs(model, frame, cutouts)
             if inputs_at is not None:
                 out[target] = _predictions(model, inputs_at, len(frame), target, progress)
