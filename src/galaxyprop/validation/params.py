@@ -310,6 +310,7 @@ def check_split(split: Mapping) -> None:
 def check_targets(targets: Mapping, params: Mapping) -> None:
     from galaxyprop.data import schema
     from galaxyprop.data.targets import TargetColumn, check_name
+    from galaxyprop.features.combined import is_combined
     from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
 
     if schema.REDSHIFT not in targets:
@@ -324,12 +325,11 @@ def check_targets(targets: Mapping, params: Mapping) -> None:
         for head in spec.get("n_trials") or {}:
             if head not in heads:
                 fail(f"targets.{name}.n_trials", f"names an unknown head '{head}'; known: {sorted(heads)}")
-        features = params.get("features") or {}
-        trained = [*(features.get("compare") or []), *(features.get("secondary") or [])]
+        # a source the heads do not train on here (e.g. a catalogue profile's compare list) is simply not used
         for i, source in enumerate(spec.get("features") or []):
-            if source not in trained:
-                fail(f"targets.{name}.features[{i}]", f"'{source}' is not a source the feature heads train on "
-                     f"(features.compare + features.secondary: {trained})")
+            if source not in FEATURE_SOURCES and not is_combined(str(source)):
+                fail(f"targets.{name}.features[{i}]", f"'{source}' is not a feature source, one of "
+                     f"{list(FEATURE_SOURCES)} or a combined one (parts joined by +)")
         grid = spec["grid"]
         if grid["low"] >= grid["high"]:
             fail(f"targets.{name}.grid", f"needs low < high, got low {grid['low']}, high {grid['high']}")
