@@ -79,7 +79,8 @@ def tiny_profile(params: dict) -> None:
     set_hyperparameters(params, "cnn", channels=[8], crop=16, max_shift=2, width=[16], max_epochs=2)
     params["heads"]["cnn"]["n_trials"] = 1
     params["train"]["image_heads"] = ["cnn", "cnn_mm"]     # the image heads and knn on the secondary sources too
-    params["train"]["secondary_heads"] = ["knn", "gbt"]    # (both left out of the default run)
+    params["train"]["secondary_heads"] = ["knn", "gbt"]    # and the embeddings among the secondary sources
+    params["features"]["secondary"] = ["image", "photometry_grz", "measured"]   # (all left out of the default run)
     set_hyperparameters(params, "cnn_mm", channels=[8], crop=16, max_shift=2, width=[16], photometry_width=16,
                         max_epochs=2)
     params["heads"]["clap"]["n_trials"] = 1
