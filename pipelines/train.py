@@ -15,9 +15,13 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import resource
+import tempfile
 import time
+from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -153,6 +157,10 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
     if "seed" in inspect.signature(head_class(head_name)).parameters:
         settings.setdefault("seed", section(params, "seed"))      # the global seed unless the head sets one
     fixed = {**settings, **({"grid": target_params["grid"]} if head_class(head_name).needs_grid else {})}
+    workers = section(params, "tuning.workers")
+    # Tuning workers other than this process (tuning.workers > 1) leave their best model here for it to keep.
+    kept = tempfile.TemporaryDirectory(prefix="galaxyprop-trials-")
+    stage_pid = os.getpid()
 
     def objective(hyper: dict, trial) -> tuple[float, dict]:
         head = make_head(head_name, **{**hyper, **fixed})
@@ -170,6 +178,8 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
         tracking.log_metrics({**metrics, "objective": value}, prefix="val_")
         if value < best["value"]:
             best.update(value=value, head=head, trial=trial.number)
+            if os.getpid() != stage_pid:
+                joblib.dump(head, Path(kept.name) / f"trial-{trial.number}.joblib")
         return value, metrics
 
     # The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a
@@ -187,22 +197,27 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                             params={"head": head_name, "target": target, "features": features,
                                     "search": head_params["search"], "fixed": settings,
                                     "pruner": section(params, "tuning.pruner"), "n_trials": n_trials,
-                                    "study": study_name},
-                            tags={"head": key, "target": target, "features": features}):
+                                    "study": study_name, "tuning_workers": workers},
+                            tags={"head": key, "target": target, "features": features}) as stage:
         start = time.perf_counter()
         study = tune(objective, head_params["search"], n_trials=n_trials,
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
                      pruner=make_pruner(section(params, "tuning.pruner")),
-                     trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name))
+                     trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name, stage.info.run_id),
+                     workers=workers)
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
         hyper = hyperparameters(settings, trial)
         log.info("best %s for %s/%s: %.5g (trial %d) with %s", objective_metric, name, target,
                  trial.user_attrs[objective_metric], trial.number, trial.params)
-        # The best trial's model, or (when it ran before an interruption) the same model refitted;
-        # then completed (e.g. clap's ensemble grows from the trial's one realisation).
+        # The best trial's model (from this process or the tuning worker that ran it), or (when it ran
+        # before an interruption) the same model refitted; then completed (e.g. clap's ensemble grows
+        # from the trial's one realisation).
         start = time.perf_counter()
-        head = best["head"] if best["trial"] == trial.number else fit(make_head(head_name, **{**hyper, **fixed}), data)
+        from_worker = Path(kept.name) / f"trial-{trial.number}.joblib"
+        head = (best["head"] if best["trial"] == trial.number else joblib.load(from_worker) if from_worker.exists()
+                else fit(make_head(head_name, **{**hyper, **fixed}), data))
+        kept.cleanup()
         head.finalise(*data["train"][:2], validation=tuple(data["val"][:2]))
         finalise_seconds = time.perf_counter() - start
 

@@ -101,3 +101,13 @@ def store(tmp_path):
     with mlflow_store(stores.tracking_uri):
         tracking.connect(stores)
         yield stores
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of this machine's installation, in a temporary cluster for the session:
+    `postgresql://postgres@127.0.0.1:<port>` with the databases `mlflow` and `optuna`."""
+    from postgres_server import postgres_server
+
+    with postgres_server() as base:
+        yield base

@@ -1,4 +1,10 @@
-"""The real `dvc repro` on a tiny profile in a temporary copy of the project, then the registry loop."""
+"""The real `dvc repro` on a tiny profile in a temporary copy of the project, then the registry loop,
+all against the team store: an MLflow tracking server (`galaxyprop server`) on a real PostgreSQL, the
+Optuna studies in the same PostgreSQL; the last test reruns a train stage with two tuning workers on
+it. (The sqlite stores of the default run are what tests/test_catalogue_pipeline.py's pipeline runs
+against.) The repro itself tunes with one worker: parallel workers draw their trials in whatever
+order they finish, so the tiny models, and the gates their test galaxies pass, would change from run
+to run."""
 
 from __future__ import annotations
 
@@ -37,9 +43,31 @@ KINDS = {"": "multimodal", "-images": "images", "-catalogue": "catalogue"}
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def team_store(postgres, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """`galaxyprop server` on the session's PostgreSQL (its `mlflow` database), artifacts served from a
+    temporary folder; the studies in its `optuna` database."""
+    from postgres_server import mlflow_server
+
+    with mlflow_server(f"{postgres}/mlflow", tmp_path_factory.mktemp("served-artifacts")) as url:
+        yield {"tracking_uri": url, "optuna_storage": f"{postgres}/optuna", "database": postgres}
+
+
+def team_mode(store: dict[str, str]):
+    def edit(params: dict) -> None:
+        params["stores"].update(tracking_uri=store["tracking_uri"], optuna_storage=store["optuna_storage"])
+    return edit
+
+
+def store_uri(project: Path) -> str:
+    """The tracking URI the project's stages and commands use (its params' stores)."""
+    return yaml.safe_load((project / "params.yaml").read_text())["stores"]["tracking_uri"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, team_store) -> Path:
     root = copy_project(tmp_path_factory.mktemp("project"))
     edit_params(root, tiny_profile)
+    edit_params(root, team_mode(team_store))
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "tiny profile"], root)
     run(["dvc", "repro"], root)
     return root
@@ -159,13 +187,16 @@ def test_breakdowns_comparison_report_and_trial_runs(project):
         assert f"plots/comparison/{target}_{metric}_confidence.png" in report
     best = json.loads((project / model_dir("z", "mlp@photometry") / "best_params.json").read_text())
     assert best["params"]["max_epochs"] == 4 and "best_epoch" in best
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+    with mlflow_store(store_uri(project)):
         trials = mlflow.search_runs(search_all_experiments=True,
                                     filter_string="tags.mlflow.runName LIKE 'train:mlp@photometry:z:trial-%'")
         parents = mlflow.search_runs(search_all_experiments=True,
                                      filter_string="tags.mlflow.runName = 'train:mlp@photometry:z'")
     assert len(trials) == 2 and set(trials["tags.mlflow.parentRunId"]) <= set(parents["run_id"])
     assert set(trials["status"]) == {"FINISHED"} and trials["metrics.val_loss"].notna().all()
+    assert trials["tags.optuna_worker"].str.fullmatch(r".+:\d+/0").all()     # every trial names its worker
+    tuning = json.loads((project / model_dir("z", "knn@photometry") / "tuning.json").read_text())
+    assert tuning["n_complete"] == 3                               # heads.knn.n_trials, not more
 
 
 def test_densities_are_written_per_test_galaxy_and_scored(project):
@@ -245,7 +276,7 @@ def test_every_kind_of_candidate_predicts_a_new_survey_with_lineage(project, tmp
     prepared = next(o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared")
     features = {"multimodal": {"cutouts+photometry", "measured+photometry", "image+photometry"},
                 "images": {"image", "measured", "cutouts"}, "catalogue": {"photometry", "photometry_grz"}}
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"), AstroclipFile(tmp_path / "new.h5") as file:
+    with mlflow_store(store_uri(project)), AstroclipFile(tmp_path / "new.h5") as file:
         for suffix, kind in KINDS.items():
             model = mlflow.pyfunc.load_model(f"models:/galaxyprop-z{suffix}@candidate")
             version = MlflowClient().get_model_version_by_alias(f"galaxyprop-z{suffix}", "candidate")
@@ -274,7 +305,7 @@ def test_the_candidates_serve_calibrated_intervals(project):
     test = __import__("pandas").read_parquet(project / "data/prepared/test.parquet")
     from galaxyprop.data.astroclip import AstroclipFile
 
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"), AstroclipFile(project / "data/raw/astroclip.h5") as file:
+    with mlflow_store(store_uri(project)), AstroclipFile(project / "data/raw/astroclip.h5") as file:
         for name, entry in registered.items():
             target = entry["target"]
             assert entry["selection_metric"] == "crps" and entry["model"] == f"galaxyprop-{name}"
@@ -300,7 +331,7 @@ def test_repro_is_a_no_op_and_reruns_only_what_changed(project):
     # only register reruns (always: the registry is outside DVC's caches), onto the versions it registered
     assert {line.split("'")[1] for line in again.stdout.splitlines() if line.startswith("Running stage")} == {"register"}
     assert (project / "reports/registered.json").read_text() == registered
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+    with mlflow_store(store_uri(project)):
         assert len(MlflowClient().search_model_versions("name = 'galaxyprop-z'")) == 1
     # an edit to the code every stage imports (not a stage script) makes DVC see those stages changed
     common = project / "pipelines/common.py"
@@ -344,7 +375,7 @@ def test_promote_cli_and_bad_input_keep_stores_intact(project):
     assert "required bands ['Q'] are not DESI bands" in failed.stderr.strip().splitlines()[-1]
     assert (project / "data/prepared/train.parquet").read_bytes() == prepared_before
 
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+    with mlflow_store(store_uri(project)):
         runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.mlflow.runName = 'prepare'",
                                   order_by=["start_time DESC"])
         assert runs.iloc[0]["status"] == "FAILED" and (runs["status"] == "FINISHED").any()
@@ -366,9 +397,37 @@ def tree_hashes(project: Path) -> dict[str, str]:
     share a source take turns writing it)."""
     import hashlib
 
-    return {str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for folder in ("data", "models", "reports", "mlruns") for path in sorted((project / folder).rglob("*"))
-            if path.is_file() and path.name != "registered_model_meta"}
+    files = {str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest()
+             for folder in ("data", "models", "reports", "mlruns") for path in sorted((project / folder).rglob("*"))
+             if path.is_file() and path.name != "registered_model_meta"}
+    return {**files, **database_state(project)}
+
+
+#: What the team store holds that a failed command must leave as it was: MLflow's runs, their tags and
+#: metrics, the registry's versions and aliases; the Optuna studies' trials.
+STORE_TABLES = {"mlflow": ["SELECT run_uuid, status, end_time FROM runs ORDER BY run_uuid",
+                           "SELECT run_uuid, key, value FROM tags ORDER BY run_uuid, key",
+                           "SELECT run_uuid, key, value, step FROM latest_metrics ORDER BY run_uuid, key",
+                           "SELECT name, version, source, run_id FROM model_versions ORDER BY name, version",
+                           "SELECT name, alias, version FROM registered_model_aliases ORDER BY name, alias"],
+                "optuna": ["SELECT trial_id, number, state FROM trials ORDER BY trial_id",
+                           "SELECT trial_id, value FROM trial_values ORDER BY trial_id"]}
+
+
+def database_state(project: Path) -> dict[str, str]:
+    """sha256 of each STORE_TABLES query on the project's PostgreSQL (the team store)."""
+    import hashlib
+
+    import psycopg
+
+    base = yaml.safe_load((project / "params.yaml").read_text())["stores"]["optuna_storage"].rsplit("/", 1)[0]
+    state = {}
+    for database, queries in STORE_TABLES.items():
+        with psycopg.connect(f"{base}/{database}") as connection:
+            for query in queries:
+                rows = connection.execute(query).fetchall()
+                state[f"{database}: {query}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return state
 
 
 @pytest.mark.parametrize("key, value, message", [      # every rule: tests/test_params_validation.py
@@ -440,10 +499,17 @@ def galaxyprop_server(project: Path, command: list[str], ready_path: str) -> Ite
 
 
 def test_ui_serves_the_project_store_on_localhost(project):
+    """In team mode the tracking server is the UI: `galaxyprop ui` says so, and the server answers the
+    UI's page and its registry queries on 127.0.0.1."""
     import urllib.request
 
-    with (galaxyprop_server(project, ["ui"], "/health") as base,
-          urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response):
+    base = store_uri(project)
+    told = run(["galaxyprop", "ui"], project)
+    assert f"the tracking server {base} serves the MLflow UI" in told.stdout
+    assert base.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(base + "/", timeout=10) as response:
+        assert "MLflow" in response.read().decode()
+    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/registered-models/search", timeout=10) as response:
         body = json.loads(response.read())
     assert {m["name"] for m in body["registered_models"]} == {f"galaxyprop-{t}{suffix}" for t in TINY_TARGETS
                                                               for suffix in KINDS} | {"galaxyprop-spectrum"}
@@ -471,7 +537,7 @@ def test_served_production_answers_like_the_model_in_process(project):
     test = pd.read_parquet(project / "data/prepared/test.parquet").head(12)
     with AstroclipFile(project / "data/raw/astroclip.h5") as file:
         images = file.cutouts(test["image_row"].to_numpy())
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+    with mlflow_store(store_uri(project)):
         expected = mlflow.pyfunc.load_model("models:/galaxyprop-kcorr_r01-images@production").predict(images)
 
     with galaxyprop_server(project, ["serve", "kcorr_r01-images"], "/ping") as base:
@@ -553,11 +619,12 @@ def test_drift_stage_cli_and_the_promotion_gate(project, tmp_path):
     assert verdict["embedding_drift_score"] is not None and set(verdict["prediction_drift"]) == set(TINY_TARGETS)
 
     # The gate: drift on north and a limit the candidate misses -> refused; --force --reason -> promoted.
-    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):     # a new candidate version (the same model)
+    with mlflow_store(store_uri(project)):     # a new candidate version (the same model)
         client = MlflowClient()
         production = client.get_model_version_by_alias("galaxyprop-z", "production")
         copy = client.create_model_version("galaxyprop-z", production.source, run_id=production.run_id,
-                                           tags=production.tags)
+                                           tags=production.tags,
+                                           model_id=production.source.removeprefix("models:/"))  # the logged model
         client.set_registered_model_alias("galaxyprop-z", "candidate", copy.version)
     drift_summary = tmp_path / "summary.json"
     drift_summary.write_text(json.dumps({"south_vs_north": {"detected": True},
@@ -640,3 +707,37 @@ def test_bad_inputs_answer_in_one_line_and_change_nothing(project, tmp_path):
         # nothing written, and no partial run left to refuse the next try
         assert not out.exists() and not out.with_name(out.name + ".parts").exists()
     assert tree_hashes(project) == before
+
+
+def test_a_train_stage_with_two_tuning_workers_on_the_team_store(project):
+    """The real train stage with tuning.workers: 2 on a new study (gbt with another max_iter): exactly
+    n_trials complete trials in PostgreSQL, shared by the stage's process and its forked worker, each
+    with its MLflow trial run under the stage's run; the best trial's model is the one kept."""
+    import optuna
+
+    edit_params(project, lambda p: (p["tuning"].__setitem__("workers", 2), p["heads"]["gbt"].__setitem__("n_trials", 4),
+                                    p["heads"]["gbt"]["fixed"].__setitem__("max_iter", 40)))
+    run([sys.executable, "pipelines/train.py", "--head", "gbt", "--target", "z", "--features", "photometry"], project)
+    best = json.loads((project / model_dir("z", "gbt@photometry") / "best_params.json").read_text())
+    assert best["params"]["max_iter"] == 40
+    storage = yaml.safe_load((project / "params.yaml").read_text())["stores"]["optuna_storage"]
+    study = optuna.load_study(study_name=best["study"], storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4 and best["best_trial"] == study.best_trial.number
+    workers = {t.user_attrs["worker"].rsplit("/", 1)[1] for t in study.trials}
+    assert workers == {"0", "1"}, [t.user_attrs["worker"] for t in study.trials]
+    assert json.loads((project / model_dir("z", "gbt@photometry") / "tuning.json").read_text())["n_complete"] == 4
+    with mlflow_store(store_uri(project)):
+        trials = mlflow.search_runs(search_all_experiments=True,
+                                    filter_string=f"tags.optuna_study = '{best['study']}'")
+        parent = mlflow.search_runs(search_all_experiments=True, order_by=["start_time DESC"],
+                                    filter_string="tags.mlflow.runName = 'train:gbt@photometry:z'").iloc[0]
+    assert len(trials) == 4 and set(trials["tags.mlflow.parentRunId"]) == {parent["run_id"]}
+    assert set(trials["status"]) == {"FINISHED"} and parent["params.tuning_workers"] == "2"
+    assert trials["tags.optuna_worker"].str.rsplit("/", n=1).str[1].nunique() == 2
+    # refused in one line on the sqlite stores, at check_params, before anything runs
+    edit_params(project, lambda p: p["stores"].update(tracking_uri="sqlite:///mlruns/mlflow.db",
+                                                        optuna_storage="sqlite:///mlruns/optuna.db"))
+    refused = run(["dvc", "repro"], project, check=False)
+    lines = [line for line in (refused.stdout + refused.stderr).splitlines() if line.startswith("galaxyprop: error:")]
+    assert refused.returncode != 0 and len(lines) == 1 and "tuning.workers: 2 workers need stores on a database server" \
+        in lines[0], refused.stdout[-2000:] + refused.stderr[-2000:]

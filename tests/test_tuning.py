@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.tracking.tuning import hyperparameters, make_pruner, pruning_callback, tune
+from galaxyprop.tracking.tuning import WORKER_ATTR, hyperparameters, make_pruner, pruning_callback, tune
 
 from conftest import PROJECT, mlflow_store
 
@@ -191,3 +191,68 @@ def test_pruners_from_params():
         make_pruner({"kind": "asha"})
     with pytest.raises(GalaxypropError, match="bad arguments for 'median'"):
         make_pruner({"kind": "median", "patience": 3})
+
+
+def slow_objective(params, trial):
+    time.sleep(0.3)
+    return (params["x"] - 1.0) ** 2, {"loss": (params["x"] - 1.0) ** 2}
+
+
+def trials_by_state(study) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for t in study.trials:
+        out.setdefault(t.state.name, []).append(t)
+    return out
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_postgres_study_finish_exactly_n_trials(postgres):
+    storage = f"{postgres}/optuna"
+    study = tune(slow_objective, {"x": {"low": -5.0, "high": 5.0}}, n_trials=9, study_name="two-workers",
+                 storage=storage, seed=1, workers=2)
+    states = trials_by_state(study)
+    assert set(states) == {"COMPLETE"} and len(states["COMPLETE"]) == 9     # not 10: no overshoot at the end
+    assert sorted(t.number for t in study.trials) == list(range(9))
+    workers = {t.user_attrs[WORKER_ATTR] for t in study.trials}
+    assert len(workers) == 2 and {w.rsplit("/", 1)[1] for w in workers} == {"0", "1"}
+    assert len({t.user_attrs[WORKER_ATTR].split(":")[1].split("/")[0] for t in study.trials}) == 2   # two pids
+    # the workers' samplers differ (seed + index) and TPE's constant liar keeps them apart
+    assert len({round(t.params["x"], 9) for t in study.trials}) == 9
+    again = tune(slow_objective, {"x": {"low": -5.0, "high": 5.0}}, n_trials=9, study_name="two-workers",
+                 storage=storage, seed=1, workers=2)
+    assert len(again.trials) == 9                                            # done: nothing more
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_recovered_from(postgres, tmp_path):
+    """Worker 1 SIGKILLs itself inside its first trial: that trial stays RUNNING until its heartbeat is
+    older than the grace period; worker 0 then fails it, retries it with the same parameters, and the
+    study still ends with exactly n_trials complete ones."""
+    import os
+    import signal
+
+    marker = tmp_path / "killed"
+
+    def dies_once(params, trial):
+        if trial.user_attrs[WORKER_ATTR].endswith("/1") and not marker.exists():
+            marker.write_text(str(trial.number))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return slow_objective(params, trial)
+
+    study = tune(dies_once, {"x": {"low": -5.0, "high": 5.0}}, n_trials=6, study_name="killed-worker",
+                 storage=f"{postgres}/optuna", seed=2, workers=2, heartbeat=(1, 3))
+    states = trials_by_state(study)
+    killed = int(marker.read_text())
+    assert len(states["COMPLETE"]) == 6 and [t.number for t in states["FAIL"]] == [killed]
+    assert set(states) == {"COMPLETE", "FAIL"}                               # nothing RUNNING or WAITING left
+    retry = [t for t in states["COMPLETE"] if optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) == killed]
+    assert len(retry) == 1 and retry[0].params == states["FAIL"][0].params
+    assert retry[0].user_attrs[WORKER_ATTR].endswith("/0")                   # the survivor ran it
+
+
+def test_parallel_workers_on_sqlite_are_refused_in_one_line(tmp_path):
+    with pytest.raises(GalaxypropError) as refused:
+        tune(objective, SPACE, n_trials=2, study_name="s", storage=f"sqlite:///{tmp_path}/o.db", seed=0, workers=2)
+    message = str(refused.value)
+    assert "\n" not in message and "tuning.workers: 2" in message and "sqlite" in message
+    assert not (tmp_path / "o.db").exists()                                  # refused before touching the store

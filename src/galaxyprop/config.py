@@ -128,10 +128,12 @@ def params_hash(*parts: object) -> str:
 
 @dataclass(frozen=True)
 class Stores:
-    """Where MLflow (tracking, registry, artifacts) and Optuna keep their state."""
+    """Where MLflow (tracking, registry, artifacts) and Optuna keep their state. Against a tracking
+    server (`http(s)://`, e.g. `galaxyprop server`) the server keeps the artifacts: `artifact_location`
+    is None unless GALAXYPROP_ARTIFACT_LOCATION names one."""
 
     tracking_uri: str
-    artifact_location: str
+    artifact_location: str | None
     optuna_storage: str
     experiment: str
 
@@ -139,12 +141,13 @@ class Stores:
     def from_params(cls, params: Mapping) -> Stores:
         stores = section(params, "stores")
         tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", stores["tracking_uri"])
-        artifacts = os.environ.get("GALAXYPROP_ARTIFACT_LOCATION", stores["artifact_location"])
+        served = tracking_uri.startswith(("http://", "https://"))
+        artifacts = os.environ.get("GALAXYPROP_ARTIFACT_LOCATION", None if served else stores["artifact_location"])
         optuna_storage = os.environ.get("OPTUNA_STORAGE", stores["optuna_storage"])
         for uri in (tracking_uri, optuna_storage):
             if uri.startswith("sqlite:///"):
                 Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        if "://" not in artifacts:
+        if artifacts is not None and "://" not in artifacts:
             artifacts = Path(artifacts).resolve().as_uri()
         experiment = f"{stores.get('experiment_prefix', 'galaxyprop')}-{section(params, 'data.source')}"
         return cls(tracking_uri, artifacts, optuna_storage, experiment)

@@ -1,10 +1,11 @@
-"""The user's commands: `galaxyprop promote|check|rollback|history|models|lineage|predict|drift|serve|ui|summary`."""
+"""The user's commands: `galaxyprop promote|check|rollback|history|models|lineage|predict|drift|serve|ui|server|summary`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from galaxyprop.errors import GalaxypropError, exit_on_error
 
@@ -100,10 +101,53 @@ def _serve(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, {**_server_env(args), SERVED_MODEL_ENV: uri})
 
 
+def _check_database(uri: str) -> None:
+    """Connect once to the backend database, so that a wrong URI or a stopped server is one line here and
+    not a traceback from the server's workers."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as err:
+        raise GalaxypropError(f"--backend-store-uri {uri}: not a database URI SQLAlchemy can open ({err})") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as err:
+        reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err).splitlines()[0]
+        raise GalaxypropError(f"--backend-store-uri {engine.url.render_as_string(hide_password=True)}: cannot connect "
+                              f"({reason})") from None
+    finally:
+        engine.dispose()
+
+
+def _server(args: argparse.Namespace) -> int:
+    """The team store: MLflow's tracking server (runs, registry and UI) on 127.0.0.1, its runs and
+    registry in a database (PostgreSQL), its artifacts served from --artifacts-destination."""
+    if not args.backend_store_uri:
+        raise GalaxypropError("galaxyprop server: give --backend-store-uri (e.g. postgresql://user@host/mlflow) or "
+                              "set GALAXYPROP_BACKEND_STORE_URI")
+    _check_database(args.backend_store_uri)
+    destination = args.artifacts_destination
+    if "://" not in destination:
+        Path(destination).mkdir(parents=True, exist_ok=True)
+        destination = Path(destination).resolve().as_uri()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
+               "--backend-store-uri", args.backend_store_uri, "--serve-artifacts",
+               "--artifacts-destination", destination, "--workers", str(args.workers)]
+    print(f"team store on http://127.0.0.1:{args.port} (runs and registry in the database, artifacts in {destination});"
+          f" point the project at it with MLFLOW_TRACKING_URI=http://127.0.0.1:{args.port}", flush=True)
+    # MLflow's GenAI job runner (about ten ~250 MB processes) serves nothing galaxyprop uses: off unless asked for.
+    os.execve(sys.executable, command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
+
+
 def _ui(args: argparse.Namespace) -> int:
     from galaxyprop.config import Stores, load_params
 
     stores = Stores.from_params(load_params(args.params))
+    if stores.tracking_uri.startswith(("http://", "https://")):
+        print(f"the tracking server {stores.tracking_uri} serves the MLflow UI itself: open it in a browser", flush=True)
+        return 0
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", stores.tracking_uri,
                "--default-artifact-root", stores.artifact_location, "--host", "127.0.0.1", "--port", str(args.port)]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
@@ -155,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="MLflow UI on 127.0.0.1 against the project's store")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=_ui)
+
+    server = commands.add_parser("server", help="the team store: an MLflow tracking server on 127.0.0.1 backed by a "
+                                                "database (PostgreSQL), with served artifacts")
+    server.add_argument("--backend-store-uri", default=os.environ.get("GALAXYPROP_BACKEND_STORE_URI"),
+                        help="SQLAlchemy URI of the runs and registry database, e.g. postgresql://user@127.0.0.1/mlflow "
+                             "(default: $GALAXYPROP_BACKEND_STORE_URI)")
+    server.add_argument("--artifacts-destination", default="mlruns/served-artifacts",
+                        help="where the server keeps the artifacts it serves (a folder, or s3://..., ...)")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=2, help="server worker processes")
+    server.set_defaults(func=_server)
     return parser
 
 

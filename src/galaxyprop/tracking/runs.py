@@ -34,8 +34,8 @@ def connect(stores: Stores) -> str:
     mlflow.set_tracking_uri(stores.tracking_uri)
     mlflow.set_registry_uri(stores.tracking_uri)
     experiment = mlflow.get_experiment_by_name(stores.experiment)
-    if experiment is None:
-        location = f"{stores.artifact_location.rstrip('/')}/{stores.experiment}"
+    if experiment is None:      # a tracking server with served artifacts chooses the location itself
+        location = None if stores.artifact_location is None else f"{stores.artifact_location.rstrip('/')}/{stores.experiment}"
         experiment_id = mlflow.create_experiment(stores.experiment, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
@@ -156,7 +156,24 @@ def stage_run(stores: Stores, run_name: str, params: Mapping | None = None,
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
+    try:
+        end_orphaned_children(run.info.run_id, experiment_id)
+    except Exception as err:      # housekeeping, as above
+        log.warning("could not check the child runs of %s: %s", run_name, err)
     mlflow.end_run(status="FINISHED")
+
+
+def end_orphaned_children(parent_run_id: str, experiment_id: str) -> list[str]:
+    """End FAILED the RUNNING child runs of a finishing stage run whose process is gone (a tuning
+    worker killed mid-trial: Optuna retried its trial, MLflow's run of it would stay RUNNING)."""
+    client = MlflowClient()
+    host, now_ms, ended = socket.gethostname(), int(time.time() * 1000), []
+    for child in client.search_runs([experiment_id], f"tags.{PARENT_TAG} = '{parent_run_id}' and "
+                                                     f"attributes.status = 'RUNNING'"):
+        why = _why_stale(child, host, now_ms) if PID_TAG in child.data.tags else None
+        if why is not None:
+            ended += _end_failed(client, experiment_id, child.info.run_id, f"stage run {parent_run_id}: {why}")
+    return ended
 
 
 @contextmanager
@@ -192,16 +209,23 @@ def set_tags(tags: Mapping[str, object]) -> None:
 
 
 @contextmanager
-def trial_run(trial, params: Mapping, run_prefix: str) -> Iterator[mlflow.ActiveRun]:
-    """A nested run for one Optuna trial, open while it trains (so its curves land in it).
+def trial_run(trial, params: Mapping, run_prefix: str, parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A nested run for one Optuna trial, open while it trains (so its curves land in it), under
+    `parent_run_id` (default: the active run; a forked tuning worker has none of its own and names
+    the stage's run).
 
     A pruned trial ends FINISHED with the tag `optuna_state=PRUNED`; a failed one ends FAILED;
     either way the stage's run stays the active parent.
     """
     import optuna
 
-    run = mlflow.start_run(run_name=f"{run_prefix}:trial-{trial.number}", nested=True,
-                           tags={"optuna_trial": str(trial.number), "optuna_study": trial.study.study_name})
+    from galaxyprop.tracking.tuning import WORKER_ATTR
+
+    tags = {"optuna_trial": str(trial.number), "optuna_study": trial.study.study_name, **process_tags()}
+    if WORKER_ATTR in trial.user_attrs:
+        tags["optuna_worker"] = str(trial.user_attrs[WORKER_ATTR])
+    run = mlflow.start_run(run_name=f"{run_prefix}:trial-{trial.number}", nested=True, tags=tags,
+                           parent_run_id=parent_run_id)
     try:
         mlflow.log_params(flatten(params))
         yield run

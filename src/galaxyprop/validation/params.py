@@ -89,6 +89,7 @@ TABLE: dict[str, str] = {
     "encoder.model.learning_rate": "positive", "encoder.model.weight_decay": "nonneg",
     "encoder.training.max_epochs": "count", "encoder.training.patience": "natural",
     "encoder.training.batch_size": "count", "encoder.training.num_workers": "natural", "encoder.training.seed": "int",
+    "encoder.training.devices": "count",
     "encoder.embedding.batch_size": "count", "encoder.embedding.chunk_size": "count",
     "targets.*": "map", "targets.*.metric": "str", "targets.*.outlier_threshold": "positive", "targets.*.grid": "map",
     "targets.*.grid.low": "number", "targets.*.grid.high": "number", "targets.*.grid.n_bins": "count",
@@ -105,7 +106,7 @@ TABLE: dict[str, str] = {
     "calibration.refine": "count", "calibration.floor": "prob", "calibration.seed": "int",
     "evaluation.eta_threshold": "positive", "evaluation.n_redshift_bins": "count",
     "evaluation.kept_fractions": "fractions",
-    "tuning.seed": "int", "tuning.pruner": "map?", "tuning.pruner.kind": "str",
+    "tuning.seed": "int", "tuning.pruner": "map?", "tuning.pruner.kind": "str", "tuning.workers": "count",
     "train.targets": "strs", "train.feature_heads": "strs", "train.image_heads": "names",
     "train.secondary_heads": "strs?",
     "heads": "map", "heads.*": "map", "heads.*.n_trials": "count", "heads.*.search": "map",
@@ -484,10 +485,14 @@ def check_spectra(spectra: Mapping, params: Mapping) -> None:
             fail(f"spectra.registry.features[{i}]", f"'{name}' is not in spectra.features")
 
 
-def check_tuning(tuning: Mapping) -> None:
-    from galaxyprop.tracking.tuning import make_pruner
+def check_tuning(tuning: Mapping, params: Mapping) -> None:
+    from galaxyprop.config import Stores
+    from galaxyprop.tracking.tuning import check_workers, make_pruner
 
     reuse("tuning.pruner", lambda: make_pruner(tuning.get("pruner")))
+    if tuning.get("workers", 1) > 1 and "stores" in params:     # the stores as the stages see them (env first)
+        stores = Stores.from_params(params)
+        reuse("tuning.workers", lambda: check_workers(tuning["workers"], stores.optuna_storage, stores.tracking_uri))
 
 
 def check_calibration(calibration: Mapping) -> None:
@@ -518,7 +523,7 @@ SECTIONS: dict[str, Callable] = {"data": check_data, "split": check_split, "targ
                                  "heads": check_heads, "features": check_features, "registry": check_registry,
                                  "tuning": check_tuning, "calibration": check_calibration, "drift": check_drift,
                                  "mock": check_mock, "train": check_train, "spectra": check_spectra}
-NEEDS_PARAMS = {"data", "registry", "train", "targets", "spectra"}
+NEEDS_PARAMS = {"data", "registry", "train", "targets", "spectra", "tuning"}
 #: the sections this module checks (others are accepted as they are)
 VALIDATED_SECTIONS = sorted({p.split(".")[0] for p in TABLE})
 
