@@ -32,8 +32,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/python tools/stage_deps.py
 
+# every section of reports/bench.json; `make bench ONLY="growth storage"` runs those alone (merged into the file)
 bench: install
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
 
 ui: install
 	$(BIN)/galaxyprop ui

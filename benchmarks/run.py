@@ -7,13 +7,18 @@ densities/s through its refitted networks and its KNN index as the training set 
 registered image-in model served over HTTP and batch-predicted over a file (benchmarks/serving.py),
 and drift detection: the stage, the embedding methods and HTML reports against rows and dimensions,
 false alarms against batch size (benchmarks/drift.py), and what the images could add on the mock
-(catalogue vs noiseless photometry vs noiseless + true morphology vs catalogue + measured; benchmarks/ceiling.py).
+(catalogue vs noiseless photometry vs noiseless + true morphology vs catalogue + measured; benchmarks/ceiling.py),
+the cost growth of every stage from 2,500 to 20,000 mock galaxies on a reduced profile, with its projection to
+200k and 10^8 galaxies and Spark's batch-prediction core-hours (benchmarks/growth.py: 20-30 min), and the
+stores' figures (benchmarks/storage.py).
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
+`python benchmarks/run.py --only growth storage` runs some sections and merges them into reports/bench.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -200,7 +205,14 @@ def file_sizes(root: Path) -> dict:
                                 for name, size in sizes.items()}}
 
 
-def main() -> None:
+#: the sections of reports/bench.json (`--only` picks some); those in ROOT_SECTIONS run in one copy of the
+#: project after a cold `dvc repro` on the default params, whose timings (`pipeline`) come with any of them
+ROOT_SECTIONS = ("pipeline", "knn", "encoder", "heads", "clap", "serving", "drift", "image_ceiling")
+SECTIONS = (*ROOT_SECTIONS, "mock_simulation", "growth", "storage")
+
+
+def pipeline_sections(wanted: set[str]) -> dict:
+    """The sections that need the default pipeline's outputs, from one cold `dvc repro` in a temporary copy."""
     with tempfile.TemporaryDirectory(prefix="galaxyprop-bench-") as tmp:
         root = copy_project(Path(tmp))
         print("cold dvc repro (default params) ...", flush=True)
@@ -209,41 +221,77 @@ def main() -> None:
         peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         noop = timed(["dvc", "repro"], root)
         metrics = json.loads((root / "reports/metrics.json").read_text())
-        knn = knn_throughput(root)
-        encoder = {**json.loads((root / "reports/encoder.json").read_text()), **stage_timings(root, "train_encoder")}
-        embedding = embedding_throughput(root)
-        heads = heads_benchmark(root)
-        clap = clap_benchmark(root)
-        serving = serving_benchmarks(root)
-        drift = drift_benchmarks(root)
-        ceiling = ceiling_benchmark(root)
-        sizes = file_sizes(root)
-    mock = [mock_throughput(stamp) for stamp in (64, 152)]
-    result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "dvc_repro_cold_s": round(cold, 1),
-        "dvc_repro_cold_peak_rss_mib": round(peak_rss_mib, 1),
-        "dvc_repro_noop_s": round(noop, 2),
-        "data_stage_s": round(data_stage, 1),
-        "mock_simulation": mock,
-        "mock_file_sizes": sizes,
-        "knn": knn,
-        "encoder": {"seconds_per_epoch": round(encoder["seconds_per_epoch"], 2),
-                    "epochs_trained": encoder["epochs_trained"], "n_train": encoder["n_train"],
-                    "device": encoder["device"], "train_stage_peak_rss_mib": round(encoder["peak_rss_mib"], 1),
-                    "n_parameters": encoder["n_parameters"],
-                    **{k: round(v, 4) for k, v in encoder.items() if k.endswith(("_top1", "_top5", "_loss"))},
-                    "embedding": embedding},
-        "heads": heads,
-        "clap": clap,
-        "serving": serving,
-        "drift": drift,
-        "image_ceiling": ceiling,
-        "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
-        "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
-    }
+        result = {
+            "dvc_repro_cold_s": round(cold, 1),
+            "dvc_repro_cold_peak_rss_mib": round(peak_rss_mib, 1),
+            "dvc_repro_noop_s": round(noop, 2),
+            "data_stage_s": round(data_stage, 1),
+            "mock_file_sizes": file_sizes(root),
+            "z": {head: {k: m[k] for k in ("sigma_mad", "eta", "bias", "r2")} for head, m in metrics["z"].items()},
+            "kcorr_r01": {head: {k: m[k] for k in ("r2", "mae", "mse")} for head, m in metrics["kcorr_r01"].items()},
+        }
+        if "knn" in wanted:
+            result["knn"] = knn_throughput(root)
+        if "encoder" in wanted:
+            encoder = {**json.loads((root / "reports/encoder.json").read_text()), **stage_timings(root, "train_encoder")}
+            result["encoder"] = {
+                "seconds_per_epoch": round(encoder["seconds_per_epoch"], 2),
+                "epochs_trained": encoder["epochs_trained"], "n_train": encoder["n_train"],
+                "device": encoder["device"], "train_stage_peak_rss_mib": round(encoder["peak_rss_mib"], 1),
+                "n_parameters": encoder["n_parameters"],
+                **{k: round(v, 4) for k, v in encoder.items() if k.endswith(("_top1", "_top5", "_loss"))},
+                "embedding": embedding_throughput(root)}
+        if "heads" in wanted:
+            result["heads"] = heads_benchmark(root)
+        if "clap" in wanted:
+            result["clap"] = clap_benchmark(root)
+        if "serving" in wanted:
+            result["serving"] = serving_benchmarks(root)
+        if "drift" in wanted:
+            result["drift"] = drift_benchmarks(root)
+        if "image_ceiling" in wanted:
+            result["image_ceiling"] = ceiling_benchmark(root)
+    return result
+
+
+def storage_section() -> dict | None:
+    """benchmarks/storage.py's figures; None (said on stderr) only while that file does not exist yet."""
+    if not (PROJECT / "benchmarks" / "storage.py").exists():
+        print("storage: benchmarks/storage.py is not there yet: section left out", file=sys.stderr)
+        return None
+    from storage import storage_benchmarks
+
+    return storage_benchmarks()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help=f"run these sections alone and merge them into reports/bench.json ({', '.join(SECTIONS)}; "
+                             "default: all, and the file is written anew)")
+    parser.add_argument("--growth-sizes", type=int, nargs="+", default=None,
+                        help="mock galaxies per growth run (default: benchmarks/growth.py's)")
+    args = parser.parse_args()
+    wanted = set(args.only or SECTIONS)
+    if args.only and "storage" in wanted and not (PROJECT / "benchmarks" / "storage.py").exists():
+        parser.error("--only storage: benchmarks/storage.py does not exist")
+    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
+    if wanted & set(ROOT_SECTIONS):
+        result.update(pipeline_sections(wanted))
+    if "mock_simulation" in wanted:
+        result["mock_simulation"] = [mock_throughput(stamp) for stamp in (64, 152)]
+    if "growth" in wanted:
+        from growth import SIZES, growth_benchmark
+
+        result["growth"] = growth_benchmark(tuple(args.growth_sizes or SIZES))
+    if "storage" in wanted:
+        storage = storage_section()
+        if storage is not None:
+            result["storage"] = storage
     out = PROJECT / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)
+    if args.only and out.exists():                  # keep the sections not run this time
+        result = {**json.loads(out.read_text()), **result}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
