@@ -254,16 +254,6 @@ def pipeline_sections(wanted: set[str]) -> dict:
     return result
 
 
-def storage_section() -> dict | None:
-    """benchmarks/storage.py's figures; None (said on stderr) only while that file does not exist yet."""
-    if not (PROJECT / "benchmarks" / "storage.py").exists():
-        print("storage: benchmarks/storage.py is not there yet: section left out", file=sys.stderr)
-        return None
-    from storage import storage_benchmarks
-
-    return storage_benchmarks()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
@@ -273,8 +263,6 @@ def main() -> None:
                         help="mock galaxies per growth run (default: benchmarks/growth.py's)")
     args = parser.parse_args()
     wanted = set(args.only or SECTIONS)
-    if args.only and "storage" in wanted and not (PROJECT / "benchmarks" / "storage.py").exists():
-        parser.error("--only storage: benchmarks/storage.py does not exist")
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}}
     if wanted & set(ROOT_SECTIONS):
         result.update(pipeline_sections(wanted))
@@ -285,9 +273,9 @@ def main() -> None:
 
         result["growth"] = growth_benchmark(tuple(args.growth_sizes or SIZES))
     if "storage" in wanted:
-        storage = storage_section()
-        if storage is not None:
-            result["storage"] = storage
+        from storage import storage_benchmarks
+
+        result["storage"] = storage_benchmarks()
     out = PROJECT / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     if args.only and out.exists():                  # keep the sections not run this time

@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 import resource
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
 from galaxyprop.config import Stores, load_params, section
@@ -21,6 +20,7 @@ from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json
 from galaxyprop.data.sources import raw_images
 from galaxyprop.encoder.contrastive import ContrastiveModel
+from galaxyprop.encoder.distributed import EpochHistory, encoder_trainer
 from galaxyprop.encoder.pairs import PairDataModule
 from galaxyprop.errors import exit_on_error
 from galaxyprop.evaluation import plots
@@ -33,24 +33,6 @@ from galaxyprop.workspace import ENCODER, ENCODER_CHECKPOINT, ENCODER_CURVES, EN
 from common import prepared_split, save_figure, write_skipped
 
 log = logging.getLogger("train_encoder")
-
-
-class EpochHistory(Callback):
-    """Per-epoch losses and wall time, for the loss-curve plot and the benchmark."""
-
-    def __init__(self):
-        self.rows: list[dict] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        metrics = trainer.callback_metrics   # the epoch's validation has run by now
-        if "val_loss" not in metrics:
-            return
-        self.rows.append({"epoch": trainer.current_epoch, "train_loss": float(metrics["train_loss"]),
-                          "val_loss": float(metrics["val_loss"]), "seconds": time.perf_counter() - self._start})
 
 
 def softening(config: dict, images_path: Path, train_rows: np.ndarray, n_sample: int = 512) -> list[float]:
@@ -78,16 +60,17 @@ def main() -> None:
     rows = {split: frame[IMAGE_ROW].to_numpy() for split, frame in frames.items()}
     L.seed_everything(training["seed"], workers=True, verbose=False)
     config = {**model_params, "softening": softening(model_params, images_path, rows["train"])}
-    model = ContrastiveModel(config, max_epochs=training["max_epochs"])
+    model = ContrastiveModel(config, max_epochs=training["max_epochs"], seed=training["seed"])
     data = PairDataModule(images_path, rows, training["batch_size"], min_image_size=model.config.crop,
                           num_workers=training["num_workers"], seed=training["seed"])
     stores = Stores.from_params(params)
     with tracking.stage_run(stores, "train_encoder", params={"encoder": {**params["encoder"], "model": config}},
                             tags={"features": "image"}) as run, tempfile.TemporaryDirectory() as tmp:
-        history = EpochHistory()
+        history = EpochHistory(Path(tmp) / "history.json")
         checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1)
-        trainer = L.Trainer(
-            max_epochs=training["max_epochs"], accelerator="auto", devices=1,
+        devices = training.get("devices", 1)
+        trainer = encoder_trainer(
+            devices, training["batch_size"], max_epochs=training["max_epochs"],
             deterministic="warn",   # exact on CPU; on a GPU some pooling backward passes have no deterministic kernel
             callbacks=[EarlyStopping("val_loss", patience=training["patience"]), checkpoint, history,
                        TQDMProgressBar()],   # plain bars: readable in dvc's log too
@@ -95,8 +78,12 @@ def main() -> None:
                                 run_id=run.info.run_id),
             log_every_n_steps=10, enable_model_summary=False)
         trainer.fit(model, datamodule=data)
+        history.rows = history.recorded()
         best = ContrastiveModel.load_from_checkpoint(checkpoint.best_model_path, map_location="cpu")
-        test_loss = trainer.test(best, datamodule=data, verbose=False)[0]["test_loss"]
+        # the test split in this process, on one device (the same number as after a one-process training)
+        tester = trainer if devices == 1 else encoder_trainer(1, training["batch_size"], logger=trainer.logger,
+                                                              enable_model_summary=False)
+        test_loss = tester.test(best, datamodule=data, verbose=False)[0]["test_loss"]
 
         with AstroclipFile(images_path) as file:
             test_images = file.images(rows["test"])
@@ -107,14 +94,14 @@ def main() -> None:
         (ENCODER / "skipped.json").unlink(missing_ok=True)
         best.save(ENCODER_CHECKPOINT)
         losses = [{k: row[k] for k in ("epoch", "train_loss", "val_loss")} for row in history.rows]
-        summary = {"best_val_loss": float(checkpoint.best_model_score), "test_loss": float(test_loss),
+        summary = {"best_val_loss": min(row["val_loss"] for row in history.rows), "test_loss": float(test_loss),
                    "epochs_trained": len(history.rows),
                    "best_epoch": int(np.argmin([r["val_loss"] for r in history.rows])),
                    "n_train": len(rows["train"]), "chance_loss": float(np.log(training["batch_size"])),
                    "n_parameters": best.describe()["n_parameters"], **retrieval}
         # timings vary from run to run: in MLflow only, not in the model folder or the committed metrics
         timing = {"seconds_per_epoch": float(np.median([row["seconds"] for row in history.rows])),
-                  "device": str(trainer.strategy.root_device),
+                  "device": str(trainer.strategy.root_device), "devices": devices,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         write_json({**summary, "config": best.describe(), "history": losses}, ENCODER / "summary.json")
         write_json(summary, ENCODER_SUMMARY)

@@ -1,7 +1,9 @@
 """The AstroCLIP-style image-spectrum model: two encoders trained with the CLIP InfoNCE loss.
 
 The LightningModule holds the encoders and the loss; `pairs.PairDataModule` holds the data; the
-Trainer (in the pipeline stage) holds the loop.
+Trainer (`distributed.encoder_trainer`, in the pipeline stage) holds the loop. Under DDP each process
+embeds its slice of the global batch and the embeddings are gathered (with their gradients) before the
+loss, so every process computes InfoNCE over the whole global batch, as one process would.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ def clip_loss(image_embedding: torch.Tensor, spectrum_embedding: torch.Tensor,
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+AUGMENTATION_STREAM = 1     # the augmentation's SeedSequence key beside the seed
+
+
 class ContrastiveModel(L.LightningModule):
     """Image and spectrum encoders into one L2-normalised space, trained contrastively."""
 
-    def __init__(self, config: dict, max_epochs: int = 30):
+    def __init__(self, config: dict, max_epochs: int = 30, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.config = EncoderConfig.from_params(config)
@@ -78,18 +83,41 @@ class ContrastiveModel(L.LightningModule):
         else:
             self.register_buffer("log_logit_scale", scale.log())
 
+    def on_train_start(self) -> None:
+        """The augmentation's own stream from `seed`: the same draws in one process as over several. Not
+        `seed` itself: the batch sampler's stream starts from it, and two generators on one seed give the
+        same bits (each slot of a batch would get correlated transforms: measurably less learning)."""
+        import numpy as np
+
+        state = np.random.SeedSequence([int(self.hparams.seed), AUGMENTATION_STREAM]).generate_state(1)[0]
+        self._augmentation = torch.Generator().manual_seed(int(state))
+
     def prepare_images(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        return prepare_cutouts(images, self.softening, self.config.crop, self.config.max_shift, train)
+        if not train:
+            return prepare_cutouts(images, self.softening, self.config.crop)
+        part = (self.trainer.global_rank, self.trainer.world_size) if self._trainer is not None else (0, 1)
+        return prepare_cutouts(images, self.softening, self.config.crop, self.config.max_shift, True,
+                               getattr(self, "_augmentation", None), part)
 
     def forward(self, images: torch.Tensor, spectra: torch.Tensor, train: bool = False):
         image_embedding = self.image_encoder(self.prepare_images(images, train))
         spectrum_embedding = self.spectrum_encoder(normalise_spectra(spectra, self.config.spectrum_std_floor))
         return image_embedding, spectrum_embedding
 
+    def _gathered(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Every process's slice of the global batch in rank order (itself alone in one process). The
+        gather's backward sums each slice's gradient over the processes (each computed the same loss)
+        and DDP averages the parameters' gradients: the global batch's gradient, exactly."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return embedding
+        return self.all_gather(embedding, sync_grads=True).reshape(-1, embedding.shape[-1])
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         images, spectra = batch
-        loss = clip_loss(*self(images, spectra, train=stage == "train"), self.log_logit_scale.exp())
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
+        image_embedding, spectrum_embedding = (self._gathered(e) for e in self(images, spectra, train=stage == "train"))
+        loss = clip_loss(image_embedding, spectrum_embedding, self.log_logit_scale.exp())
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(image_embedding),
+                 sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -84,13 +84,17 @@ def dihedral_inverse(element: int) -> int:
     return element if element >= 4 else (4 - element) % 4
 
 
-def augment(images: torch.Tensor, crop: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random D4 element and a random integer shift of at most `max_shift` px per image, cropped to `crop`."""
+def augment(images: torch.Tensor, crop: int, max_shift: int, generator: torch.Generator | None = None,
+            part: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """A random D4 element and a random integer shift of at most `max_shift` px per image, cropped to `crop`.
+    `part` (rank, world size): `images` is that slice of a global batch world size times as long, and gets
+    that slice of the global batch's draws (the same draws as in one process, with the same generator)."""
     import torch
 
     n = len(images)
-    elements = torch.randint(0, 8, (n,), generator=generator)
-    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
+    rank, world = part
+    elements = torch.randint(0, 8, (n * world,), generator=generator)[rank * n:(rank + 1) * n]
+    shifts = torch.randint(-max_shift, max_shift + 1, (n * world, 2), generator=generator)[rank * n:(rank + 1) * n]
     out = torch.empty(images.shape[:2] + (crop, crop), dtype=images.dtype, device=images.device)
     for i in range(n):
         shifted = center_crop(images[i], crop, int(shifts[i, 0]), int(shifts[i, 1]))
@@ -99,10 +103,11 @@ def augment(images: torch.Tensor, crop: int, max_shift: int, generator: torch.Ge
 
 
 def prepare_cutouts(images: torch.Tensor, softening: torch.Tensor, crop: int, max_shift: int = 0,
-                    train: bool = False) -> torch.Tensor:
+                    train: bool = False, generator: torch.Generator | None = None,
+                    part: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """What the image networks see: a centred crop (randomly shifted and D4-transformed when
-    training), asinh-stretched per band."""
-    images = augment(images, crop, max_shift) if train else center_crop(images, crop)
+    training: `augment`), asinh-stretched per band."""
+    images = augment(images, crop, max_shift, generator, part) if train else center_crop(images, crop)
     return asinh_stretch(images, softening.to(images.device))
 
 

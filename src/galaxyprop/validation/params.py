@@ -509,6 +509,14 @@ def check_drift(drift: Mapping) -> None:
     reuse("drift.tests", lambda: DriftSettings.from_params(drift.get("tests") or {}))
 
 
+def check_encoder(encoder: Mapping) -> None:
+    from galaxyprop.encoder.devices import check_devices
+
+    training = encoder.get("training") or {}
+    if "devices" in training and "batch_size" in training:
+        reuse("encoder.training.devices", lambda: check_devices(training["devices"], training["batch_size"]))
+
+
 def check_mock(mock: Mapping) -> None:
     from galaxyprop.data.mock.config import MockConfig
 
@@ -522,7 +530,8 @@ def check_mock(mock: Mapping) -> None:
 SECTIONS: dict[str, Callable] = {"data": check_data, "split": check_split, "targets": check_targets,
                                  "heads": check_heads, "features": check_features, "registry": check_registry,
                                  "tuning": check_tuning, "calibration": check_calibration, "drift": check_drift,
-                                 "mock": check_mock, "train": check_train, "spectra": check_spectra}
+                                 "mock": check_mock, "train": check_train, "spectra": check_spectra,
+                                 "encoder": check_encoder}
 NEEDS_PARAMS = {"data", "registry", "train", "targets", "spectra", "tuning"}
 #: the sections this module checks (others are accepted as they are)
 VALIDATED_SECTIONS = sorted({p.split(".")[0] for p in TABLE})

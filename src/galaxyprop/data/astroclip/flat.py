@@ -1,6 +1,8 @@
 """The flat AstroCLIP HDF5 layout (what the mock survey writes): top-level `images` (N, H, W, 3) g,r,z
 nanomaggies/pixel, `spectra` (N, 7781, 1) in 1e-17 erg/s/cm^2/A on the DESI grid, `redshifts` (N,),
 `targetids` (N,); our writer adds `spectra_ivar` (N, 7781, 1), which the reader uses when present.
+One chunk per galaxy (what a batch of rows reads), optionally compressed (COMPRESSION): h5py decompresses
+on read, so the readers are the same for either.
 """
 
 from __future__ import annotations
@@ -17,15 +19,24 @@ from galaxyprop.data.astroclip.layout import N_SPECTRUM_PIXELS, REQUIRED
 from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import GalaxypropError
 
+#: the HDF5 filters of the per-galaxy chunks: None (the default: the measured read-throughput cost of either
+#: filter is far beyond 20 %, see README "Storage"), LZF or gzip level 1, both after the byte shuffle
+COMPRESSION = {None: {}, "lzf": {"compression": "lzf", "shuffle": True},
+               "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True}}
+
 
 class AstroclipWriter:
     """Fills a fixed-size AstroCLIP file row block by row block."""
 
-    def __init__(self, handle, n: int, stamp: int):
+    def __init__(self, handle, n: int, stamp: int, compression: str | None = None):
+        if compression not in COMPRESSION:
+            raise GalaxypropError(f"HDF5 compression must be one of {list(COMPRESSION)}, got {compression!r}")
         self.handle = handle
-        handle.create_dataset("images", (n, stamp, stamp, 3), dtype="f4", chunks=(1, stamp, stamp, 3))
+        filters = COMPRESSION[compression]
+        handle.create_dataset("images", (n, stamp, stamp, 3), dtype="f4", chunks=(1, stamp, stamp, 3), **filters)
         for name in ("spectra", "spectra_ivar"):
-            handle.create_dataset(name, (n, N_SPECTRUM_PIXELS, 1), dtype="f4", chunks=(1, N_SPECTRUM_PIXELS, 1))
+            handle.create_dataset(name, (n, N_SPECTRUM_PIXELS, 1), dtype="f4", chunks=(1, N_SPECTRUM_PIXELS, 1),
+                                  **filters)
         handle.create_dataset("redshifts", (n,), dtype="f4")
         handle.create_dataset("targetids", (n,), dtype="i8")
 
@@ -40,12 +51,13 @@ class AstroclipWriter:
 
 
 @contextmanager
-def astroclip_writer(path: str | os.PathLike, n: int, stamp: int) -> Iterator[AstroclipWriter]:
+def astroclip_writer(path: str | os.PathLike, n: int, stamp: int,
+                     compression: str | None = None) -> Iterator[AstroclipWriter]:
     """An AstroclipWriter on a temporary file that replaces `path` only if the block succeeds."""
     import h5py
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        yield AstroclipWriter(handle, n, stamp)
+        yield AstroclipWriter(handle, n, stamp, compression)
 
 
 def open_hdf5(path: Path):

@@ -55,6 +55,7 @@ class MockConfig:
     n_jobs: int = -1
     noise: bool = True
     properties: Mapping = field(default_factory=dict)
+    hdf5_compression: str | None = None
 
     @property
     def old_population_age_gyr(self) -> float:
@@ -81,6 +82,11 @@ class MockConfig:
         properties = mock.get("properties", {})
         if not isinstance(properties, Mapping) or set(properties) - {"old_population_age_gyr"}:
             raise GalaxypropError(f"params mock.properties: expected {{old_population_age_gyr}}, got {properties!r}")
+        from galaxyprop.data.astroclip.flat import COMPRESSION
+
+        if mock.get("hdf5_compression") not in COMPRESSION:
+            raise GalaxypropError(f"params mock.hdf5_compression must be one of {list(COMPRESSION)} (null: none), "
+                                  f"got {mock['hdf5_compression']!r}")
         result = cls(fields=fields, **mock)
         if not 1.0 < result.old_population_age_gyr < 13.8:
             raise GalaxypropError("params mock.properties.old_population_age_gyr must lie between 1 and 13.8 Gyr, "

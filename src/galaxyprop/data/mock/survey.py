@@ -146,7 +146,7 @@ def simulate_survey(config: MockConfig, images_path: str | os.PathLike, catalog_
     starts = range(0, n, chunk)
     jobs = (delayed(render_block)(config, survey.population.take(slice(s, s + chunk)),
                                   {k: v[s:s + chunk] for k, v in survey.photometry.items()}) for s in starts)
-    with astroclip_writer(images_path, n, int(config.imaging["stamp_size"])) as writer, \
+    with astroclip_writer(images_path, n, int(config.imaging["stamp_size"]), config.hdf5_compression) as writer, \
             tqdm(total=n, desc="mock images+spectra", unit="gal", disable=not progress) as bar:
         results = Parallel(n_jobs=config.n_jobs, return_as="generator")(jobs)
         for start, (images, spectra, ivar) in zip(starts, results, strict=True):
