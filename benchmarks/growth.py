@@ -15,7 +15,8 @@ Spark (`galaxyprop.deploy.spark.spark_predict`, one local core, one thread) is t
 registered models at the largest size; its marginal galaxies/s per core give core-hours per survey.
 
 Run alone: `python benchmarks/growth.py [--sizes 2500 5000 10000 20000] [--no-spark] [--keep DIR] [--out DIR]`
-(merges "growth" into reports/bench.json; `--sizes 600 1200` checks it in about 8 minutes).
+(merges "growth" into reports/bench.json; `--sizes 600 1200` checks it in about 8 minutes; `--report-only`
+refits and redraws the runs already there).
 """
 
 from __future__ import annotations
@@ -293,8 +294,20 @@ def loglog_fit(ns: list[int], values: list[float]) -> dict:
             "slope_last": round(last, 3)}
 
 
-def project(n_last: int, value_last: float, slope: float, n: int) -> float:
-    return value_last * (n / n_last) ** slope
+#: below this log-log slope a stage's cost is taken as fixed plus noise (its projection: the power law alone)
+GROWING_SLOPE = 0.25
+
+
+def project(ns: list[int], values: list[float], slope: float, n: int) -> float:
+    """From the largest size: the power law with `slope`, or, for a stage whose cost visibly grows (slope
+    >= GROWING_SLOPE), the larger of it and the least-squares per-galaxy cost (a + b N over all sizes)
+    carried on linearly. A stage's fixed start (imports, stores) makes its fitted slope < 1 over 2.5k-20k,
+    and the power law would then undercut the per-galaxy work left once that start no longer counts."""
+    power = values[-1] * (n / ns[-1]) ** slope
+    if slope < GROWING_SLOPE:
+        return power
+    per_galaxy = max(float(np.polyfit(ns, values, 1)[0]), 0.0)
+    return max(power, values[-1] + per_galaxy * (n - ns[-1]))
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -318,9 +331,9 @@ def summarise(runs: list[dict]) -> dict:
                  "cpu_faster_than_n_log_n": steepest["cpu"] > reference}
         if name != "total":
             entry["projected"] = {f"{n:.0e}": {
-                "seconds": round(project(ns[-1], values["seconds"][-1], max(steepest["time"], 0.0), n), 1),
-                "cpu_s": round(project(ns[-1], values["cpu_s"][-1], max(steepest["cpu"], 0.0), n), 1),
-                "peak_rss_mib": round(project(ns[-1], values["peak_rss_mib"][-1], max(steepest["rss"], 0.0), n), 1)}
+                "seconds": round(project(ns, values["seconds"], max(steepest["time"], 0.0), n), 1),
+                "cpu_s": round(project(ns, values["cpu_s"], max(steepest["cpu"], 0.0), n), 1),
+                "peak_rss_mib": round(project(ns, values["peak_rss_mib"], max(steepest["rss"], 0.0), n), 1)}
                 for n in PROJECTED}
         stages[name] = entry
     stages["total"]["projected"] = {key: {
@@ -380,8 +393,10 @@ def markdown(growth: dict) -> str:
                      + " | ".join(_fmt_mib(v) for v in s["peak_rss_mib"]) + f" | {r['slope']:.2f} / {r['slope_last']:.2f} |")
     keys = list(summary["stages"]["total"]["projected"])
     labels = [_n(int(float(k))) for k in keys]
-    lines += ["", "Projection (an extrapolation of the power law from the largest size, with the steeper of the two "
-              "slopes; peak RSS likewise; the total is the sum of the stages' times, the largest stage's RSS):", "",
+    lines += ["", f"Projection (from the largest size: the power law with the steeper of the two slopes, or where that "
+              f"slope is at least {GROWING_SLOPE}, the larger of it and the least-squares cost per galaxy carried on "
+              "linearly (a stage's fixed start flattens the slope); peak RSS likewise; the total "
+              "is the sum of the stages' times, the largest stage's RSS):", "",
               "| stage | " + " | ".join(f"time @{k}" for k in labels) + " | "
               + " | ".join(f"RSS @{k}" for k in labels) + " |",
               "|---|" + "---:|" * (2 * len(keys))]
@@ -464,9 +479,14 @@ def growth_benchmark(sizes: tuple[int, ...] = SIZES, spark: bool = True, out: Pa
               "rss": "peak_rss_mib: the largest process of the stage's tree (dvc itself included); "
                      "tree_peak_pss_mib: the tree's summed PSS, sampled every 0.5 s",
               "runs": [{k: v for k, v in r.items() if k != "spark"} for r in runs]}
-    growth["summary"] = summarise(runs)
     if spark:
         growth["spark"], growth["spark_at"] = runs[-1].get("spark"), sizes[-1]
+    return report(growth, out)
+
+
+def report(growth: dict, out: Path) -> dict:
+    """The fits and projections of `growth`'s runs, its table and its plot under `out`."""
+    growth["summary"] = summarise(growth["runs"])
     (out / TABLE).parent.mkdir(parents=True, exist_ok=True)
     (out / TABLE).write_text(markdown(growth))
     plot(growth, out / PLOT)
@@ -491,10 +511,20 @@ def main() -> None:
                         help="a new folder to keep each size's project copy and stage logs in (for a look afterwards)")
     parser.add_argument("--out", type=Path, default=PROJECT,
                         help="where reports/bench.json, reports/bench_growth.md and the plot go (default: this project)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="refit, tabulate and plot the runs already in OUT/reports/bench.json (no pipeline runs)")
     parser.add_argument("--spark-rates", type=Path, help=argparse.SUPPRESS)   # the probe spark_probe runs
     args = parser.parse_args()
     if args.spark_rates:
         print(json.dumps(spark_rates(args.spark_rates.resolve())))
+        return
+    if args.report_only:
+        out = args.out.resolve()
+        bench = out / "reports" / "bench.json"
+        if not bench.exists() or "growth" not in json.loads(bench.read_text()):
+            parser.error(f"--report-only: {bench} has no growth section")
+        merge_into_bench(out, report(json.loads(bench.read_text())["growth"], out))
+        print((out / TABLE).read_text())
         return
     if len(set(args.sizes)) < 2:
         parser.error("--sizes: give at least two sizes to fit a slope")

@@ -10,7 +10,7 @@ false alarms against batch size (benchmarks/drift.py), and what the images could
 (catalogue vs noiseless photometry vs noiseless + true morphology vs catalogue + measured; benchmarks/ceiling.py),
 the cost growth of every stage from 2,500 to 20,000 mock galaxies on a reduced profile, with its projection to
 200k and 10^8 galaxies and Spark's batch-prediction core-hours (benchmarks/growth.py: 20-30 min), and the
-stores' figures (benchmarks/storage.py).
+stores' figures (benchmarks/storage.py) and tuning with 1 and 2 workers on one PostgreSQL study (benchmarks/team.py).
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 `python benchmarks/run.py --only growth storage` runs some sections and merges them into reports/bench.json.
@@ -208,7 +208,7 @@ def file_sizes(root: Path) -> dict:
 #: the sections of reports/bench.json (`--only` picks some); those in ROOT_SECTIONS run in one copy of the
 #: project after a cold `dvc repro` on the default params, whose timings (`pipeline`) come with any of them
 ROOT_SECTIONS = ("pipeline", "knn", "encoder", "heads", "clap", "serving", "drift", "image_ceiling")
-SECTIONS = (*ROOT_SECTIONS, "mock_simulation", "growth", "storage")
+SECTIONS = (*ROOT_SECTIONS, "mock_simulation", "growth", "storage", "team")
 
 
 def pipeline_sections(wanted: set[str]) -> dict:
@@ -276,6 +276,10 @@ def main() -> None:
         from storage import storage_benchmarks
 
         result["storage"] = storage_benchmarks()
+    if "team" in wanted:
+        from team import tuning_workers_benchmark
+
+        result["team"] = tuning_workers_benchmark()
     out = PROJECT / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     if args.only and out.exists():                  # keep the sections not run this time
