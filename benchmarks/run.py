@@ -10,7 +10,8 @@ false alarms against batch size (benchmarks/drift.py), and what the images could
 (catalogue vs noiseless photometry vs noiseless + true morphology vs catalogue + measured; benchmarks/ceiling.py),
 the cost growth of every stage from 2,500 to 20,000 mock galaxies on a reduced profile, with its projection to
 200k and 10^8 galaxies and Spark's batch-prediction core-hours (benchmarks/growth.py: 20-30 min), and the
-stores' figures (benchmarks/storage.py) and tuning with 1 and 2 workers on one PostgreSQL study (benchmarks/team.py).
+stores' figures (benchmarks/storage.py) and tuning with 1 and 2 workers on one PostgreSQL study (benchmarks/team.py),
+and each feature head's fit alone and beside a busy process, threads `auto` against fixed at the cores (benchmarks/threads.py).
 
 The pipeline runs in a temporary copy of the project (fresh stores), so the workspace is untouched.
 `python benchmarks/run.py --only growth storage` runs some sections and merges them into reports/bench.json.
@@ -143,7 +144,7 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
 
     folder = root / "models" / target / f"clap@{features}"
     best = json.loads((folder / "best_params.json").read_text())["params"]
-    grid = load_params(root / "params.yaml", validate=False)["targets"][target]["grid"]
+    grid = load_params(root / "params.yaml")["targets"][target]["grid"]
 
     def split(name):
         table = pd.read_parquet(root / "data/features" / features / f"{name}.parquet").set_index("id")
@@ -180,11 +181,11 @@ def clap_benchmark(root: Path, target: str = "z", features: str = "photometry", 
 def mock_throughput(stamp: int, n: int = 200) -> dict:
     """Galaxies per second on one core: the population draw, then images + spectra."""
 
-    from galaxyprop.data.mock.survey import draw_survey, render_block
+    from galaxyprop.mock.survey import draw_survey, render_block
 
     from conftest import mock_config
 
-    params = load_params(PROJECT / "params.yaml", validate=False)
+    params = load_params(PROJECT / "params.yaml")
     config = mock_config(params, n_galaxies=n, n_jobs=1, **{"imaging.stamp_size": stamp})
     start = time.perf_counter()
     survey = draw_survey(config, progress=False)
@@ -199,7 +200,7 @@ def mock_throughput(stamp: int, n: int = 200) -> dict:
 
 def file_sizes(root: Path) -> dict:
 
-    n = load_params(root / "params.yaml", validate=False)["mock"]["n_galaxies"]
+    n = load_params(root / "params.yaml")["mock"]["n_galaxies"]
     sizes = {f.name: f.stat().st_size for f in (root / "data/raw").iterdir()}
     return {"n_galaxies": n, **{f"{name}_mib_per_10k": round(size / n * 1e4 / 2**20, 1)
                                 for name, size in sizes.items()}}
@@ -208,7 +209,7 @@ def file_sizes(root: Path) -> dict:
 #: the sections of reports/bench.json (`--only` picks some); those in ROOT_SECTIONS run in one copy of the
 #: project after a cold `dvc repro` on the default params, whose timings (`pipeline`) come with any of them
 ROOT_SECTIONS = ("pipeline", "knn", "encoder", "heads", "clap", "serving", "drift", "image_ceiling")
-SECTIONS = (*ROOT_SECTIONS, "mock_simulation", "growth", "storage", "team")
+SECTIONS = (*ROOT_SECTIONS, "mock_simulation", "growth", "storage", "team", "threads")
 
 
 def pipeline_sections(wanted: set[str]) -> dict:
@@ -280,6 +281,10 @@ def main() -> None:
         from team import tuning_workers_benchmark
 
         result["team"] = tuning_workers_benchmark()
+    if "threads" in wanted:
+        from threads import threads_benchmark
+
+        result["threads"] = threads_benchmark()
     out = PROJECT / "reports" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     if args.only and out.exists():                  # keep the sections not run this time

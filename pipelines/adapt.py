@@ -13,20 +13,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import exit_on_error
 from galaxyprop.evaluation.plots import adaptation_bars
 from galaxyprop.heads.adversarial import DomainAdversarialHead
 from galaxyprop.heads.mlp import MLPHead
+from galaxyprop.heads.params import ADAPTATION_SCHEMA, TRAIN_SCHEMA
 from galaxyprop.monitoring.drift import DriftSettings, embedding_drift
+from galaxyprop.monitoring.params import DRIFT_SCHEMA
 from galaxyprop.monitoring.samples import field_names
 from galaxyprop.registry.promotion import drifted_fields, metric_function
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import ADAPTATION, ADAPTATION_PLOTS, DRIFT_SUMMARY, FEATURES, SKIPPED, feature_path
 
-from common import prepared_split, save_figure
+from common import prepared_split, save_figure, stage_params
 
 OUT = ADAPTATION
 PLOTS = ADAPTATION_PLOTS
@@ -47,7 +50,7 @@ def hidden_features(head: MLPHead, X: np.ndarray) -> np.ndarray:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(ADAPTATION_SCHEMA, DRIFT_SCHEMA, TARGETS_SCHEMA, TRAIN_SCHEMA)
     spec = section(params, "adaptation")
     reference_field = section(params, "drift.reference_field")
     drifted = drifted_fields(json.loads((DRIFT_SUMMARY).read_text()))

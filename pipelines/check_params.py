@@ -12,7 +12,7 @@ from __future__ import annotations
 from galaxyprop.config import load_params
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import exit_on_error
-from galaxyprop.validation import VALIDATED_SECTIONS
+from galaxyprop.validation.project import SCHEMAS, VALIDATED_SECTIONS
 from galaxyprop.workspace import PARAMS_CHECK
 
 OUT = PARAMS_CHECK
@@ -20,7 +20,7 @@ OUT = PARAMS_CHECK
 
 @exit_on_error
 def main() -> None:
-    params = load_params()   # validates
+    params = load_params(schemas=SCHEMAS)   # every section's schema
     write_json({"valid": True, "sections": [s for s in VALIDATED_SECTIONS if s in params]}, OUT)
 
 

@@ -11,14 +11,15 @@ import logging
 
 import pandas as pd
 
-from galaxyprop.config import load_params, section
+from galaxyprop.config import section
 from galaxyprop.data import schema
 from galaxyprop.data.io import load_object, save_object, write_parquet
 from galaxyprop.errors import exit_on_error
 from galaxyprop.features.combined import CombinedFeatures, parts_of
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, SKIPPED, feature_path
 
-from common import feature_split, write_skipped
+from common import feature_split, stage_params, write_skipped
 
 log = logging.getLogger("combine")
 
@@ -37,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", required=True, help="a combined feature source, e.g. measured+photometry")
     args = parser.parse_args()
-    params = load_params()
+    params = stage_params(FEATURES_SCHEMA)
     parts = parts_of(args.source)
     folder = FEATURES / args.source
     skipped = [p for p in parts if (FEATURES / p / SKIPPED).exists()]

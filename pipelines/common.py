@@ -16,6 +16,21 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)
 logging.getLogger("faiss").setLevel(logging.WARNING)
 
 
+def stage_params(*schemas) -> dict:
+    """params.yaml checked against the schemas of the sections this stage reads (and `stores`,
+    `resources`), with the stage's OpenMP/BLAS/torch/faiss threads set from `resources.threads`."""
+    from galaxyprop.config import load_params
+    from galaxyprop.resources import RESOURCES_SCHEMA, limit_threads, resolve_threads
+    from galaxyprop.tracking.params import STORES_SCHEMA
+
+    params = load_params(schemas=(*schemas, STORES_SCHEMA, RESOURCES_SCHEMA))
+    threads = resolve_threads((params.get("resources") or {}).get("threads", "auto"))
+    limit_threads(threads)
+    logging.getLogger("pipeline").info("threads: %d (resources.threads: %s)", threads,
+                                       (params.get("resources") or {}).get("threads", "auto"))
+    return params
+
+
 def save_figure(fig, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically and free it."""
     import matplotlib.pyplot as plt
@@ -154,8 +169,8 @@ def model_inputs(input_kind: str, frame: pd.DataFrame, features: str):
 
     from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW
-    from galaxyprop.data.sources import raw_images
     from galaxyprop.features.multimodal import Multimodal
+    from galaxyprop.workspace import raw_images
 
     if input_kind == "catalog":
         return frame

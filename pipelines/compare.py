@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import logging
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data.io import atomic_path
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import exit_on_error
 from galaxyprop.evaluation import plots
 from galaxyprop.evaluation.comparison import comparison_markdown
+from galaxyprop.evaluation.params import EVALUATION_SCHEMA
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, COMPARISON_PLOTS, EVALUATION_PLOTS, METRICS, REPORTS
 
-from common import inputs_of, registered_kind, save_figure
+from common import inputs_of, registered_kind, save_figure, stage_params
 
 log = logging.getLogger("compare")
 PLOTS = COMPARISON_PLOTS
@@ -22,7 +25,7 @@ MC_DROPOUT = ("mlp", "cnn", "cnn_mm")   # heads whose spread is MC dropout: thei
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(EVALUATION_SCHEMA, TARGETS_SCHEMA, FEATURES_SCHEMA)
     metrics = json.loads((METRICS).read_text())
     breakdown = json.loads((BREAKDOWN).read_text())
     default = section(params, "features.default")

@@ -12,18 +12,21 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.evaluation.params import EVALUATION_SCHEMA
 from galaxyprop.monitoring.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
+from galaxyprop.monitoring.params import DRIFT_SCHEMA
 from galaxyprop.monitoring.samples import field_mask, field_names, predict, to_sample
 from galaxyprop.registry import versions as registry
 from galaxyprop.registry.promotion import metric_function
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import DRIFT, DRIFT_PLOTS, FEATURES, REGISTERED, SKIPPED
 
-from common import model_inputs, prepared_bands, prepared_split, save_figure
+from common import model_inputs, prepared_bands, prepared_split, save_figure, stage_params
 
 HTML = DRIFT / "html"
 PLOTS = DRIFT_PLOTS
@@ -65,7 +68,7 @@ def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(DRIFT_SCHEMA, TARGETS_SCHEMA, EVALUATION_SCHEMA)
     spec = section(params, "drift")
     settings = DriftSettings.from_params(spec.get("tests") or {})
     reference_field = spec["reference_field"]

@@ -10,21 +10,30 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import save_object, write_parquet
-from galaxyprop.data.sources import raw_images
 from galaxyprop.encoder.contrastive import ContrastiveModel
+from galaxyprop.encoder.params import ENCODER_SCHEMA
 from galaxyprop.encoder.spectra import check_spectra
 from galaxyprop.errors import exit_on_error
-from galaxyprop.evaluation import plots
+from galaxyprop.evaluation import data_plots
 from galaxyprop.features.images import channels_first
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import EMBEDDING_PLOTS, ENCODER, ENCODER_CHECKPOINT, FEATURE_ENCODER, FEATURES, RAW, SKIPPED
+from galaxyprop.workspace import (
+    EMBEDDING_PLOTS,
+    ENCODER,
+    ENCODER_CHECKPOINT,
+    FEATURE_ENCODER,
+    FEATURES,
+    RAW,
+    SKIPPED,
+    raw_images,
+)
 
-from common import prepared_split, save_figure, write_skipped
+from common import prepared_split, save_figure, stage_params, write_skipped
 
 log = logging.getLogger("embed")
 
@@ -45,7 +54,7 @@ def embed_split(file: AstroclipFile, rows: np.ndarray, embedders: dict, chunk: i
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(ENCODER_SCHEMA)
     config = section(params, "encoder.embedding")
     if (ENCODER / SKIPPED).exists() or not ENCODER_CHECKPOINT.exists():
         for kind in ("image", "spectrum"):
@@ -70,7 +79,7 @@ def main() -> None:
                 write_parquet(table, FEATURES / kind / f"{split}.parquet")
             if split == "test":
                 test = {"frame": frame, **embeddings}
-        figure = plots.embedding_map(test["image"], test["frame"][schema.REDSHIFT].to_numpy(),
+        figure = data_plots.embedding_map(test["image"], test["frame"][schema.REDSHIFT].to_numpy(),
                                      test["frame"][schema.PHOTSYS].to_numpy(),
                                      "image embeddings of the test split (PCA)")
         save_figure(figure, EMBEDDING_PLOTS / "image_pca.png")

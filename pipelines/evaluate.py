@@ -8,16 +8,20 @@ import logging
 import numpy as np
 import pandas as pd
 
-from galaxyprop.calibration import calibration_summary
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.calibration import NOMINAL, calibration_summary
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
 from galaxyprop.data.io import write_json
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.evaluation import curves, plots
 from galaxyprop.evaluation.curves import write_curve
 from galaxyprop.evaluation.densities import cdf_at, mode
 from galaxyprop.evaluation.metrics import density_metrics, quantile_bins, target_metrics
+from galaxyprop.evaluation.params import EVALUATION_SCHEMA
+from galaxyprop.features.params import FEATURES_SCHEMA
+from galaxyprop.heads.params import TRAIN_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     BREAKDOWN,
@@ -30,7 +34,7 @@ from galaxyprop.workspace import (
     result_files,
 )
 
-from common import metrics_key, prepared_split, save_figure
+from common import metrics_key, prepared_split, save_figure, stage_params
 
 log = logging.getLogger("evaluate")
 #: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).
@@ -108,7 +112,7 @@ def density_rows(path, split: pd.DataFrame, target: str, outlier: float, eta: fl
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(EVALUATION_SCHEMA, TARGETS_SCHEMA, TRAIN_SCHEMA, FEATURES_SCHEMA)
     eta, n_bins = section(params, "evaluation.eta_threshold"), section(params, "evaluation.n_redshift_bins")
     kept, default_features = section(params, "evaluation.kept_fractions"), section(params, "features.default")
     test_metrics, val_metrics, failures = {}, {}, {}
@@ -164,7 +168,7 @@ def main() -> None:
                 save_figure(plots.coverage_by_field(breakdown["calibration_by_field"][target], target),
                             EVALUATION_PLOTS / f"{target}_coverage_by_field.png")
                 write_curve(curves.pit_histogram(pits), EVALUATION_CURVES / f"{target}_pit_histogram.csv")
-                write_curve(curves.coverage(breakdown["calibration_by_field"][target]),
+                write_curve(curves.coverage(breakdown["calibration_by_field"][target], NOMINAL),
                             EVALUATION_CURVES / f"{target}_coverage.csv")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

@@ -9,16 +9,17 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import save_object, write_json, write_parquet
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.external import PrecomputedEmbeddings, join_embeddings, read_external_embeddings
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, SKIPPED, feature_path
 
-from common import prepared_bands, prepared_split, write_skipped
+from common import prepared_bands, prepared_split, stage_params, write_skipped
 
 log = logging.getLogger("features")
 
@@ -69,7 +70,7 @@ def external_features(config: dict) -> dict:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(FEATURES_SCHEMA)
     config = section(params, "features")
     with tracking.stage_run(Stores.from_params(params), "features",
                             params={"features": {k: config[k] for k in ("photometry", "photometry_grz", "external")}}):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from galaxyprop.config import Stores, load_params, section
-from galaxyprop.data.sources import import_source, source_spec
+from galaxyprop.config import Stores, section
+from galaxyprop.data.importing import import_source
+from galaxyprop.data.params import DATA_SCHEMA
+from galaxyprop.data.sources import source_spec
 from galaxyprop.errors import exit_on_error
+from galaxyprop.mock.config import MOCK_SCHEMA
 from galaxyprop.provenance import file_md5
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import RAW
 
+from common import stage_params
+
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(DATA_SCHEMA, MOCK_SCHEMA)
     data = section(params, "data")
     name, spec = source_spec(data)
     with tracking.stage_run(Stores.from_params(params), "import_data",

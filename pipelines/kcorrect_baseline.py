@@ -13,17 +13,21 @@ import logging
 import numpy as np
 import pandas as pd
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.io import write_json, write_parquet
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.evaluation.comparison import IMAGE_INPUTS
 from galaxyprop.evaluation.metrics import objective_value, target_metrics
+from galaxyprop.evaluation.params import EVALUATION_SCHEMA
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.heads.kcorrect_baseline import ANY_PHOTSYS, kcorrect_by_photsys
+from galaxyprop.heads.params import BASELINES_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_files, result_name
 
-from common import inputs_of, metrics_key, prediction_frame, prepared_bands, prepared_split
+from common import inputs_of, metrics_key, prediction_frame, prepared_bands, prepared_split, stage_params
 
 log = logging.getLogger("kcorrect_baseline")
 TARGET = "kcorr_r01"
@@ -63,7 +67,7 @@ def main() -> None:
     parser.add_argument("--features", default=None,
                         help="photoz: fit at the best photo-z learned from these features (default: features.default)")
     args = parser.parse_args()
-    params = load_params()
+    params = stage_params(BASELINES_SCHEMA, TARGETS_SCHEMA, EVALUATION_SCHEMA, FEATURES_SCHEMA)
     baseline = f"kcorrect_{args.redshift}"
     features = args.features or section(params, "features.default")
     head = result_name(baseline, features) if args.redshift == "photoz" else baseline

@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import save_object, write_json, write_parquet
-from galaxyprop.data.sources import raw_images
 from galaxyprop.errors import exit_on_error
 from galaxyprop.features.measured import MeasuredFeatures
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, RAW, SKIPPED, feature_path, timings_path
+from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, RAW, SKIPPED, feature_path, raw_images, timings_path
 
-from common import prepared_split, write_skipped
+from common import prepared_split, stage_params, write_skipped
 
 log = logging.getLogger("measure")
 SOURCE = "measured"
@@ -39,7 +39,7 @@ def measure_split(file: AstroclipFile, rows: np.ndarray, encoder: MeasuredFeatur
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(FEATURES_SCHEMA)
     config = dict(section(params, "features.measured"))
     chunk = int(config.pop("chunk_size"))
     folder = FEATURES / SOURCE

@@ -7,19 +7,22 @@ import re
 
 import numpy as np
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import DESI_WAVE, AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json, write_parquet
-from galaxyprop.data.sources import load_source, raw_images, source_split
+from galaxyprop.data.params import DATA_SCHEMA, SPLIT_SCHEMA
+from galaxyprop.data.sources import load_source, source_split
 from galaxyprop.data.splits import split_frame
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
-from galaxyprop.evaluation import plots
+from galaxyprop.evaluation import data_plots
+from galaxyprop.heads.params import TRAIN_SCHEMA
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import DATA_PLOTS, PREPARE_SUMMARY, PREPARED, RAW
+from galaxyprop.workspace import DATA_PLOTS, PREPARE_SUMMARY, PREPARED, RAW, raw_images
 
-from common import save_figure
+from common import save_figure, stage_params
 
 log = logging.getLogger("prepare")
 
@@ -33,7 +36,7 @@ def draw_gallery(frame, path, n: int = 8) -> None:
     titles = [f"TARGETID {row[schema.ID]}  z = {row[schema.REDSHIFT]:.3f}  PHOTSYS {row[schema.PHOTSYS]}"
               + (f"  K(0.1r) = {row['kcorr_r01']:+.3f}" if "kcorr_r01" in row else "")
               + (f"  log M* = {row['logmstar']:.2f}" if "logmstar" in row else "") for _, row in picks.iterrows()]
-    save_figure(plots.cutout_gallery(cutouts, DESI_WAVE, spectra, titles), path)
+    save_figure(data_plots.cutout_gallery(cutouts, DESI_WAVE, spectra, titles), path)
 
 
 def file_split(frame) -> np.ndarray:
@@ -55,7 +58,7 @@ def metric_name(reason: str) -> str:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(DATA_SCHEMA, SPLIT_SCHEMA, TARGETS_SCHEMA, TRAIN_SCHEMA)
     data, split = section(params, "data"), section(params, "split")
     with tracking.stage_run(Stores.from_params(params), "prepare", params={"data": data, "split": split,
                                                                           "targets": section(params, "targets")}):

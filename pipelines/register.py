@@ -10,14 +10,20 @@ import json
 import logging
 
 from galaxyprop.calibration import OVERALL
-from galaxyprop.config import Stores, load_params, params_hash, section
+from galaxyprop.calibration.params import CALIBRATION_SCHEMA
+from galaxyprop.config import Stores, params_hash, section
 from galaxyprop.data.io import write_json
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.evaluation.params import EVALUATION_SCHEMA
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.heads import head_class
 from galaxyprop.provenance import dvc_output_hash, git_commit
 from galaxyprop.registry import versions as registry
+from galaxyprop.registry.params import REGISTRY_SCHEMA
 from galaxyprop.registry.predictor import Predictor
 from galaxyprop.registry.promotion import CalibrationRule, select_candidate
+from galaxyprop.spectra.params import SPECTRA_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     BREAKDOWN,
@@ -31,7 +37,7 @@ from galaxyprop.workspace import (
     model_dir,
 )
 
-from common import inputs_of, model_inputs, prepared_split, registered_kind, result_of
+from common import inputs_of, model_inputs, prepared_split, registered_kind, result_of, stage_params
 
 log = logging.getLogger("register")
 #: The tags that make two registrations the same version.
@@ -146,7 +152,8 @@ def register_spectrum_model(params: dict, data_hash: str) -> dict:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(REGISTRY_SCHEMA, TARGETS_SCHEMA, CALIBRATION_SCHEMA, FEATURES_SCHEMA, SPECTRA_SCHEMA,
+                          EVALUATION_SCHEMA)
     val_all = json.loads((VAL_METRICS).read_text())
     test_all = json.loads((METRICS).read_text())
     calibration = json.loads((BREAKDOWN).read_text()).get("calibration_by_field", {})

@@ -17,19 +17,20 @@ import time
 
 import numpy as np
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import DESI_WAVE, AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import load_object, save_object, write_json
-from galaxyprop.data.sources import raw_images
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.spectra import evaluation
 from galaxyprop.spectra.evaluation import usable
 from galaxyprop.spectra.gallery import gallery_figure, pick_gallery
 from galaxyprop.spectra.heads import make_spectrum_head
 from galaxyprop.spectra.latent import SpectralLatent
 from galaxyprop.spectra.model import SpectrumPredictor
+from galaxyprop.spectra.params import SPECTRA_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     FEATURE_ENCODER,
@@ -40,11 +41,12 @@ from galaxyprop.workspace import (
     SPECTRA_REPORT,
     SPECTRUM_MODELS,
     SPECTRUM_SELECTED,
+    raw_images,
     result_name,
     timings_path,
 )
 
-from common import feature_split, prepared_split, save_figure, write_skipped
+from common import feature_split, prepared_split, save_figure, stage_params, write_skipped
 
 log = logging.getLogger("spectra")
 
@@ -71,7 +73,7 @@ def features_of(source: str, frames: dict) -> dict | None:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(SPECTRA_SCHEMA, FEATURES_SCHEMA)
     spec = section(params, "spectra")
     images = raw_images(RAW)
     if images is None:

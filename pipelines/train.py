@@ -26,22 +26,34 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.calibration import CalibrationSettings
-from galaxyprop.config import Stores, load_params, params_hash, section
+from galaxyprop.calibration.params import CALIBRATION_SCHEMA
+from galaxyprop.config import Stores, params_hash, section
 from galaxyprop.data import schema
 from galaxyprop.data.density_file import write_densities
 from galaxyprop.data.io import load_object, write_json, write_parquet
-from galaxyprop.data.sources import raw_images
-from galaxyprop.data.targets import target_names
+from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.evaluation.densities import Grid, quantiles, resample
 from galaxyprop.evaluation.metrics import density_metrics, objective_value, target_metrics
+from galaxyprop.evaluation.params import EVALUATION_SCHEMA
 from galaxyprop.features.images import Cutouts
 from galaxyprop.features.multimodal import CutoutsAndPhotometry, ImagesAndFeatures
-from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS, Head, head_class, make_head
+from galaxyprop.features.params import FEATURES_SCHEMA
+from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS, head_class, head_module, make_head
+from galaxyprop.heads.base import Head
+from galaxyprop.heads.params import HEADS_SCHEMA, TRAIN_SCHEMA
 from galaxyprop.provenance import code_digest
 from galaxyprop.registry.predictor import QUANTILES, Predictor
+from galaxyprop.resources import resolve_threads
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.tracking.tuning import FINISHED, hyperparameters, make_pruner, pruning_callback, tune
+from galaxyprop.tracking.tuning import (
+    FINISHED,
+    TUNING_SCHEMA,
+    hyperparameters,
+    make_pruner,
+    pruning_callback,
+    tune,
+)
 from galaxyprop.workspace import (
     FEATURE_ENCODER,
     FEATURES,
@@ -51,6 +63,7 @@ from galaxyprop.workspace import (
     head_folders,
     model_dir,
     predictions_path,
+    raw_images,
     result_name,
     timings_path,
 )
@@ -63,6 +76,7 @@ from common import (
     prepared_split,
     split_fields,
     split_inputs,
+    stage_params,
     write_skipped,
 )
 
@@ -183,9 +197,10 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
         return value, metrics
 
     # The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a
-    # new study), the code that fits and scores (the head's modules and this script: an edited head
-    # does not inherit trials its old code ran) and everything else that changes the objective.
-    code = code_digest(head_class(head_name).__module__, __file__)
+    # new study), the code that fits and scores (the head's own import closure and the metrics: an edited
+    # head does not inherit trials its old code ran, an edit elsewhere keeps every other head's study)
+    # and everything else that changes the objective.
+    code = code_digest(head_module(head_name), "galaxyprop.evaluation.metrics")
     # What scores a trial (not n_trials: more trials extend a study).
     scoring = {k: target_params[k] for k in ("metric", "outlier_threshold", "grid")}
     lineage = params_hash(digest(*data["train"][:2], *data["val"][:2]), code, head_params["search"], settings,
@@ -204,7 +219,7 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
                      pruner=make_pruner(section(params, "tuning.pruner")),
                      trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name, stage.info.run_id),
-                     workers=workers)
+                     workers=workers, threads=resolve_threads(params.get("resources", {}).get("threads", "auto"), workers))
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
         hyper = hyperparameters(settings, trial)
@@ -281,11 +296,15 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--head", required=True)
-    parser.add_argument("--target", required=True, choices=target_names())
+    parser.add_argument("--target", required=True, help="a target of params `targets`")
     parser.add_argument("--features", default=None, help="one feature source (default: every source the stage "
                                                            "trains the head on, see sources_of)")
     args = parser.parse_args()
-    params = load_params()
+    params = stage_params(HEADS_SCHEMA, TRAIN_SCHEMA, TARGETS_SCHEMA, FEATURES_SCHEMA, TUNING_SCHEMA, CALIBRATION_SCHEMA,
+                          EVALUATION_SCHEMA)
+    if args.target not in params["targets"]:
+        known = ", ".join(sorted(params["targets"]))
+        raise GalaxypropError(f"--target {args.target}: not a target of params targets ({known})")
     sources = [args.features] if args.features else sources_of(args.head, args.target, params)
     for features in sources:
         train_result(args.head, args.target, features, params)

@@ -13,24 +13,33 @@ import numpy as np
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
-from galaxyprop.config import Stores, load_params, section
+from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import write_json
-from galaxyprop.data.sources import raw_images
 from galaxyprop.encoder.contrastive import ContrastiveModel
 from galaxyprop.encoder.distributed import EpochHistory, encoder_trainer
 from galaxyprop.encoder.pairs import PairDataModule
+from galaxyprop.encoder.params import ENCODER_SCHEMA
+from galaxyprop.encoder.retrieval import retrieval_metrics
 from galaxyprop.errors import exit_on_error
-from galaxyprop.evaluation import plots
+from galaxyprop.evaluation import data_plots
 from galaxyprop.evaluation.curves import loss_curve, write_curve
-from galaxyprop.evaluation.metrics.retrieval import retrieval_metrics
 from galaxyprop.features.images import background_noise
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import ENCODER, ENCODER_CHECKPOINT, ENCODER_CURVES, ENCODER_PLOTS, ENCODER_SUMMARY, RAW, timings_path
+from galaxyprop.workspace import (
+    ENCODER,
+    ENCODER_CHECKPOINT,
+    ENCODER_CURVES,
+    ENCODER_PLOTS,
+    ENCODER_SUMMARY,
+    RAW,
+    raw_images,
+    timings_path,
+)
 
-from common import prepared_split, save_figure, write_skipped
+from common import prepared_split, save_figure, stage_params, write_skipped
 
 log = logging.getLogger("train_encoder")
 
@@ -46,7 +55,7 @@ def softening(config: dict, images_path: Path, train_rows: np.ndarray, n_sample:
 
 @exit_on_error
 def main() -> None:
-    params = load_params()
+    params = stage_params(ENCODER_SCHEMA)
     model_params, training = section(params, "encoder.model"), section(params, "encoder.training")
     frames = {split: prepared_split(split) for split in schema.SPLITS}
     if IMAGE_ROW not in frames["train"]:
@@ -106,7 +115,7 @@ def main() -> None:
         write_json({**summary, "config": best.describe(), "history": losses}, ENCODER / "summary.json")
         write_json(summary, ENCODER_SUMMARY)
         write_json(timing, timings_path("train_encoder"))
-        save_figure(plots.loss_curves(history.rows, "contrastive (InfoNCE) loss"), ENCODER_PLOTS / "loss.png")
+        save_figure(data_plots.loss_curves(history.rows, "contrastive (InfoNCE) loss"), ENCODER_PLOTS / "loss.png")
         write_curve(loss_curve(history.rows), ENCODER_CURVES / "loss_vs_epoch.csv")
         tracking.log_metrics({f"summary.{k}": v for k, v in {**summary, **timing}.items()})
         tracking.log_artifacts([ENCODER / "summary.json"])

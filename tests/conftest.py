@@ -24,7 +24,7 @@ def gst_path() -> Path:
 def params() -> dict:
     from galaxyprop.config import load_params
 
-    return load_params(PROJECT / "params.yaml", validate=False)
+    return load_params(PROJECT / "params.yaml")
 
 
 def desi_targets(params: dict, names=None) -> dict:
@@ -43,7 +43,7 @@ def mock_config(params: dict, **changes):
     """The mock survey's config from params.yaml with top-level or `group.key` overrides."""
     import copy
 
-    from galaxyprop.data.mock.config import MockConfig
+    from galaxyprop.mock.config import MockConfig
 
     mock = copy.deepcopy(params["mock"])
     for key, value in changes.items():

@@ -17,10 +17,12 @@ import pytest
 
 from galaxyprop.data.astroclip import AstroclipFile, astroclip_layout, open_astroclip, shard_split
 from galaxyprop.data.desi import IMAGE_GROUP, IMAGE_GROUP_ROW, IMAGE_ROW, read_desi
-from galaxyprop.data.mock.survey import simulate_survey
-from galaxyprop.data.sources import import_source, load_source, raw_images, source_split
+from galaxyprop.data.importing import import_source
+from galaxyprop.data.sources import load_source, source_split
 from galaxyprop.data.splits import split_frame
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.mock.survey import simulate_survey
+from galaxyprop.workspace import raw_images
 
 from astroclip_layouts import write_grouped, write_parquet_shards
 from conftest import desi_targets, mock_config

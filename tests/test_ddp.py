@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory, params):
-    from galaxyprop.data.mock.survey import simulate_survey
+    from galaxyprop.mock.survey import simulate_survey
 
     root = tmp_path_factory.mktemp("ddp")
     simulate_survey(mock_config(params, n_galaxies=160, n_jobs=1), root / "astroclip.h5", root / "fastspec.fits",

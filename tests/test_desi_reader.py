@@ -14,8 +14,8 @@ from galaxyprop.data import schema
 from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.data.desi import IMAGE_ROW, read_desi
 from galaxyprop.data.fastspecfit import read_fastspec, write_fastspec
-from galaxyprop.data.mock.survey import simulate_survey
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.mock.survey import simulate_survey
 
 from conftest import desi_targets, mock_config
 

@@ -14,9 +14,9 @@ from galaxyprop.data.astroclip import AstroclipFile
 from galaxyprop.encoder.contrastive import ContrastiveModel, EncoderConfig, clip_loss
 from galaxyprop.encoder.networks import ApertureFluxes, ImageEncoder, SpectrumEncoder
 from galaxyprop.encoder.pairs import PairDataModule
+from galaxyprop.encoder.retrieval import retrieval_metrics, retrieval_top_k
 from galaxyprop.encoder.spectra import check_spectra, normalise_spectra
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.evaluation.metrics.retrieval import retrieval_metrics, retrieval_top_k
 from galaxyprop.features.images import (
     asinh_stretch,
     augment,
@@ -171,7 +171,7 @@ def test_background_noise_recovers_the_injected_sky_noise():
 
 @pytest.fixture(scope="module")
 def tiny_survey(tmp_path_factory, params):
-    from galaxyprop.data.mock.survey import simulate_survey
+    from galaxyprop.mock.survey import simulate_survey
 
     root = tmp_path_factory.mktemp("tiny_encoder_survey")
     config = mock_config(params, n_galaxies=360, n_jobs=1, **{"imaging.stamp_size": 32})

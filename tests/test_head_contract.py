@@ -20,7 +20,8 @@ from galaxyprop.errors import GalaxypropError
 from galaxyprop.evaluation.densities import Grid, histogram_densities
 from galaxyprop.evaluation.metrics import crps
 from galaxyprop.features.multimodal import ImagesAndFeatures
-from galaxyprop.heads import Head, make_head
+from galaxyprop.heads import make_head
+from galaxyprop.heads.base import Head
 
 GRID = Grid(-3.0, 3.0, 120)
 WEIGHTS = np.array([1.0, -0.5, 0.25, 0.0])

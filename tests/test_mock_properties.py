@@ -6,9 +6,9 @@ import astropy.units
 import numpy as np
 import pytest
 
-from galaxyprop.data.mock.labels import Z_SUN, observe
-from galaxyprop.data.mock.population import Population
-from galaxyprop.data.mock.survey import draw_survey, fastspec_columns
+from galaxyprop.mock.labels import Z_SUN, observe
+from galaxyprop.mock.population import Population
+from galaxyprop.mock.survey import draw_survey, fastspec_columns
 from galaxyprop.physics import cosmology
 from galaxyprop.physics.sed import load_templates
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from galaxyprop.data.mock import imaging
-from galaxyprop.data.mock.labels import observe
-from galaxyprop.data.mock.population import PopulationSampler, component_seds
-from galaxyprop.data.mock.survey import draw_survey, simulate_survey
+from galaxyprop.mock import imaging
+from galaxyprop.mock.labels import observe
+from galaxyprop.mock.population import PopulationSampler, component_seds
+from galaxyprop.mock.survey import draw_survey, simulate_survey
 from galaxyprop.physics.filters import load_filter
 from galaxyprop.physics.kcorrection import band_maggies, kcorrection
 from galaxyprop.physics.sed import load_templates

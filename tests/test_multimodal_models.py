@@ -83,6 +83,9 @@ def test_each_target_has_three_registered_models_named_by_what_they_take():
     assert registry.model_name("z-images") == "galaxyprop-z-images"
     with pytest.raises(GalaxypropError, match="unknown model 'z-spectra'"):
         registry.model_name("z-spectra")
+    with pytest.raises(GalaxypropError, match=r"unknown model 'age'; choose a target of params targets \(kcorr_r01, z\)"):
+        registry.parse_model("age", ["z", "kcorr_r01"])     # the project's targets, given by the caller
+    assert registry.model_ids(["z"]) == ["z", "z-images", "z-catalogue"]
     with pytest.raises(GalaxypropError, match="unknown kind of input"):
         registry.model_id("z", "spectra")
 

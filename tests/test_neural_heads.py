@@ -10,7 +10,8 @@ import pytest
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.evaluation.metrics import regression_metrics
 from galaxyprop.features.multimodal import ImagesAndFeatures
-from galaxyprop.heads import Head, make_head
+from galaxyprop.heads import make_head
+from galaxyprop.heads.base import Head
 
 
 def linear_problem(n: int, noise: float = 0.05, seed: int = 0, scale: float = 1.0):

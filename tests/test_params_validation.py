@@ -14,7 +14,8 @@ import yaml
 
 from galaxyprop.config import load_params, locate
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.validation import ParamsError, validate_params
+from galaxyprop.validation.project import validate_params
+from galaxyprop.validation.rules import ParamsError
 
 from conftest import PROJECT
 from project_copy import tiny_profile
@@ -23,7 +24,7 @@ from project_copy import tiny_profile
 @pytest.fixture(scope="module")
 def real() -> dict:
     """The project's params as the pipeline loads them: params.yaml, mock.yaml, sources.yaml, seeds derived."""
-    return load_params(PROJECT / "params.yaml", validate=False)
+    return load_params(PROJECT / "params.yaml")
 
 
 def edited(params: dict, dotted: str, value) -> dict:
@@ -164,7 +165,7 @@ def test_a_missing_required_key_is_named(real):
     del params["heads"]["knn"]["n_trials"]
     with pytest.raises(ParamsError, match=r"^params.yaml: heads.knn.n_trials is missing$"):
         validate_params(params)
-    assert load_params(write_params(Path(__import__("tempfile").mkdtemp()), params), validate=False) == params
+    assert load_params(write_params(Path(__import__("tempfile").mkdtemp()), params)) == params
 
 
 def write_params(folder: Path, params: dict) -> Path:

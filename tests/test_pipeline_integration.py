@@ -266,7 +266,7 @@ def model_inputs(model, frame, file):
 def test_every_kind_of_candidate_predicts_a_new_survey_with_lineage(project, tmp_path, params):
     from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import read_desi
-    from galaxyprop.data.mock.survey import simulate_survey
+    from galaxyprop.mock.survey import simulate_survey
 
     config = mock_config(params, n_galaxies=300, seed=99, **{"imaging.stamp_size": 24})
     simulate_survey(config, tmp_path / "new.h5", tmp_path / "new.fits", progress=False)

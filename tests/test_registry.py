@@ -136,8 +136,8 @@ def test_register_load_and_gate(store, galaxies):
 
 
 def test_registry_errors(store):
-    with pytest.raises(GalaxypropError, match="unknown model .redshift."):
-        registry.model_name("redshift")
+    with pytest.raises(GalaxypropError, match="unknown model .redshift.; choose a target of params targets .kcorr_r01, z"):
+        registry.parse_model("redshift", ["z", "kcorr_r01"])
     with pytest.raises(GalaxypropError, match="has no version or alias 'candidate'"):
         registry.resolve_version("z-catalogue")
     with pytest.raises(GalaxypropError, match="--force needs --reason"):

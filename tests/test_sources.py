@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from galaxyprop.data import schema
-from galaxyprop.data.sources import import_source, load_source, resolve_path
+from galaxyprop.data.importing import import_source
+from galaxyprop.data.sources import load_source, resolve_path
 from galaxyprop.errors import GalaxypropError
 
 

@@ -4,36 +4,24 @@ and the SpectrumPredictor's per-pixel spread follows the head's."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from galaxyprop.data.astroclip import DESI_WAVE, N_SPECTRUM_PIXELS
-from galaxyprop.data.mock.spectroscopy import add_noise, noise_shape, observed_spectrum
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.physics.sed import load_templates
 from galaxyprop.spectra.heads import SpectrumHead, spectrum_targets
 from galaxyprop.spectra.latent import MeanTemplate, SpectralLatent
 from galaxyprop.spectra.metrics import reduced_chi2
 from galaxyprop.spectra.model import SpectrumPredictor
+from spectra_synthetic import fit_and_save, synthetic_spectra
 
 N_TRAIN, N_TEST = 800, 200
-
-
-def synthetic_spectra(n: int, seed: int = 0, noise_sigma: float = 0.7):
-    """Noisy and noiseless spectra (n, 7781) of random non-negative template mixtures at 0.02 < z < 0.35,
-    scaled to a median flux of 1-10 (1e-17 erg/s/cm^2/A) at 6000-6500 A; with the mock's noise model."""
-    templates = load_templates()
-    rng = np.random.default_rng(seed)
-    z = rng.uniform(0.02, 0.35, n)
-    rest = rng.dirichlet(np.full(len(templates.flux), 0.7), n) @ templates.flux
-    truth = np.stack([observed_spectrum(templates.wave, sed, redshift) for sed, redshift in zip(rest, z)])
-    window = (DESI_WAVE > 6000) & (DESI_WAVE < 6500)
-    truth *= (10.0 ** rng.uniform(0.0, 1.0, n) / np.median(truth[:, window], axis=1))[:, None]
-    shape = noise_shape()
-    noisy, ivar = map(np.array, zip(*(add_noise(f, noise_sigma, 0.02, rng, shape) for f in truth)))
-    return noisy, ivar, truth.astype(np.float32), z
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +110,50 @@ def test_latent_pickles_masks_bad_pixels_and_checks_inputs(spectra, fitted):
         latent.encode(flux[rows, :100], ivar[rows, :100], z[rows])
     with pytest.raises(GalaxypropError, match="latents must be"):
         latent.decode(np.zeros((2, 3)), [0.1, 0.1], [0.0, 0.0])
+
+
+# -- byte-reproducible, whatever the thread count (issue 32, item 8) ---------------------------------
+def test_latent_bytes_do_not_depend_on_the_thread_count(tmp_path):
+    """With 2 BLAS threads the (n, p) @ (p, k^2) products of the fit sum in another order than with 1, and
+    the iterations carried the last digit into every stored number: the fit now runs on one thread."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    fitted = {}
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            fitted[threads] = fit_and_save(tmp_path / f"latent_{threads}.joblib")
+    one, two = fitted[1], fitted[2]
+    assert (tmp_path / "latent_1.joblib").read_bytes() == (tmp_path / "latent_2.joblib").read_bytes()
+    for name in ("mean_", "components_", "train_latents_", "explained_variance_", "explained_variance_ratio_"):
+        assert np.array_equal(getattr(one, name), getattr(two, name), equal_nan=True), name
+    # encoding and decoding too: the heads' targets and the decoded spectra
+    flux, ivar, _, z = synthetic_spectra(20, seed=4)
+    with threadpool_limits(1):
+        latents_1, log_norm = one.encode(flux, ivar, z)
+        decoded_1 = one.decode(latents_1, z, log_norm)
+    with threadpool_limits(2):
+        latents_2, _ = one.encode(flux, ivar, z)
+        decoded_2 = one.decode(latents_2, z, log_norm)
+    assert np.array_equal(latents_1, latents_2) and np.array_equal(decoded_1, decoded_2, equal_nan=True)
+    # the caller's thread counts are back afterwards
+    with threadpool_limits(2):
+        before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+        one.encode(flux, ivar, z)
+        after = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+        assert {path: after[path] for path in before} == before
+
+
+def test_latent_bytes_are_the_same_in_fresh_processes(tmp_path):
+    """Two fresh interpreters (other hash seeds, 1 and 2 threads from the environment) write the same file."""
+    script = Path(__file__).with_name("spectra_synthetic.py")
+    for run, threads in ((1, "1"), (2, "2")):
+        env = {**os.environ, "PYTHONHASHSEED": str(run), "OMP_NUM_THREADS": threads,
+               "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        subprocess.run([sys.executable, str(script), str(tmp_path / f"run_{run}.joblib")], env=env, check=True,
+                       timeout=300)
+    fit_and_save(tmp_path / "here.joblib")
+    here = (tmp_path / "here.joblib").read_bytes()
+    assert (tmp_path / "run_1.joblib").read_bytes() == (tmp_path / "run_2.joblib").read_bytes() == here
 
 
 class GaussianHead(SpectrumHead):

@@ -17,8 +17,8 @@ N_GALAXIES = 160
 def predictor(tmp_path_factory, params):
     """A spectrum predictor on 120 mock galaxies: sep measurements of the cutouts -> KNN -> a 4-component latent."""
     from galaxyprop.data.astroclip import AstroclipFile
-    from galaxyprop.data.mock.survey import simulate_survey
     from galaxyprop.features.measured import MeasuredFeatures
+    from galaxyprop.mock.survey import simulate_survey
     from galaxyprop.spectra.evaluation import latent_targets
     from galaxyprop.spectra.heads import make_spectrum_head
     from galaxyprop.spectra.latent import SpectralLatent

@@ -26,29 +26,94 @@ def test_every_stage_declares_its_import_closure():
     found = stage_deps.differences(stages)
     assert not found, "run `python tools/stage_deps.py --write`:\n" + "\n".join(
         f"{name}: undeclared {missing}, declared but not run {extra}" for name, (missing, extra) in found.items())
-    # every declared path exists: a moved module cannot leave a dependency on nothing
+    # every declared path exists (for every head a matrix may name): a moved module cannot leave a dependency
+    # on nothing
     for name, stage in stages.items():
         for dep in stage_deps.declared_code(stage):
-            assert (PROJECT / dep).exists(), (name, dep)
+            for head in stage_deps.matrix_heads(stage) if "${item.head}" in dep else [None]:
+                path = dep.replace("${item.head}", head) if head else dep
+                assert (PROJECT / path).exists(), (name, path)
 
 
-def test_the_closure_follows_sibling_lazy_and_by_name_imports():
+def test_dvc_yaml_reads_in_a_few_hundred_lines():
+    assert len((PROJECT / "dvc.yaml").read_text().splitlines()) <= 400
+
+
+def stage_closure(stages: dict, name: str) -> set[str]:
+    """What stage `name` declares it runs, with a head-matrix stage's template filled for every head."""
+    deps = set(stage_deps.declared_code(stages[name]))
+    return {d.replace("${item.head}", h) for d in deps for h in stage_deps.matrix_heads(stages[name]) or [""]}
+
+
+def covers(declared: set[str], path: str) -> bool:
+    return any(path == d or path.startswith(d + "/") for d in declared)
+
+
+def test_an_edit_reruns_only_the_stages_that_run_the_edited_code():
+    """DVC's promise: change one head (or the drift code), `dvc repro` reruns that head's stages (or
+    drift's) and what reads their outputs, not the whole pipeline."""
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    declared = {name: set(stage_deps.declared_code(stage)) for name, stage in stages.items()}
+
+    def running(path: str) -> set[str]:
+        """The stages (a head-matrix stage: `stage@head` per head) whose declared code covers `path`."""
+        names = set()
+        for name, stage in stages.items():
+            heads = stage_deps.matrix_heads(stage)
+            for head in heads or [None]:
+                deps = {d.replace("${item.head}", head) for d in declared[name]} if head else declared[name]
+                if covers(deps, path):
+                    names.add(f"{name}@{head}" if head else name)
+        return names
+
+    # one head: only that head's train stages, and the stages that run every trained model (or that head)
+    assert running("src/galaxyprop/heads/knn/__init__.py") == {"train@knn", "register", "drift", "spectra"}
+    assert running("src/galaxyprop/heads/clap/head.py") == {"train@clap", "register", "drift"}
+    assert running("src/galaxyprop/heads/cnn_mm/__init__.py") == {"train_image@cnn_mm", "register", "drift"}
+    # the drift code: drift, adapt (which runs the embedding test) and the params check
+    assert running("src/galaxyprop/monitoring/drift.py") == {"check_params", "drift", "adapt"}
+    # the simulator: only the stage that simulates (and the params check, which checks the mock's params)
+    assert running("src/galaxyprop/mock/survey.py") == {"check_params", "import_data"}
+    # the metrics: not the stages that make the data and the features
+    metrics = running("src/galaxyprop/evaluation/metrics/point.py")
+    assert not metrics & {"import_data", "prepare", "features", "train_encoder", "embed", "measure", "combine"}
+    assert {"train@knn", "train@clap", "evaluate", "register"} <= metrics
+
+
+def test_the_closure_follows_sibling_and_lazy_imports_and_each_head_is_its_own():
     closure = relative(import_closure(PROJECT / "pipelines/train.py"))
     assert "pipelines/common.py" in closure                          # `from common import ...`
     assert "src/galaxyprop/data/io.py" in closure                    # imported inside a function of common
-    assert "src/galaxyprop/heads/knn.py" in closure                  # named by string in heads.FEATURE_HEADS
-    assert {"src/galaxyprop/__init__.py", "src/galaxyprop/heads/clap/__init__.py"} <= closure   # packages run
+    assert "src/galaxyprop/__init__.py" in closure                   # packages run
     assert "src/galaxyprop/deploy/spark.py" not in closure           # not everything: Spark is not a stage's code
-    # a head alone: its own modules and what they import, not the pipeline's
-    knn = relative(import_closure(PROJECT / "src/galaxyprop/heads/knn.py"))
-    assert "src/galaxyprop/heads/knn.py" in knn and "pipelines/train.py" not in knn
+    assert not any(f.startswith(("src/galaxyprop/heads/knn", "src/galaxyprop/heads/clap")) for f in closure)
+    stages = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+    assert stage_deps.stage_code("train", stages["train"])[-1] == "src/galaxyprop/heads/${item.head}"
+    # a head alone: its own modules and what they import, never another feature head nor the pipeline's
+    for head in ("knn", "gbt", "mlp", "clap"):
+        own = relative(import_closure(PROJECT / f"src/galaxyprop/heads/{head}/__init__.py"))
+        others = {f"src/galaxyprop/heads/{h}/" for h in ("knn", "gbt", "mlp", "clap", "cnn", "cnn_mm") if h != head}
+        assert not any(f.startswith(tuple(others)) for f in own), head
+        assert "pipelines/train.py" not in own
+    # loading params imports no capability: a stage's closure holds the schemas of what it reads only
+    prepare = relative(import_closure(PROJECT / "pipelines/prepare.py"))
+    assert not any(f.startswith(("src/galaxyprop/monitoring", "src/galaxyprop/registry", "src/galaxyprop/calibration",
+                                 "src/galaxyprop/encoder", "src/galaxyprop/mock")) for f in prepare)
 
 
-def test_minimal_cover_writes_complete_folders_as_folders():
+def test_minimal_cover_writes_packages_as_folders_but_heads_and_partly_used_parents():
     physics = {p.relative_to(PROJECT).as_posix() for p in (PROJECT / "src/galaxyprop/physics").glob("*.py")}
     assert stage_deps.minimal_cover(physics) == ["src/galaxyprop/physics"]
-    partial = sorted(physics)[1:]
-    assert stage_deps.minimal_cover(set(partial)) == partial
+    assert stage_deps.minimal_cover(set(sorted(physics)[1:])) == ["src/galaxyprop/physics"]   # the package, used
+    # a parent with an unused subpackage is written by its files and used subpackages
+    data = {"src/galaxyprop/data/__init__.py", "src/galaxyprop/data/astroclip/base.py"}
+    assert stage_deps.minimal_cover(data) == ["src/galaxyprop/data"]
+    # heads: shared modules as files unless every head runs
+    shared = {"src/galaxyprop/heads/__init__.py", "src/galaxyprop/heads/base.py"}
+    assert stage_deps.minimal_cover(shared) == sorted(shared)
+    every = {p.relative_to(PROJECT).as_posix() for p in (PROJECT / "src/galaxyprop/heads").rglob("*.py")
+             if "__pycache__" not in p.parts}
+    assert stage_deps.minimal_cover(every) == ["src/galaxyprop/heads"]
 
 
 def test_code_digest_changes_with_any_module_in_the_closure(tmp_path, monkeypatch):

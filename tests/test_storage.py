@@ -12,8 +12,8 @@ import pytest
 from galaxyprop.data.astroclip import FlatFile, astroclip_writer
 from galaxyprop.data.astroclip.flat import COMPRESSION
 from galaxyprop.data.io import write_json
-from galaxyprop.data.mock.survey import simulate_survey
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.mock.survey import simulate_survey
 
 from conftest import mock_config
 

@@ -61,7 +61,7 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     root = copy_project(base / "project")
     edit_params(root, tiny_profile)
-    params = load_params(root / "params.yaml", validate=False)
+    params = load_params(root / "params.yaml")
     took = {"flat": repro(root)}
     flat = metrics(root)
 

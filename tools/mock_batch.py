@@ -17,9 +17,9 @@ import copy
 from pathlib import Path
 
 from galaxyprop.config import load_params, section
-from galaxyprop.data.mock.config import MockConfig
-from galaxyprop.data.mock.survey import simulate_survey
 from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.mock.config import MockConfig
+from galaxyprop.mock.survey import simulate_survey
 
 
 def batch_params(params: dict, field: str, n: int, seed: int, seeing_scale: float, depth_offset: float) -> dict:

@@ -1,10 +1,13 @@
-"""Keep every dvc.yaml stage's code dependencies equal to the code it runs.
+"""Keep every dvc.yaml stage's code dependencies equal to the code it runs, at the granularity of the
+layering: a package folder where the stage runs all of it, a file where it runs one file.
 
-A stage's code is the import closure of its script (`galaxyprop.provenance.import_closure`):
-the script, its sibling modules in pipelines/, every galaxyprop module it or they import (lazily
-imported ones and heads named by string included) and the packages on the way. Folders whose
-Python files are all in the closure are declared as the folder. `register` bundles the whole
-package into each registered model, so it declares `src/galaxyprop`.
+A stage's code is the import closure of its script (`galaxyprop.provenance.import_closure`): the
+script, its sibling modules in pipelines/, every galaxyprop module it or they import (lazily imported
+ones included) and the packages on the way. A stage whose matrix runs heads by name
+(`--head ${item.head}`) declares, besides what every item runs, its own head's package
+`src/galaxyprop/heads/${item.head}`, so that an edit to one head reruns only that head's stages.
+Stages that run heads they do not import (unpickled models: register, drift) declare
+`src/galaxyprop/heads`. Folders whose Python files are all in the closure are declared as the folder.
 
     python tools/stage_deps.py           # list the stages whose declared code differs
     python tools/stage_deps.py --write   # rewrite those deps in dvc.yaml (comments kept)
@@ -16,6 +19,7 @@ tests/test_stage_deps.py fails while any stage's declared code differs from its 
 from __future__ import annotations
 
 import argparse
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -26,8 +30,13 @@ sys.path.insert(0, str(PROJECT / "src"))
 from galaxyprop.provenance import import_closure  # noqa: E402
 
 CODE_PREFIXES = ("pipelines/", "src/")
-#: Stages that run more than their imports: register logs the whole package as each model's code.
-WHOLE_PACKAGE = {"register": "src/galaxyprop"}
+HEADS = "src/galaxyprop/heads"
+#: Stages that run heads they do not import: they load trained models, whose heads are named in the pickles.
+RUNS_ANY_HEAD = {"register", "drift"}
+#: The template a head-matrix stage declares for the head it trains (each head is a package of heads/).
+HEAD_TEMPLATE = HEADS + "/${item.head}"
+#: Which heads a matrix list of params may name (the stage's items are any of them).
+MATRIX_HEADS = {"${train.feature_heads}": "FEATURE_HEADS", "${train.image_heads}": ("IMAGE_HEADS", "MULTIMODAL_HEADS")}
 
 
 def script_of(stage: dict) -> str:
@@ -41,26 +50,51 @@ def _python_files(folder: Path) -> set[str]:
 
 
 def minimal_cover(files: set[str]) -> list[str]:
-    """`files` with every folder whose Python files are all in `files` written as the folder."""
+    """`files` with every package folder the stage uses written as the folder, unless one of its
+    subpackages is unused (then its used files and subpackages are written): the granularity of the
+    layering. The heads package is written whole only where every head runs; elsewhere its shared
+    modules are files and each head its own package (declared by the stages that train it)."""
     cover = set(files)
-    folders = sorted({Path(f).parent for f in files}, key=lambda p: -len(p.parts))
+    folders = sorted({p for f in files for p in Path(f).parents if p.as_posix() not in ("", ".")},
+                     key=lambda p: -len(p.parts))
     for folder in folders:
-        while folder.as_posix() not in ("src", "pipelines", "."):
-            inside = _python_files(PROJECT / folder)
-            if not inside or not inside <= files:
-                break
-            cover = {c for c in cover if not c.startswith(folder.as_posix() + "/")} | {folder.as_posix()}
-            folder = folder.parent
+        name = folder.as_posix()
+        inside = _python_files(PROJECT / folder)
+        if name in ("src", "src/galaxyprop", "pipelines") or (name == HEADS and inside - files):
+            continue
+        unused_packages = [sub for sub in (PROJECT / folder).iterdir()
+                           if sub.is_dir() and _python_files(sub) and not _python_files(sub) & files]
+        if inside & files and not unused_packages:
+            cover = {c for c in cover if not c.startswith(name + "/")} | {name}
     return sorted(cover)
+
+
+def _closure(*paths: Path) -> set[str]:
+    return {p.relative_to(PROJECT).as_posix() for p in import_closure(*paths)}
+
+
+def matrix_heads(stage: dict) -> list[str]:
+    """The heads a `--head ${item.head}` matrix stage may train (every head its params list may name)."""
+    import galaxyprop.heads as heads
+
+    if "${item.head}" not in stage["cmd"]:
+        return []
+    tables = MATRIX_HEADS[stage["matrix"]["head"]]
+    return sorted(h for table in ([tables] if isinstance(tables, str) else tables) for h in getattr(heads, table))
 
 
 def stage_code(name: str, stage: dict) -> list[str]:
     """The code deps stage `name` must declare."""
-    files = {p.relative_to(PROJECT).as_posix() for p in import_closure(PROJECT / script_of(stage))}
-    if name in WHOLE_PACKAGE:
-        whole = WHOLE_PACKAGE[name]
-        files = {f for f in files if not f.startswith(whole + "/")} | _python_files(PROJECT / whole)
-    return minimal_cover(files)
+    files = _closure(PROJECT / script_of(stage))
+    if name in RUNS_ANY_HEAD:
+        files |= _python_files(PROJECT / HEADS) | _closure(*(PROJECT / HEADS).rglob("*.py"))
+    heads = matrix_heads(stage)
+    if not heads:
+        return minimal_cover(files)
+    for head in heads:   # what each head runs, but its own package (the template's)
+        own = HEADS + "/" + head
+        files |= {f for f in _closure(PROJECT / own / "__init__.py") if not f.startswith(own + "/")}
+    return [*minimal_cover(files), HEAD_TEMPLATE]
 
 
 def declared_code(stage: dict) -> list[str]:
@@ -72,7 +106,7 @@ def differences(stages: dict) -> dict[str, tuple[list[str], list[str]]]:
     out = {}
     for name, stage in stages.items():
         want, have = stage_code(name, stage), declared_code(stage)
-        if want != sorted(have):
+        if sorted(want) != sorted(have):
             out[name] = (sorted(set(want) - set(have)), sorted(set(have) - set(want)))
     return out
 
@@ -98,6 +132,22 @@ def prune_lock() -> None:
     print(f"dvc.lock: removed {len(orphans)} entries of stages dvc.yaml no longer has {orphans}")
 
 
+def _aligned(text: str) -> str:
+    """dvc.yaml as ruamel wrote it, with each wrapped `deps: [...]` list's lines aligned under its first
+    entry and no trailing spaces."""
+    lines, indent = [], None
+    for line in text.splitlines():
+        line = line.rstrip()
+        if indent is not None:
+            line = " " * indent + line.lstrip()
+        elif line.lstrip().startswith("deps: ["):
+            indent = line.index("[") + 1
+        if indent is not None and line.partition(" #")[0].rstrip().endswith("]"):
+            indent = None
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the code deps in dvc.yaml")
@@ -109,7 +159,7 @@ def main() -> int:
 
     yaml = YAML()
     yaml.preserve_quotes = True
-    yaml.width = 4096
+    yaml.width = 118
     yaml.indent(mapping=2, sequence=4, offset=2)
     path = PROJECT / "dvc.yaml"
     document = yaml.load(path.read_text())
@@ -121,9 +171,13 @@ def main() -> int:
             data = [d for d in deps if not (isinstance(d, str) and d.startswith(CODE_PREFIXES))]
             deps.clear()
             deps.extend(stage_code(name, document["stages"][name]) + data)
-    if args.write and found:
-        with path.open("w") as handle:
-            yaml.dump(document, handle)
+    if args.write:
+        for stage in document["stages"].values():   # code then data, wrapped: a stage reads in a few lines
+            stage["deps"].fa.set_flow_style()
+    if args.write:
+        text = io.StringIO()
+        yaml.dump(document, text)
+        path.write_text(_aligned(text.getvalue()))
     return 1 if found and not args.write else 0
 
 

@@ -35,6 +35,8 @@ MOVED = {
     "galaxyprop.promotion": "galaxyprop.registry.promotion",
     "galaxyprop.store_lock": "galaxyprop.registry.lock",
     "galaxyprop.tuning": "galaxyprop.tracking.tuning",
+    "galaxyprop.data.mock": "galaxyprop.mock",
+    "galaxyprop.evaluation.metrics.retrieval": "galaxyprop.encoder.retrieval",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,17 +79,19 @@ def raw_params(path: str | Path = "params.yaml") -> dict:
     return params
 
 
-def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict:
+def load_params(path: str | Path = "params.yaml", schemas: Iterable = ()) -> dict:
     """params.yaml with the group files beside it (GROUP_FILES) as one dict, every section's seed
-    derived from the global one where not set; `validate`: checked as a whole first
-    (galaxyprop.validation), so that a bad value stops a stage or command with one line before it
-    does anything."""
+    derived from the global one where not set, checked first against `schemas` (the
+    `validation.rules.Schema` of each section the caller reads, declared by the package that reads
+    it; `validation.project.SCHEMAS`: all of them), so that a bad value stops a stage or command with
+    one line before it does anything."""
     params = raw_params(path)
     _derive_seeds(params)
-    if validate:
-        from galaxyprop.validation import validate_params
+    schemas = list(schemas)
+    if schemas:
+        from galaxyprop.validation.rules import validate
 
-        validate_params(params)
+        validate(params, schemas)
     return params
 
 

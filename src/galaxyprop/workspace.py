@@ -10,6 +10,8 @@ from pathlib import Path
 
 DATA = Path("data")
 RAW = DATA / "raw"
+#: what import_data writes in RAW: the AstroCLIP image/spectrum file (or folder of Parquet shards) and the catalogue
+IMAGES_FILE, IMAGES_DIR, FASTSPEC_FILE = "astroclip.h5", "astroclip", "fastspec.fits"
 PREPARED = DATA / "prepared"
 BANDS = PREPARED / "bands.json"          # the source's bands, responses and label band
 FEATURES = DATA / "features"
@@ -108,3 +110,11 @@ def timings_path(stage: str) -> Path:
     """Where a stage leaves its wall times and peak memory (`reports/timings/train:z:knn@image.json`):
     they differ from run to run, so they live beside the outputs, never in one."""
     return TIMINGS / f"{stage.replace('/', '_')}.json"
+
+
+def raw_images(raw: Path) -> Path | None:
+    """The imported image/spectrum data in `raw`: the HDF5 file or the folder of Parquet shards."""
+    for path in (raw / IMAGES_FILE, raw / IMAGES_DIR):
+        if path.exists():
+            return path
+    return None

@@ -17,6 +17,7 @@ from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.monitoring.drift import DriftSettings, Sample, compare
 from galaxyprop.monitoring.samples import Batch, embed, field_mask, predict, read_batch, sample_name, to_sample
 from galaxyprop.registry.promotion import metric_function
+from galaxyprop.validation.project import SCHEMAS
 from galaxyprop.workspace import BANDS, DRIFT_BATCHES, FEATURE_ENCODER, IMAGE_FEATURES, RAW, feature_path, prepared_path
 
 EXIT_DRIFT = 3
@@ -42,7 +43,7 @@ def _models(args: argparse.Namespace, params: dict) -> dict:
 
     tracking.connect(Stores.from_params(params))
     models: dict[str, list] = {}
-    for model in registry.model_ids():
+    for model in registry.model_ids(params["targets"]):
         target = registry.parse_model(model)[0]
         if args.model.isdigit():
             version = _version(registry, model, args.model)
@@ -54,7 +55,7 @@ def _models(args: argparse.Namespace, params: dict) -> dict:
             continue
         print(f"  predictions of {target} by {version.name} v{version.version} (if the batch has its inputs)")
         models.setdefault(target, []).append(registry.load_model(model, version.version))
-    for target in sorted(set(target_names()) - set(models)):
+    for target in sorted(set(target_names(params["targets"])) - set(models)):
         print(f"  (no model of {target} has a '{args.model}' version: no prediction drift for {target})")
     return models
 
@@ -67,7 +68,7 @@ def _version(registry, model: str, number: str):
         return None
 
 
-def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool) -> tuple[Sample, Batch]:
+def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool, targets: dict) -> tuple[Sample, Batch]:
     """The pipeline's training galaxies of one survey field, with their embed-stage embeddings and,
     for models that take images, their cutouts."""
     path = prepared_path("train")
@@ -83,7 +84,7 @@ def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool) 
             table = pd.read_parquet(table_path).set_index(schema.ID)
         embeddings = table.loc[frame[schema.ID]].to_numpy(np.float32)
     cutouts = None
-    from galaxyprop.data.sources import raw_images
+    from galaxyprop.workspace import raw_images
 
     images = raw_images(RAW)
     if with_cutouts and images is not None and "image_row" in frame.columns:
@@ -92,18 +93,18 @@ def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool) 
         with AstroclipFile(images) as file:
             cutouts = file.cutouts(frame["image_row"].to_numpy())
     batch = Batch(path, frame, cutouts)
-    return to_sample(f"{field_name}_train", frame, bands, embeddings), batch
+    return to_sample(f"{field_name}_train", frame, bands, embeddings, targets=targets), batch
 
 
 def _file_sample(path: str, catalog: str | None, bands: list[str], encoder: Path, name: str,
-                 column_map=None) -> tuple[Sample, Batch]:
-    batch = read_batch(path, bands, catalog, column_map)
+                 column_map=None, targets: dict | None = None) -> tuple[Sample, Batch]:
+    batch = read_batch(path, bands, catalog, column_map, targets)
     embeddings = None
     if batch.cutouts is not None:
         if not encoder.exists():
             raise GalaxypropError(f"{encoder}: image encoder not found (run `dvc repro embed` or pass --encoder)")
         embeddings = embed(batch.cutouts, encoder, progress=True)
-    return to_sample(name, batch.frame, bands, embeddings), batch
+    return to_sample(name, batch.frame, bands, embeddings, targets=targets), batch
 
 
 def _describe(comparison, settings: DriftSettings) -> list[str]:
@@ -129,7 +130,7 @@ def _describe(comparison, settings: DriftSettings) -> list[str]:
 def drift(args: argparse.Namespace) -> int:
     from galaxyprop.data.io import write_json
 
-    params = load_params(args.params)
+    params = load_params(args.params, SCHEMAS)
     spec = section(params, "drift")
     settings = DriftSettings.from_params(spec.get("tests") or {})
     bands = _bands(args)
@@ -141,14 +142,15 @@ def drift(args: argparse.Namespace) -> int:
 
         column_map = CatalogSpec.of_source(section(params, "data"), args.source)
     current, current_batch = _file_sample(args.current, args.current_catalog, bands, encoder, current_name,
-                                          column_map)
+                                          column_map, params["targets"])
     models = _models(args, params)
     if args.reference:
         reference, reference_batch = _file_sample(args.reference, args.reference_catalog, bands, encoder,
-                                                  sample_name(Path(args.reference).stem), column_map)
+                                                  sample_name(Path(args.reference).stem), column_map,
+                                                  params["targets"])
     else:
         reference, reference_batch = _workspace_reference(args.reference_field or spec["reference_field"], bands,
-                                                          with_cutouts=bool(models))
+                                                          with_cutouts=bool(models), targets=params["targets"])
     if reference.name == current.name:
         current.name = f"{current.name}_current"
     if models:

@@ -17,6 +17,7 @@ def _column_map(args: argparse.Namespace, version, model):
     from galaxyprop.data.catalog import CatalogSpec
     from galaxyprop.data.catalogue_file import CatalogueFile
     from galaxyprop.deploy.batch import ModelInput, input_is_catalogue
+    from galaxyprop.validation.project import SCHEMAS
 
     name = args.source
     if name is None:
@@ -27,23 +28,23 @@ def _column_map(args: argparse.Namespace, version, model):
         by_lower = CatalogueFile(args.input).by_lower
         if all(c.lower() in by_lower for c in need.columns):
             return None
-        data = section(load_params(args.params), "data")
+        data = section(load_params(args.params, SCHEMAS), "data")
         if data.get("sources", {}).get(trained_on, {}).get("kind") != "catalog":
             return None
         name = trained_on
         print(f"{args.input} lacks the model's columns: reading it with the column map of source "
               f"'{name}' (the version's training data)", flush=True)
-    return name, CatalogSpec.of_source(section(load_params(args.params), "data"), name)
+    return name, CatalogSpec.of_source(section(load_params(args.params, SCHEMAS), "data"), name)
 
 
-def _model_for_inputs(args: argparse.Namespace) -> str:
+def _model_for_inputs(args: argparse.Namespace, targets) -> str:
     """The registered model for what the user gives: `z` alone names the model of the inputs at hand
     (an AstroCLIP file and --catalogue: galaxyprop-z; the file alone: galaxyprop-z-images; a
     catalogue: galaxyprop-z-catalogue); `z-images` etc. name one outright."""
     from galaxyprop.deploy.batch import input_is_catalogue
     from galaxyprop.registry import versions as registry
 
-    target, kind = registry.parse_model(args.target)
+    target, kind = registry.parse_model(args.target, targets)
     if args.target != target:
         return args.target
     if args.catalogue:
@@ -62,8 +63,8 @@ def _predict(args: argparse.Namespace) -> int:
     from galaxyprop.deploy.batch import predict_file
     from galaxyprop.registry import versions as registry
 
-    connect(args)
-    args.target = _model_for_inputs(args)
+    params = connect(args)
+    args.target = _model_for_inputs(args, params["targets"])
     version = registry.resolve_version(args.target, args.model)
     uri = f"models:/{version.name}/{version.version}"
     model = mlflow.pyfunc.load_model(uri)
@@ -79,8 +80,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:
     from galaxyprop.config import Stores, load_params
+    from galaxyprop.validation.project import SCHEMAS
 
-    stores = Stores.from_params(load_params(args.params))
+    stores = Stores.from_params(load_params(args.params, SCHEMAS))
     return {**os.environ, "MLFLOW_TRACKING_URI": stores.tracking_uri}
 
 
@@ -143,8 +145,9 @@ def _server(args: argparse.Namespace) -> int:
 
 def _ui(args: argparse.Namespace) -> int:
     from galaxyprop.config import Stores, load_params
+    from galaxyprop.validation.project import SCHEMAS
 
-    stores = Stores.from_params(load_params(args.params))
+    stores = Stores.from_params(load_params(args.params, SCHEMAS))
     if stores.tracking_uri.startswith(("http://", "https://")):
         print(f"the tracking server {stores.tracking_uri} serves the MLflow UI itself: open it in a browser", flush=True)
         return 0

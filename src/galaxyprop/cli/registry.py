@@ -17,6 +17,7 @@ from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.registry import versions as registry
 from galaxyprop.registry.promotion import Gate, drifted_fields, served_evaluation
 from galaxyprop.tracking import runs as tracking
+from galaxyprop.validation.project import SCHEMAS
 from galaxyprop.workspace import DRIFT_SUMMARY, PREPARED, RAW, TEST_SPLIT
 
 EXIT_REFUSED = 1
@@ -24,9 +25,9 @@ EXIT_DATA_DIFFERS = 3
 
 
 def connect(args: argparse.Namespace) -> dict:
-    params = load_params(args.params)
-    if getattr(args, "target", None):
-        registry.model_name(args.target)   # an unknown model fails before any store is touched
+    params = load_params(args.params, SCHEMAS)
+    if getattr(args, "target", None):   # an unknown model fails before any store is touched
+        registry.parse_model(args.target, params["targets"])
     tracking.connect(Stores.from_params(params))
     return params
 
@@ -43,7 +44,7 @@ def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 def images_path(args: argparse.Namespace) -> Path:
     """--images, or the AstroCLIP file (or shard folder) the import stage brought into data/raw."""
-    from galaxyprop.data.sources import raw_images
+    from galaxyprop.workspace import raw_images
 
     if args.images:
         return Path(args.images)
@@ -97,7 +98,7 @@ def evaluator(args: argparse.Namespace, params: dict, metric: str):
         raise GalaxypropError(f"{test_path}: test split not found (run `dvc repro` or pass --test-data)")
     with reading(test_path, "test split"):
         test = pd.read_parquet(test_path).reset_index(drop=True)
-    name = registry.parse_model(args.target)[0]
+    name = registry.parse_model(args.target, params['targets'])[0]
     if name not in test.columns:
         raise GalaxypropError(f"{test_path}: no column '{name}' with the true values")
     target = section(params, f"targets.{name}")
@@ -163,7 +164,7 @@ def drift_verdict(path: Path) -> list[str]:
 
 def promote(args: argparse.Namespace) -> int:
     params = connect(args)
-    target = registry.parse_model(args.target)[0]
+    target = registry.parse_model(args.target, params['targets'])[0]
     if target == registry.SPECTRUM_MODEL:
         gate, evaluate = spectrum_gate(args, params)
     else:
@@ -184,7 +185,7 @@ def check(args: argparse.Namespace) -> int:
     """A version's served output on the test split, per field: its metric, interval coverage and PIT
     KS, and what the gate's calibration rule says; exit 1 if it fails the rule."""
     params = connect(args)
-    target = registry.parse_model(args.target)[0]
+    target = registry.parse_model(args.target, params['targets'])[0]
     metric = args.metric or section(params, f"targets.{target}.metric")
     gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
     version = registry.resolve_version(args.target, args.model)
@@ -227,7 +228,7 @@ def _short(value: str | None, n: int = 8) -> str:
 def models(args: argparse.Namespace) -> int:
     params = connect(args)
     tables = []
-    for model in [args.target] if args.target else registry.model_ids():
+    for model in [args.target] if args.target else registry.model_ids(params["targets"]):
         metric = section(params, f"targets.{registry.parse_model(model)[0]}.metric")
         rows = []
         for v in registry.versions(model):

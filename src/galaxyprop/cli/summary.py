@@ -15,6 +15,7 @@ from galaxyprop.calibration import NOMINAL
 from galaxyprop.config import load_params, section
 from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.evaluation.metrics import objective_value
+from galaxyprop.validation.project import SCHEMAS
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, EVALUATION_PLOTS, METRICS, REGISTERED
 
 
@@ -57,7 +58,7 @@ def lines(params: dict) -> list[str]:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    print("\n".join(lines(load_params(args.params))))
+    print("\n".join(lines(load_params(args.params, SCHEMAS))))
     return 0
 
 

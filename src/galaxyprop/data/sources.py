@@ -1,4 +1,5 @@
-"""The pipeline's data sources (params `data.sources`): import them into data/raw, read them into the layout.
+"""The pipeline's data sources (params `data.sources`): their files, and reading them into the layout
+(`data.importing` brings them into data/raw).
 
 `kind: desi` sources are AstroCLIP images + spectra (flat or grouped HDF5, or Parquet shards: a
 file, a glob or a folder) + a FastSpecFit FITS file (the real files, or the mock survey the import
@@ -10,7 +11,6 @@ column map, with the label K(^{0.1}r) fitted by kcorrect at the spectroscopic re
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +20,11 @@ import pandas as pd
 
 from galaxyprop.data import desi, schema
 from galaxyprop.data.catalog import CatalogSpec, CleaningReport, read_catalog
-from galaxyprop.data.io import atomic_path
 from galaxyprop.data.targets import target_columns
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.physics.kcorrect_fit import fit_kcorrection
+from galaxyprop.workspace import FASTSPEC_FILE, raw_images
 
-IMAGES_FILE, IMAGES_DIR, FASTSPEC_FILE = "astroclip.h5", "astroclip", "fastspec.fits"
 SPLITS = ("random", "file")      # data.sources.<name>.split: our seeded split, or the file's own
 PACKAGE_PREFIX = "kcorrect:"
 KINDS = ("desi", "catalog")
@@ -112,14 +111,6 @@ def source_files(name: str, spec: Mapping) -> list[Path]:
     return files
 
 
-def raw_images(raw: Path) -> Path | None:
-    """The imported image/spectrum data in `raw`: the HDF5 file or the folder of Parquet shards."""
-    for path in (raw / IMAGES_FILE, raw / IMAGES_DIR):
-        if path.exists():
-            return path
-    return None
-
-
 def resolve_path(path: str) -> Path:
     """A path, or `kcorrect:<path>` inside the installed kcorrect package (its bundled real data)."""
     if path.startswith(PACKAGE_PREFIX):
@@ -127,69 +118,6 @@ def resolve_path(path: str) -> Path:
 
         return Path(os.path.dirname(kcorrect.__file__)) / path.removeprefix(PACKAGE_PREFIX)
     return Path(path)
-
-
-def _copy(source: str, target: Path) -> None:
-    path = resolve_path(source)
-    if not path.is_file():
-        raise GalaxypropError(f"{path}: source file not found (params data.sources)")
-    with atomic_path(target) as tmp:
-        shutil.copyfile(path, tmp)
-
-
-def _copy_images(source: str, raw: Path) -> list[Path]:
-    """HDF5 (flat or grouped) -> raw/astroclip.h5; Parquet shards -> raw/astroclip/<shard names>."""
-    from galaxyprop.data.astroclip.layout import is_parquet_source
-    from galaxyprop.data.astroclip.parquet import shard_paths
-
-    path = resolve_path(source)
-    if not is_parquet_source(path):
-        _copy(source, raw / IMAGES_FILE)
-        return [raw / IMAGES_FILE]
-    shards = shard_paths(path)
-    target = raw / IMAGES_DIR
-    tmp = raw / f".{IMAGES_DIR}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for file, name in shards:
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, tmp / name)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return [target / name for _, name in shards]
-
-
-def import_source(data: Mapping, mock: Mapping | None, raw: Path, progress: bool = True) -> list[Path]:
-    """Bring the selected source's files into `raw` (simulating the mock survey); returns them."""
-    name, spec = source_spec(data)
-    source_files(name, spec)              # every file is there before the old import is replaced
-    if raw.exists():
-        shutil.rmtree(raw)
-    raw.mkdir(parents=True)
-    if spec["kind"] == "catalog":
-        parts = {"": spec["path"]} if "path" in spec else {f"_{k}": spec["paths"][k] for k in ("train", "test")}
-        targets = []
-        for part, path in parts.items():
-            targets.append(raw / f"catalog{part}{''.join(resolve_path(str(path)).suffixes) or '.fits'}")
-            _copy(str(path), targets[-1])
-        return targets
-    source_split(data)
-    images, catalog = raw / IMAGES_FILE, raw / FASTSPEC_FILE
-    if name == MOCK:
-        from galaxyprop.data.mock.config import MockConfig
-        from galaxyprop.data.mock.survey import simulate_survey
-
-        if mock is None:
-            raise GalaxypropError("params.yaml: data.source is 'mock' but there is no 'mock' section")
-        simulate_survey(MockConfig.from_params(mock), images, catalog, progress)
-        return [images, catalog]
-    for key in ("images", "catalog"):
-        if key not in spec:
-            raise GalaxypropError(f"params data.sources.{name}.{key}: path missing")
-    files = _copy_images(str(spec["images"]), raw)
-    _copy(spec["catalog"], catalog)
-    return [*files, catalog]
 
 
 def load_source(data: Mapping, raw: Path, targets: Mapping, names: list[str]) -> SourceData:

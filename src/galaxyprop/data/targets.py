@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.validation.rules import Schema, fail, got, reuse
 
 KCORRECT = "kcorrect:"
 #: What a catalogue source's kcorrect reference fit (its `label` section) gives, by `kcorrect:<name>`.
@@ -30,9 +30,13 @@ LABEL_TARGET = "kcorr_r01"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def check_name(name: str, where: str) -> None:
+def is_name(name) -> bool:
     """Target names become file names, registered model names and CLI arguments: lower-case words."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def check_name(name: str, where: str) -> None:
+    if not is_name(name):
         raise GalaxypropError(f"{where}: target name {name!r} must be lower-case letters, digits and _ "
                               "(starting with a letter)")
 
@@ -118,20 +122,33 @@ def target_columns(targets: Mapping, source_name: str, source: Mapping,
     return columns
 
 
-def target_names(params: Mapping | None = None) -> list[str]:
-    """The targets this project defines (params `targets`), or the built-in ones outside a project."""
-    if params is None:
-        params = _project_params()
-    targets = (params or {}).get("targets")
+def target_names(targets: Mapping | None = None) -> list[str]:
+    """The names of `targets` (params `targets`, given by the caller), or the built-in ones without it."""
     return sorted(targets) if isinstance(targets, Mapping) and targets else sorted(schema.TARGETS)
 
 
-def _project_params() -> Mapping | None:
-    from galaxyprop.config import raw_params
+def _check_targets(targets: Mapping, params: Mapping) -> None:
+    if schema.REDSHIFT not in targets:
+        fail(f"targets.{schema.REDSHIFT}", "is missing (the redshift: the kcorrect baselines and drift read it)")
+    for name, spec in targets.items():
+        reuse("targets", lambda name=name: check_name(name, "params targets"))
+        if name != schema.REDSHIFT and spec.get("column") is not None:
+            reuse(f"targets.{name}", lambda name=name, spec=spec: TargetColumn.from_spec(
+                name, {k: spec[k] for k in ("column", "log10", "subtract") if k in spec}, f"params targets.{name}"))
+        grid = spec["grid"]
+        if grid["low"] >= grid["high"]:
+            fail(f"targets.{name}.grid", f"needs low < high, got low {grid['low']}, high {grid['high']}")
+        if grid["n_bins"] < 2:
+            fail(f"targets.{name}.grid.n_bins", f"must be at least 2, {got(grid['n_bins'])}")
 
-    if not Path("params.yaml").exists():
-        return None
-    try:
-        return raw_params()
-    except GalaxypropError:
-        return None
+
+#: params `targets`: each target's column, grid and scoring (its metric is checked by evaluation.params, its
+#: n_trials by heads.params, its features by features.params: each by the package that owns those names)
+TARGETS_SCHEMA = Schema(
+    rules={"targets.*": "map", "targets.*.metric": "str", "targets.*.outlier_threshold": "positive",
+           "targets.*.grid": "map", "targets.*.grid.low": "number", "targets.*.grid.high": "number",
+           "targets.*.grid.n_bins": "count", "targets.*.column": "str?", "targets.*.log10": "bool",
+           "targets.*.subtract": "str?", "targets.*.description": "str", "targets.*.n_trials": "map?",
+           "targets.*.n_trials.*": "count", "targets.*.features": "strs?"},
+    required={"targets.*": ("metric", "outlier_threshold", "grid"), "targets.*.grid": ("low", "high", "n_bins")},
+    checks={"targets": _check_targets})

@@ -48,13 +48,13 @@ def pit_histogram(pits: Mapping[str, np.ndarray], n_bins: int = 20) -> list[tupl
     return out
 
 
-def coverage(calibration: Mapping[str, dict], split: str = "test") -> list[tuple[str, float, float]]:
-    """Reliability of the calibrated intervals: x the nominal level (0.68, 0.95), y the fraction of
-    truths inside, one series per head and survey field; the `nominal` series is the diagonal."""
-    from galaxyprop.calibration import NOMINAL
-
-    out = [("nominal", p, p) for p in sorted(NOMINAL.values())]
+def coverage(calibration: Mapping[str, dict], nominal: Mapping[str, float],
+             split: str = "test") -> list[tuple[str, float, float]]:
+    """Reliability of the calibrated intervals: x the nominal level of each interval (`nominal`:
+    `coverage_68` -> 0.683, ...), y the fraction of truths inside, one series per head and survey field;
+    the `nominal` series is the diagonal."""
+    out = [("nominal", p, p) for p in sorted(nominal.values())]
     for head, splits in calibration.items():
         for field, summary in splits[split]["calibrated"].items():
-            out += [(f"{head} {field}", NOMINAL[key], float(summary[key])) for key in sorted(NOMINAL, key=NOMINAL.get)]
+            out += [(f"{head} {field}", nominal[key], float(summary[key])) for key in sorted(nominal, key=nominal.get)]
     return out

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.heads.base import check_features, check_target
-from galaxyprop.heads.mlp import MLPHead, Standardise
-from galaxyprop.heads.neural import PREDICT_BATCH, LossTask, RegressionNet, train_task
+from galaxyprop.heads.mlp import MLPHead
+from galaxyprop.heads.neural import PREDICT_BATCH, LossTask, RegressionNet, Standardise, train_task
 
 
 class _ReverseGradient(torch.autograd.Function):

@@ -37,6 +37,19 @@ warnings.filterwarnings("ignore", message="You defined a `validation_step` but h
 PREDICT_BATCH = 1024
 
 
+class Standardise(nn.Module):
+    """(x - mean) / scale with the training features' statistics stored in the model."""
+
+    def __init__(self, X: np.ndarray):
+        super().__init__()
+        scale = X.std(axis=0)
+        self.register_buffer("mean", torch.from_numpy(X.mean(axis=0).astype(np.float32)))
+        self.register_buffer("scale", torch.from_numpy(np.where(scale > 0, scale, 1.0).astype(np.float32)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
 def as_arrays(inputs: np.ndarray | tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     """A head's checked inputs as a tuple of arrays (one array is a 1-tuple)."""
     return inputs if isinstance(inputs, tuple) else (inputs,)

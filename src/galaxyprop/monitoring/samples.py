@@ -68,12 +68,12 @@ class Batch:
         return any(c.startswith("flux_") for c in self.frame.columns)
 
 
-def _read_images(path: Path, catalog: Path | None, bands: Sequence[str]) -> Batch:
+def _read_images(path: Path, catalog: Path | None, bands: Sequence[str], targets: Mapping) -> Batch:
     from galaxyprop.data.astroclip import AstroclipFile
     from galaxyprop.data.desi import IMAGE_ROW, read_desi
 
     if catalog is not None:
-        frame, report = read_desi(path, catalog, required_bands=tuple(bands), targets=catalogue_targets(catalog))
+        frame, report = read_desi(path, catalog, required_bands=tuple(bands), targets=catalogue_targets(catalog, targets))
         with AstroclipFile(path) as file:
             return Batch(path, frame, file.cutouts(frame[IMAGE_ROW].to_numpy()))
     with AstroclipFile(path) as file:
@@ -82,27 +82,25 @@ def _read_images(path: Path, catalog: Path | None, bands: Sequence[str]) -> Batc
         return Batch(path, pd.DataFrame({schema.ID: ids, schema.REDSHIFT: z}), file.cutouts(rows))
 
 
-def catalogue_targets(catalog: Path) -> dict:
-    """The project's targets whose FastSpecFit columns this catalogue has (labels for the metrics)."""
-    from galaxyprop.config import raw_params
+def catalogue_targets(catalog: Path, targets: Mapping) -> dict:
+    """The targets (params `targets`) whose FastSpecFit columns this catalogue has (labels for the metrics)."""
     from galaxyprop.data.fastspecfit import read_fastspec
     from galaxyprop.data.targets import target_columns
 
-    if not Path("params.yaml").exists():
+    if not targets:
         return {}
-    targets = raw_params().get("targets") or {}
     columns = set(read_fastspec(catalog))
-    wanted = target_columns(targets, "desi", {"kind": "desi"}, [t for t in target_names() if t in targets])
+    wanted = target_columns(targets, "desi", {"kind": "desi"}, target_names(targets))
     return {name: target for name, target in wanted.items() if set(target.file_columns) <= columns}
 
 
-def _read_table(path: Path, bands: Sequence[str]) -> Batch:
+def _read_table(path: Path, bands: Sequence[str], targets: Mapping) -> Batch:
     from galaxyprop.data.catalogue_file import CatalogueFile
 
     table = CatalogueFile(path)
     wanted = [c for b in bands for c in (schema.flux_column(b), schema.ivar_column(b))]
     source = table.find(wanted, needed_by="drift's photometry")
-    optional = [c for c in (schema.PHOTSYS, *target_names()) if c.lower() in table.by_lower]
+    optional = [c for c in (schema.PHOTSYS, *target_names(targets)) if c.lower() in table.by_lower]
     frame = table.read(source + table.find(optional)).set_axis(wanted + optional, axis=1)
     for name, column in zip(wanted + optional, source + table.find(optional), strict=True):
         if name != schema.PHOTSYS and not pd.api.types.is_numeric_dtype(frame[name]):
@@ -116,21 +114,22 @@ def _read_table(path: Path, bands: Sequence[str]) -> Batch:
     return Batch(path, frame)
 
 
-def _read_mapped(path: Path, column_map: CatalogSpec) -> Batch:
+def _read_mapped(path: Path, column_map: CatalogSpec, targets: Mapping) -> Batch:
     """A catalogue in a source's format, through its column map (rows it cannot use dropped)."""
     from galaxyprop.data.catalog import mapped_batches
 
     parts = [frame for _, frame, _ in mapped_batches(path, column_map, 1 << 20,
-                                                     extra=(schema.PHOTSYS, *target_names()), redshift=True)]
+                                                     extra=(schema.PHOTSYS, *target_names(targets)), redshift=True)]
     return Batch(path, pd.concat(parts, ignore_index=True))
 
 
 def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | None = None,
-               column_map: CatalogSpec | None = None) -> Batch:
+               column_map: CatalogSpec | None = None, targets: Mapping | None = None) -> Batch:
     """A user's galaxies: an AstroCLIP file (HDF5 or Parquet shards: images; joined with a FastSpecFit `catalog` for
     photometry and labels), or a catalogue (.parquet/.fits/.csv with `flux_<band>`,
     `flux_ivar_<band>` for every band, any case; the targets (`z`, `kcorr_r01`, ...) and `photsys` used where present),
-    or a catalogue in any format read through a source's `column_map`."""
+    or a catalogue in any format read through a source's `column_map`. `targets`: the project's (params `targets`),
+    read as labels where the file has them (None: the built-in ones)."""
     from galaxyprop.data.astroclip.layout import is_glob
     from galaxyprop.deploy.batch import input_is_catalogue
 
@@ -138,13 +137,13 @@ def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | Non
     if not path.exists() and not is_glob(path):
         raise GalaxypropError(f"{path}: file not found")
     if column_map is not None:
-        batch = _read_mapped(path, column_map)
+        batch = _read_mapped(path, column_map, targets or {})
     elif not input_is_catalogue(path):
-        batch = _read_images(path, None if catalog is None else Path(catalog), bands)
+        batch = _read_images(path, None if catalog is None else Path(catalog), bands, targets or {})
     elif catalog is not None:
         raise GalaxypropError(f"{catalog}: a catalogue joins an AstroCLIP image file, but {path} is not one")
     else:
-        batch = _read_table(path, bands)
+        batch = _read_table(path, bands, targets or {})
     if len(batch.frame) == 0:
         raise GalaxypropError(f"{path}: no rows to compare")
     return batch
@@ -215,10 +214,10 @@ def embed(cutouts: np.ndarray, encoder_path: str | Path, progress: bool = False)
 
 
 def to_sample(name: str, frame: pd.DataFrame, bands: Sequence[str], embeddings: np.ndarray | None = None,
-              predictions: pd.DataFrame | None = None) -> Sample:
+              predictions: pd.DataFrame | None = None, targets: Mapping | None = None) -> Sample:
     """A drift sample of catalogue rows in the galaxyprop layout (photometry where they have fluxes)."""
     has_fluxes = all(schema.flux_column(b) in frame.columns for b in bands)
-    labels = [t for t in target_names() if t in frame.columns]
+    labels = [t for t in target_names(targets) if t in frame.columns]
     return Sample(name, photometry_columns(frame, bands) if has_fluxes else None, embeddings, predictions,
                   frame[labels].reset_index(drop=True) if labels else None)
 

@@ -8,7 +8,7 @@ import importlib.metadata
 import json
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 
 import galaxyprop
-from galaxyprop.data.targets import target_names
+from galaxyprop.data.targets import is_name
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.multimodal import REGISTERED_KINDS, Multimodal
 from galaxyprop.registry import promotion
@@ -54,19 +54,21 @@ def model_id(target: str, kind: str = "multimodal") -> str:
 SPECTRUM_MODEL = "spectrum"
 
 
-def parse_model(model: str) -> tuple[str, str]:
+def parse_model(model: str, targets: Iterable[str] | None = None) -> tuple[str, str]:
     """(target, kind of input) of a registered model's id: `z` (multimodal), `z-images`, `z-catalogue`;
-    `spectrum` (cutouts in) is the spectrum model's."""
+    `spectrum` (cutouts in) is the spectrum model's. `targets`: the project's target names, which the
+    id's target must be one of (a user's choice is checked against them before any store is touched)."""
     if model == SPECTRUM_MODEL:
         return model, "images"
     target, kind = model, "multimodal"
     for name, suffix in INPUT_KINDS.items():
         if suffix and model.endswith(suffix):
             target, kind = model[:-len(suffix)], name
-    if target not in target_names():
+    if not is_name(target) or (targets is not None and target not in targets):
         suffixes = " or ".join(s for s in INPUT_KINDS.values() if s)
-        raise GalaxypropError(f"unknown model '{model}'; choose a target of params targets "
-                              f"({', '.join(target_names())}), optionally with {suffixes}, or {SPECTRUM_MODEL}")
+        choices = f"params targets ({', '.join(sorted(targets))})" if targets is not None else "params targets"
+        raise GalaxypropError(f"unknown model '{model}'; choose a target of {choices}, optionally with {suffixes}, "
+                              f"or {SPECTRUM_MODEL}")
     return target, kind
 
 
@@ -84,9 +86,9 @@ def predictor_kind(predictor: Predictor) -> str:
     return REGISTERED_KINDS[predictor.input_kind]
 
 
-def model_ids() -> list[str]:
-    """Every registered model id galaxyprop may write, target by target."""
-    return [target + suffix for target in target_names() for suffix in INPUT_KINDS.values()]
+def model_ids(targets: Iterable[str]) -> list[str]:
+    """Every registered model id galaxyprop may write for `targets`, target by target."""
+    return [target + suffix for target in sorted(targets) for suffix in INPUT_KINDS.values()]
 
 
 def pip_requirements() -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 # evaluation.plots also selects the Agg backend, as for every figure of the project.
-from galaxyprop.evaluation.plots import asinh_rgb
+from galaxyprop.evaluation.data_plots import asinh_rgb
 
 
 def smooth_spectrum(flux: np.ndarray, ivar: np.ndarray | None, width: int = 9) -> np.ndarray:

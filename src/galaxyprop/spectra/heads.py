@@ -11,6 +11,12 @@ Both heads give a mean and a spread per output and draw whole target vectors for
   Each member predicts a mean and a variance per standardised output (beta-NLL, Seitzer et al.
   2022); the spread is the mixture's: mean member variance plus the variance of the member means.
   Draws pick a member, then a Gaussian per output (outputs independent given the member).
+
+Reproducible: both heads fit, predict and draw on one BLAS / OpenMP / torch thread
+(`spectra.threads.one_thread`), so the same inputs give the same bytes whatever the thread count. faiss's
+exact search on wide features (an OpenMP OpenBLAS sgemm) gives other last digits with 2 threads than with
+1, which moves the chosen k, the weights and every metric after; the MLP is seeded (its initialisation,
+its shuffling, Lightning's deterministic algorithms), and one thread keeps torch's CPU products in one order.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from galaxyprop.features.scaling import make_scaler
 from galaxyprop.heads.base import check_features
 from galaxyprop.heads.neural import PREDICT_BATCH, LossTask, train_task
 from galaxyprop.spectra.names import SPECTRUM_HEADS
+from galaxyprop.spectra.threads import one_thread
 
 
 def spectrum_targets(latents: np.ndarray, z: np.ndarray, log_norm: np.ndarray) -> np.ndarray:
@@ -89,6 +96,7 @@ class KNNSpectrumHead(SpectrumHead):
         self.weights = weights
         self.scaling = scaling
 
+    @one_thread()
     def fit(self, X_train, Y_train, X_val=None, Y_val=None) -> KNNSpectrumHead:
         """Index the training galaxies; with a validation split, k is the one of `ks` with the lowest
         standardised MSE there (else the largest of `ks` that the training set allows)."""
@@ -125,9 +133,11 @@ class KNNSpectrumHead(SpectrumHead):
         mean = (weights * targets).sum(axis=1)
         return mean, np.sqrt((weights * (targets - mean[:, None, :]) ** 2).sum(axis=1))
 
+    @one_thread()
     def predict(self, X):
         return self._summarise(*self.index_.neighbours(X))
 
+    @one_thread()
     def sample(self, X, n, rng):
         distances, indices = self.index_.neighbours(X)
         cumulative = np.cumsum(self._weights(distances), axis=1)
@@ -211,6 +221,7 @@ class MLPSpectrumHead(SpectrumHead):
         self.patience = patience
         self.seed = seed
 
+    @one_thread()
     def fit(self, X_train, Y_train, X_val=None, Y_val=None) -> MLPSpectrumHead:
         """Train the ensemble on standardised inputs and outputs; with a validation split, early-stop on
         its loss (mean over members) and keep the best epoch."""
@@ -245,6 +256,7 @@ class MLPSpectrumHead(SpectrumHead):
         self.history_, self.best_epoch_ = best.history, best.best_epoch
         return self
 
+    @one_thread()
     def _members(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Member means and variances (M, N, m) in target units."""
         X = check_features(X, self.n_features_)

@@ -24,6 +24,12 @@ Choices (all constructor options):
   Sparsely covered bins are shrunk towards the mean by a small ridge.
 - Decode: the rest model is linearly interpolated in log wavelength at lambda_obs / (1 + z) and
   scaled by 10^log_norm; observed pixels outside the rest grid are NaN (never a made-up zero).
+
+Reproducible: the same training spectra give the same bytes in every run, whatever the thread count.
+Everything is float64; the randomized SVD that starts the fit is seeded (`seed`); each component's
+largest-|value| bin is positive; and the fit, the projections and the decoding run on one BLAS / OpenMP
+thread (`spectra.threads.one_thread`): with more, OpenBLAS splits the long sums over bins among them and
+the last digit, which the iterations carry into every stored number, depends on the thread count.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import numpy as np
 
 from galaxyprop.data.astroclip import DESI_WAVE, N_SPECTRUM_PIXELS
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.spectra.threads import one_thread
 
 CHUNK_ROWS = 256          # spectra resampled at a time (bounds the (rows, 7781) temporaries)
 WEIGHTINGS = ("ivar", "coverage")
@@ -57,6 +64,7 @@ class SpectralLatent:
         self.seed = seed
 
     # -- fitting -------------------------------------------------------------------------------
+    @one_thread()
     def fit(self, flux: np.ndarray, ivar: np.ndarray | None, z: np.ndarray) -> SpectralLatent:
         """Learn the rest grid, the mean spectrum and the components from training spectra."""
         if self.n_components < 0:
@@ -147,12 +155,14 @@ class SpectralLatent:
         latents[~np.isfinite(log_norm)] = np.nan
         return latents, log_norm
 
+    @one_thread()
     def project(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Weighted least-squares latents of normalised rest-frame spectra `x` with weights `w`."""
         mean = np.where(np.isfinite(self.mean_), self.mean_, 0.0)
         w = np.where(np.isfinite(self.mean_), w, 0.0)
         return _solve_latents(x - mean, w, self.components_, self.latent_ridge_)
 
+    @one_thread()
     def rest_model(self, latents: np.ndarray) -> np.ndarray:
         """Normalised rest-frame spectra (n, n_bins) on `wave_rest_` for latents (n, k)."""
         latents = self._check_latents(latents)
@@ -165,6 +175,7 @@ class SpectralLatent:
             raise GalaxypropError(f"latents must be (n, {self.n_components}), got shape {latents.shape}")
         return latents
 
+    @one_thread()
     def decode(self, latents: np.ndarray, z: np.ndarray, log_norm: np.ndarray,
                dtype: type = np.float32) -> np.ndarray:
         """Flux (n, 7781) on DESI_WAVE in the input units; NaN outside the rest grid (and for NaN inputs)."""
@@ -193,6 +204,7 @@ class SpectralLatent:
         return self.decode(latents, z, log_norm)
 
     # -- how well it reconstructs --------------------------------------------------------------
+    @one_thread()
     def variance_left(self, flux: np.ndarray, ivar: np.ndarray | None, z: np.ndarray, *,
                       reference_flux: np.ndarray | None = None, weighted: bool = True) -> float:
         """Fraction of the per-bin variance about the training mean that the reconstruction leaves, in

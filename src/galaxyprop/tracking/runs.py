@@ -219,7 +219,7 @@ def trial_run(trial, params: Mapping, run_prefix: str, parent_run_id: str | None
     """
     import optuna
 
-    from galaxyprop.tracking.tuning import WORKER_ATTR
+    from galaxyprop.tracking import WORKER_ATTR
 
     tags = {"optuna_trial": str(trial.number), "optuna_study": trial.study.study_name, **process_tags()}
     if WORKER_ATTR in trial.user_attrs:

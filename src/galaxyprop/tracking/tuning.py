@@ -23,12 +23,15 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread  # Optuna's own heartbeat (optuna is pinned)
 
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.resources import cores, thread_limit
+from galaxyprop.tracking import WORKER_ATTR
+from galaxyprop.validation.rules import Schema
 
 Objective = Callable[[dict, optuna.Trial], tuple[float, dict[str, float]]]
 TrialContext = Callable[[optuna.Trial, dict], AbstractContextManager]
@@ -38,8 +41,6 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 HEARTBEAT = (30, 90)
 #: How often a worker with nothing to take looks again (a retried trial may appear).
 POLL_S = 1.0
-#: The trial's user attribute naming the worker that ran it: "<host>:<pid>/<index>".
-WORKER_ATTR = "worker"
 log = logging.getLogger(__name__)
 
 
@@ -179,25 +180,13 @@ def worker_name(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}/{index}"
 
 
-@contextmanager
-def _thread_share(workers: int):
-    """Each of `workers` processes gets its share of the cores (BLAS/OpenMP pools and torch's)."""
-    if workers <= 1:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    share = max(1, len(os.sched_getaffinity(0)) // workers)
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(share):
-        if torch is not None:
-            torch.set_num_threads(share)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(before)
+def _thread_share(workers: int, threads: int | None = None) -> AbstractContextManager:
+    """Each of `workers` processes' thread limit (OpenMP/BLAS pools, torch's and faiss's): `threads`, the
+    per-worker count the stage resolved from `resources.threads` (galaxyprop.resources); None: with several
+    workers, each gets its share of the cores, with one the threads are left alone."""
+    if threads is None and workers > 1:
+        threads = max(1, cores() // workers)
+    return thread_limit(threads)
 
 
 def _forget_connections() -> None:
@@ -210,10 +199,10 @@ def _forget_connections() -> None:
 
 
 def _child(index: int, func, n_trials: int, lock, storage: str, study_name: str, seed: int, pruner,
-           heartbeat: tuple[int, int], workers: int) -> None:
+           heartbeat: tuple[int, int], workers: int, threads: int | None) -> None:
     try:
         _forget_connections()
-        with _thread_share(workers):
+        with _thread_share(workers, threads):
             study = open_study(storage, study_name, seed=seed + index, pruner=pruner, heartbeat=heartbeat,
                                parallel=True)
             _work(study, func, n_trials, lock, worker_name(index))
@@ -225,14 +214,16 @@ def _child(index: int, func, n_trials: int, lock, storage: str, study_name: str,
 def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str, storage: str,
          seed: int, pruner: optuna.pruners.BasePruner | None = None,
          trial_context: TrialContext | None = None, workers: int = 1,
-         heartbeat: tuple[int, int] = HEARTBEAT) -> optuna.Study:
+         heartbeat: tuple[int, int] = HEARTBEAT, threads: int | None = None) -> optuna.Study:
     """Minimise `objective(params, trial)` over `space` until the study holds `n_trials` finished
     (complete or pruned) trials; each runs inside `trial_context(trial, params)` when given.
 
     The study lives in `storage` under `study_name`; a killed run resumes where it stopped, and trials
     left RUNNING by it are failed by the heartbeat and retried. `workers` > 1: this process and
     `workers - 1` forked ones share the study (module docstring); a worker that dies of a signal is
-    recovered from, one whose objective raised stops the tuning with its error.
+    recovered from, one whose objective raised stops the tuning with its error. `threads`: each
+    worker's thread count (`galaxyprop.resources.resolve_threads(resources.threads, workers)`); None:
+    the cores split among several workers, a single one left alone.
     """
     check_workers(workers, storage)
     optuna.logging.set_verbosity(logging.WARNING)
@@ -255,7 +246,7 @@ def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str
         lock = context.Lock() if workers > 1 else nullcontext()
         children = [context.Process(target=_child, name=f"tuning-worker-{i}", daemon=True,
                                     args=(i, run_trial, n_trials, lock, storage, study_name, seed, pruner,
-                                          heartbeat, workers))
+                                          heartbeat, workers, threads))
                     for i in range(1, workers)]
         lost: set[str] = set()
 
@@ -269,7 +260,7 @@ def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str
                     log.warning("%s died of signal %d: its trial is retried by the others after the %d s grace "
                                 "period", child.name, -child.exitcode, heartbeat[1])
 
-        with _thread_share(workers), tqdm(total=n_trials, initial=finished, desc=f"trials ({workers} workers)"
+        with _thread_share(workers, threads), tqdm(total=n_trials, initial=finished, desc=f"trials ({workers} workers)"
                                           if workers > 1 else "trials", file=sys.stderr) as progress:
             for child in children:
                 child.start()
@@ -288,3 +279,19 @@ def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise GalaxypropError(f"study '{study_name}' has no complete trial")
     return study
+
+
+def _check_tuning(tuning: Mapping, params: Mapping) -> None:
+    from galaxyprop.config import Stores
+    from galaxyprop.validation.rules import reuse
+
+    reuse("tuning.pruner", lambda: make_pruner(tuning.get("pruner")))
+    if tuning.get("workers", 1) > 1 and "stores" in params:     # the stores as the stages see them (env first)
+        stores = Stores.from_params(params)
+        reuse("tuning.workers", lambda: check_workers(tuning["workers"], stores.optuna_storage, stores.tracking_uri))
+
+
+#: params `tuning`: the pruner and the worker processes of each study
+TUNING_SCHEMA = Schema(rules={"tuning.seed": "int", "tuning.pruner": "map?", "tuning.pruner.kind": "str",
+                       "tuning.workers": "count"},
+                checks={"tuning": _check_tuning})

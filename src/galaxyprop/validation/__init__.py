@@ -1,8 +1,6 @@
-"""Validation of params.yaml as a whole, before any stage or command uses it: `validate_params`
-raises `ParamsError`, one line naming the dotted key and what is wrong with its value."""
+"""Validation of params.yaml before any stage or command uses it: `rules` (the rule names, the `Schema`
+each package declares beside its code for the sections it reads, `validate`) and `project` (every
+schema together: what check_params and the CLI run). `ParamsError` is one line naming the dotted key.
 
-from __future__ import annotations
-
-from galaxyprop.validation.params import VALIDATED_SECTIONS, ParamsError, validate_params
-
-__all__ = ["VALIDATED_SECTIONS", "ParamsError", "validate_params"]
+The package imports neither on its own, so that the config module and the packages' schemas can import
+`validation.rules` without importing every capability."""

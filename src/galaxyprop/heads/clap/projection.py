@@ -10,8 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from galaxyprop.heads.mlp import Standardise
-from galaxyprop.heads.neural import LossTask, train_task
+from galaxyprop.heads.neural import LossTask, Standardise, train_task
 
 
 def supervised_contrastive_loss(latent: torch.Tensor, target: torch.Tensor, tolerance: float,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.validation.rules import Schema, fail, got, reuse
 
 IMAGE_BANDS = ("g", "r", "z")
 CATALOG_BANDS = ("g", "r", "z", "W1")
@@ -95,3 +97,24 @@ class MockConfig:
 
     def field_named(self, name: str) -> SurveyField:
         return next(f for f in self.fields if f.name == name)
+
+
+def _check_mock(mock: Mapping, params: Mapping) -> None:
+    population = mock.get("population") or {}
+    if population.get("z_min", 0) >= population.get("z_max", math.inf):
+        fail("mock.population.z_min", f"must be below mock.population.z_max, {got(population['z_min'])}")
+    reuse("mock", lambda: MockConfig.from_params(mock))
+
+
+#: params `mock` (mock.yaml): the mock survey
+MOCK_SCHEMA = Schema(
+    rules={"mock.n_galaxies": "count", "mock.seed": "int", "mock.omega_m": "open01", "mock.chunk_size": "count",
+           "mock.n_jobs": "int", "mock.noise": "bool", "mock.population": "map", "mock.morphology": "map",
+           "mock.imaging": "map", "mock.spectroscopy": "map", "mock.fields": "map",
+           "mock.population.r_limit": "number", "mock.population.z_min": "nonneg",
+           "mock.population.z_max": "positive", "mock.imaging.stamp_size": "count",
+           "mock.imaging.pixel_scale": "positive", "mock.imaging.moffat_beta": "positive",
+           **{f"mock.spectroscopy.{k}": "nonneg" for k in ("fiber_diameter", "seeing_fwhm", "seeing_scatter",
+                                                           "noise_sigma", "depth_scatter", "source_noise")},
+           "mock.fields.*.fraction": "prob", "mock.fields.*.seeing_scatter": "nonneg"},
+    checks={"mock": _check_mock})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxyprop.data.mock.config import IMAGE_BANDS, SurveyField
+from galaxyprop.mock.config import IMAGE_BANDS, SurveyField
 from galaxyprop.physics.magnitudes import NANOMAGGIE_ZEROPOINT
 
 GAUSSIAN_FWHM_PER_SIGMA = 2.3548

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galaxyprop.data.mock.config import MockConfig
+from galaxyprop.mock.config import MockConfig
 from galaxyprop.physics import cosmology
 from galaxyprop.physics.filters import load_filter
 from galaxyprop.physics.kcorrection import kcorrection, shifted_band_maggies

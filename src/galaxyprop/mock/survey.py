@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from galaxyprop.data.astroclip import astroclip_writer
 from galaxyprop.data.fastspecfit import write_fastspec
-from galaxyprop.data.mock import imaging, spectroscopy
-from galaxyprop.data.mock.config import CATALOG_BANDS, MockConfig
-from galaxyprop.data.mock.labels import observe
-from galaxyprop.data.mock.population import Population, PopulationSampler, component_seds
+from galaxyprop.mock import imaging, spectroscopy
+from galaxyprop.mock.config import CATALOG_BANDS, MockConfig
+from galaxyprop.mock.labels import observe
+from galaxyprop.mock.population import Population, PopulationSampler, component_seds
 from galaxyprop.physics.sed import load_templates
 
 log = logging.getLogger(__name__)

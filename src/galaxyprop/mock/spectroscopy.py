@@ -39,7 +39,7 @@ def fiber_fraction_table(fiber_diameter: float, moffat_beta: float):
     """
     import galsim
 
-    from galaxyprop.data.mock.imaging import DEV_TRUNCATION
+    from galaxyprop.mock.imaging import DEV_TRUNCATION
 
     log_hlr = np.linspace(np.log10(0.03), np.log10(4.0), 26)
     seeing = np.linspace(0.6, 2.2, 9)

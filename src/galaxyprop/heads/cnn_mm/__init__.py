@@ -32,8 +32,15 @@ from galaxyprop.features.images import background_noise, channels_first
 from galaxyprop.features.multimodal import ImagesAndFeatures
 from galaxyprop.heads.base import check_features
 from galaxyprop.heads.cnn import SKY_NOISE_SAMPLE, CutoutCNN
-from galaxyprop.heads.mlp import Standardise
-from galaxyprop.heads.neural import PREDICT_BATCH, LossTask, NeuralHead, RegressionNet, RegressionTask, train_task
+from galaxyprop.heads.neural import (
+    PREDICT_BATCH,
+    LossTask,
+    NeuralHead,
+    RegressionNet,
+    RegressionTask,
+    Standardise,
+    train_task,
+)
 
 
 class LateFusion(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxyprop.data.mock.config import CATALOG_BANDS, LABEL_BANDS, MockConfig
-from galaxyprop.data.mock.population import BAND_SHIFT, Population, component_seds
+from galaxyprop.mock.config import CATALOG_BANDS, LABEL_BANDS, MockConfig
+from galaxyprop.mock.population import BAND_SHIFT, Population, component_seds
 from galaxyprop.physics import cosmology
 from galaxyprop.physics.filters import load_filter
 from galaxyprop.physics.kcorrection import band_maggies, shifted_band_maggies

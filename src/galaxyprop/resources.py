@@ -1,0 +1,195 @@
+"""Threads, set on purpose: how many each process uses, from the params knob `resources.threads`.
+
+The knob is `auto` or a positive integer up to this machine's usable cores. `resolve_threads` turns it
+into the count each of a stage's processes gets (its tuning workers split it); `limit_threads` sets that
+count on every pool a fit may use: OpenMP (scikit-learn's boosting, torch's and faiss's own copies of
+libgomp), OpenBLAS/MKL (through threadpoolctl, for the libraries already loaded, and the environment, for
+the ones loaded later and for child processes), torch's intra-op pool and faiss's.
+
+Why it matters: an OpenMP parallel region ends on a barrier at which the waiting threads spin. With as
+many threads as cores and one other busy process on the machine, one of the threads is always waiting
+for a core that the other process holds, and its siblings spin until the scheduler gives it back: a
+2-thread fit on 2 cores ran ~6x slower beside one busy process than alone, while the same fit on 1
+thread lost only its parallel share. So `auto` counts the cores that are idle now, not the cores there are.
+
+Library code: never reads params.yaml; the stage passes the knob's value in.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from galaxyprop.errors import GalaxypropError
+
+#: The environment variables the thread pools read when they load (in this process or a child).
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: How long `idle_cores` watches the machine, in seconds.
+SAMPLE_S = 0.2
+#: A core counts as idle when at least this fraction of it was (summed over the cores we may use).
+IDLE_FRACTION = 0.8
+
+# The global limit `limit_threads` set, kept alive so that it persists (threadpoolctl's limiter object).
+_limiter = None
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or `taskset` narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(value) -> None:
+    """Refuse, in one line, a `resources.threads` that is neither 'auto' nor an integer from 1 to the cores."""
+    n = cores()
+    ok = value == "auto" if isinstance(value, str) else (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= value <= n)
+    if not ok:
+        raise GalaxypropError(f"resources.threads must be 'auto' or an integer from 1 to {n} (this machine's "
+                              f"cores), got {value!r}")
+
+
+def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
+    """(idle, total) clock ticks since boot over `cpus`, from /proc/stat; None where it cannot be read."""
+    try:
+        with open("/proc/stat") as stat:
+            lines = [line.split() for line in stat if line.startswith("cpu")]
+    except OSError:
+        return None
+    per_cpu = {int(f[0][3:]): f for f in lines if f[0] != "cpu"}
+    rows = [per_cpu[c] for c in cpus if c in per_cpu] or [f for f in lines if f[0] == "cpu"]
+    idle = total = 0.0
+    for fields in rows:
+        ticks = [float(x) for x in fields[1:9]]   # user nice system idle iowait irq softirq steal (guest is in user)
+        idle += ticks[3] + ticks[4]
+        total += sum(ticks)
+    return (idle, total) if rows else None
+
+
+def idle_cores(sample_s: float = SAMPLE_S) -> int:
+    """How many of our cores other processes leave idle now: /proc/stat watched for `sample_s` (this
+    process's own CPU time in that window counts as idle: it is ours to give), else the 1-minute load
+    average. A core counts when IDLE_FRACTION of it is idle, so a neighbour using a fifth of a core
+    already takes it."""
+    n = cores()
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:
+        cpus = set(range(n))
+    before, own_before, start = _cpu_times(cpus), _own_seconds(), time.monotonic()
+    if before is not None:
+        time.sleep(sample_s)
+        after, own_after, wall = _cpu_times(cpus), _own_seconds(), time.monotonic() - start
+        if after is not None and after[1] > before[1]:
+            idle_share = (after[0] - before[0]) / (after[1] - before[1])      # of all our cores' time
+            free = idle_share * n + (own_after - own_before) / max(wall, 1e-9)
+            return max(0, min(n, int(free + 1 - IDLE_FRACTION)))
+    try:
+        return max(0, min(n, int(n - os.getloadavg()[0] + 1 - IDLE_FRACTION)))
+    except OSError:
+        return n
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def resolve_threads(value, workers: int = 1) -> int:
+    """The threads each of `workers` processes gets from `resources.threads` = `value`.
+
+    An integer is split among the workers: max(1, n // workers). `auto` is a decision made now, not the
+    core count: the cores other processes leave idle (`idle_cores`), split among the workers, at least 1
+    and at most cores // workers. A busy machine therefore gets fewer threads, because OpenMP threads
+    spin-wait on each other at every barrier: a 2-thread fit on 2 cores beside one busy process ran ~6x
+    slower than alone, a 1-thread fit barely slower than its share (module docstring).
+    """
+    check_threads(value)
+    workers = max(1, int(workers))
+    if value == "auto":
+        return max(1, min(idle_cores(), cores()) // workers)
+    return max(1, value // workers)
+
+
+def _set_env(n: int | None, saved: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """Set (or with `saved`, restore) the thread variables; returns what they were."""
+    before = {name: os.environ.get(name) for name in THREAD_ENV}
+    for name in THREAD_ENV:
+        value = str(n) if saved is None else saved[name]
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    return before
+
+
+def _set_libraries(n: int) -> tuple[int | None, int | None]:
+    """Torch's and faiss's own setters, for those already imported; returns their counts before.
+    (A later import reads OMP_NUM_THREADS: torch when its pool first starts, faiss's libgomp when it loads.)"""
+    torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
+    before = (torch.get_num_threads() if torch is not None else None,
+              faiss.omp_get_max_threads() if faiss is not None else None)
+    if torch is not None:
+        torch.set_num_threads(n)
+    if faiss is not None:
+        faiss.omp_set_num_threads(n)
+    return before
+
+
+def limit_threads(n: int) -> None:
+    """From now on, `n` threads for every pool of this process and its children (module docstring)."""
+    global _limiter
+    from threadpoolctl import threadpool_limits
+
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"limit_threads needs a positive integer, got {n!r}")
+    n = int(n)
+    _set_env(n)
+    _set_libraries(n)
+    _limiter = threadpool_limits(n)
+
+
+@contextmanager
+def thread_limit(n: int | None) -> Iterator[None]:
+    """`limit_threads(n)` for the block, then everything back as it was (None: leave the threads alone)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    n = int(n)
+    with ExitStack() as stack:
+        saved_env = _set_env(n)
+        stack.callback(_set_env, None, saved_env)
+        torch_before, faiss_before = _set_libraries(n)
+        if torch_before is not None:
+            stack.callback(sys.modules["torch"].set_num_threads, torch_before)
+        if faiss_before is not None:
+            stack.callback(sys.modules["faiss"].omp_set_num_threads, faiss_before)
+        stack.enter_context(threadpool_limits(n))
+        yield
+
+
+def _check_resources(resources, params) -> None:
+    from galaxyprop.validation.rules import located
+
+    try:
+        check_threads(resources.get("threads", "auto"))
+    except GalaxypropError as err:
+        raise located(str(err)) from None
+
+
+def _schema():
+    from galaxyprop.validation.rules import Schema
+
+    return Schema(closed={"resources": {"threads"}}, checks={"resources": _check_resources})
+
+
+#: params `resources`: the threads every stage and tuning worker uses
+RESOURCES_SCHEMA = _schema()
