@@ -2,193 +2,70 @@
 catalogue), the result with the best validation proper score (params `registry.selection.metric`, CRPS
 by default) among those whose calibrated validation densities pass the calibration rule becomes the
 `candidate` of that kind's registered model (`galaxyprop-z`, `galaxyprop-z-images`,
-`galaxyprop-z-catalogue`); every skipped result is logged with why."""
+`galaxyprop-z-catalogue`); every skipped result is logged with why.
+
+DVC runs this stage on every repro (the registry is state its caches cannot restore). When the store
+already holds reports/registered.json's candidates, registered from these very inputs (models, metrics,
+data, params and code: `registry.stamp`), it says so and ends in a moment, before importing MLflow;
+otherwise `registration` does the (idempotent) work."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from galaxyprop.calibration import OVERALL
 from galaxyprop.calibration.params import CALIBRATION_SCHEMA
-from galaxyprop.config import Stores, params_hash, section
-from galaxyprop.data.io import write_json
+from galaxyprop.config import Stores
 from galaxyprop.data.targets import TARGETS_SCHEMA
-from galaxyprop.errors import GalaxypropError, exit_on_error
+from galaxyprop.errors import exit_on_error
 from galaxyprop.evaluation.params import EVALUATION_SCHEMA
 from galaxyprop.features.params import FEATURES_SCHEMA
-from galaxyprop.heads import head_class
-from galaxyprop.provenance import dvc_output_hash, git_commit
-from galaxyprop.registry import versions as registry
+from galaxyprop.heads import ALL_HEADS, head_module
+from galaxyprop.provenance import code_digest, dvc_output_hash, file_md5
 from galaxyprop.registry.params import REGISTRY_SCHEMA
-from galaxyprop.registry.predictor import Predictor
-from galaxyprop.registry.promotion import CalibrationRule, select_candidate
+from galaxyprop.registry.stamp import fingerprint, store_holds
 from galaxyprop.spectra.params import SPECTRA_SCHEMA
-from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import (
-    BREAKDOWN,
-    METRICS,
-    PREPARED,
-    REGISTERED,
-    REGISTERED_SPECTRUM,
-    SPECTRUM_MODELS,
-    SPECTRUM_SELECTED,
-    VAL_METRICS,
-    model_dir,
-)
+from galaxyprop.workspace import BREAKDOWN, METRICS, MODELS, PREPARED, REGISTERED, REGISTERED_SPECTRUM, VAL_METRICS
 
-from common import inputs_of, model_inputs, prepared_split, registered_kind, result_of, stage_params
+from common import stage_params
 
 log = logging.getLogger("register")
-#: The tags that make two registrations the same version.
-SAME_VERSION = ("model_hash", "code_hash", "data_hash", "params_hash", "head", "features", "inputs", "target", "dataset")
 
 
-def check_candidate_heads(heads: list[str]) -> None:
-    """Every name in `registry.candidate_heads` must be a head (optionally `@features`)."""
-    for name in heads:
-        try:
-            head_class(str(name).partition("@")[0])
-        except GalaxypropError as err:
-            raise GalaxypropError(f"params.yaml: registry.candidate_heads: {err}") from None
+def registration_inputs(params: dict, data_hash: str) -> str:
+    """Fingerprint of everything a registration reads: the metrics, every trained model's files, the
+    prepared data's DVC hash, the params and the code (this stage's and every head's)."""
+    models = sorted(p for p in MODELS.rglob("*") if p.is_file() and p.suffix in (".joblib", ".json", ".pt"))
+    return fingerprint([file_md5(p) for p in (METRICS, VAL_METRICS, BREAKDOWN)],
+                       [(p.as_posix(), file_md5(p)) for p in models], data_hash, params,
+                       code_digest(__file__, *(head_module(h) for h in ALL_HEADS)))
 
 
-def candidates_by_kind(eligible: list[str], results: list[str], default_features: str) -> dict[str, list[str]]:
-    """The results (metrics keys) each kind of registered model chooses among: those of an eligible head
-    (`knn`: on every feature source; `knn@photometry`: on that one), grouped by what they take."""
-    by_kind: dict[str, list[str]] = {kind: [] for kind in registry.INPUT_KINDS}
-    for key in results:
-        name = result_of(key, default_features)
-        if name not in eligible and name.partition("@")[0] not in eligible and key not in eligible:
-            continue
-        kind = registered_kind(inputs_of(key, default_features))
-        if kind is not None:
-            by_kind[kind].append(key)
-    return {kind: keys for kind, keys in by_kind.items() if keys}
-
-
-def uncalibrated_heads(target: str, heads: list[str], default_features: str) -> dict[str, str]:
-    """Heads served uncalibrated (their calibration.json says why)."""
-    out = {}
-    for head in heads:
-        path = model_dir(target, result_of(head, default_features)) / "calibration.json"
-        if path.exists():
-            report = json.loads(path.read_text())
-            if not report.get("calibrated"):
-                out[head] = report.get("reason", "not calibrated")
-    return out
-
-
-def register(model: str, target: str, kind: str, head: str, chosen: dict, val_calibration: dict, test_metrics: dict,
-             example, params: dict, metric: str, data_hash: str) -> str:
-    """Register result `head` as `model`'s candidate (or re-point `candidate` at the version an identical
-    earlier run registered); the version."""
-    default_features = section(params, "features.default")
-    target_metric = section(params, f"targets.{target}.metric")
-    name = result_of(head, default_features)
-    head_name, features = name.partition("@")[0], inputs_of(head, default_features)
-    predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
-    overall = val_calibration.get(head, {}).get(OVERALL, {})
-    tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
-            "features": features, "inputs": kind, "dataset": section(params, "data.source"), "target": target,
-            "params_hash": params_hash(params["data"], params.get("mock"), params["split"],
-                                       params["features"], params.get("encoder"), params["heads"][head_name],
-                                       params.get("calibration")),
-            "selection_metric": metric, f"val_{metric}": f"{chosen[metric]:.6g}",
-            f"val_{target_metric}": f"{chosen[target_metric]:.6g}",
-            "val_coverage_68": f"{overall.get('coverage_68', float('nan')):.4g}",
-            "val_pit_ks": f"{overall.get('pit_ks', float('nan')):.4g}"}
-    tags["model_hash"] = registry.file_hash(model_dir(target, name) / "predictor.joblib")
-    tags["code_hash"] = registry.package_hash()
-    # A rerun on the same model, code, data and params re-points `candidate` at the version it
-    # registered then (DVC runs this stage every time: the registry is state it cannot cache).
-    existing = registry.find_version(model, {k: tags[k] for k in SAME_VERSION})
-    if existing is not None:
-        version = str(existing.version)
-        registry.set_candidate(model, version)
-        log.info("%s: unchanged since version %s; candidate points at it", registry.model_name(model), version)
-        return version
-    with tracking.child_run(f"register:{head}:{model}", tags=tags):
-        inputs = model_inputs(predictor.input_kind, example, features)
-        version = registry.register_predictor(predictor, inputs, tags, test_metrics, model=model)
-    log.info("registered %s version %s (%s, val %s = %.5g, calibrated: %s) as candidate",
-             registry.model_name(model), version, head, metric, chosen[metric], predictor.calibrated)
-    return version
-
-
-def register_spectrum_model(params: dict, data_hash: str) -> dict:
-    """The spectra stage's selected result (the best on the cutouts alone) as galaxyprop-spectrum's
-    candidate, or re-point `candidate` at the version an identical earlier run registered."""
-    from galaxyprop.data.io import load_object
-    from galaxyprop.registry.spectrum import METRIC, SPECTRUM, register_spectrum
-
-    if not SPECTRUM_SELECTED.exists():
-        return {"model": registry.model_name(SPECTRUM), "version": None,
-                "skipped": "the spectra stage selected no result (no images, or no cutouts-only feature source)"}
-    selected = json.loads(SPECTRUM_SELECTED.read_text())
-    path = SPECTRUM_MODELS / selected["result"] / "predictor.joblib"
-    head, _, features = selected["result"].partition("@")
-    tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head, "features": features,
-            "inputs": "images", "dataset": section(params, "data.source"), "target": SPECTRUM,
-            "params_hash": params_hash(params["data"], params.get("mock"), params["split"], params["features"],
-                                       params.get("encoder"), params["spectra"]),
-            "model_hash": registry.file_hash(path), "code_hash": registry.package_hash(),
-            f"val_{METRIC}": f"{selected['val'][METRIC]:.6g}"}
-    entry = {"model": registry.model_name(SPECTRUM), "head": selected["result"], f"val_{METRIC}": selected["val"][METRIC]}
-    existing = registry.find_version(SPECTRUM, {k: tags[k] for k in SAME_VERSION})
-    if existing is not None:
-        registry.set_candidate(SPECTRUM, str(existing.version))
-        log.info("%s: unchanged since version %s; candidate points at it", entry["model"], existing.version)
-        return {**entry, "version": str(existing.version)}
-    metrics = {k: v for k, v in selected["test"].items() if isinstance(v, float)}
-    with tracking.child_run(f"register:{selected['result']}:{SPECTRUM}", tags=tags):
-        cutouts = model_inputs("images", prepared_split("test").head(5), features)
-        version = register_spectrum(load_object(path, object), cutouts, tags, metrics,
-                                    int(section(params, "spectra.n_samples")))
-    log.info("registered %s version %s (%s, val %s = %.4g) as candidate", entry["model"], version,
-             selected["result"], METRIC, selected["val"][METRIC])
-    return {**entry, "version": version}
+def registered_candidates() -> dict[str, str]:
+    """Registered model name -> the version reports/registered*.json say is its candidate."""
+    entries = []
+    for path in (REGISTERED, REGISTERED_SPECTRUM):
+        if not path.exists():
+            return {"(no reports/registered.json yet)": ""}
+        report = json.loads(path.read_text())
+        entries += list(report.values()) if path == REGISTERED else [report]
+    return {e["model"]: str(e["version"]) for e in entries if e.get("version") is not None}
 
 
 @exit_on_error
 def main() -> None:
     params = stage_params(REGISTRY_SCHEMA, TARGETS_SCHEMA, CALIBRATION_SCHEMA, FEATURES_SCHEMA, SPECTRA_SCHEMA,
                           EVALUATION_SCHEMA)
-    val_all = json.loads((VAL_METRICS).read_text())
-    test_all = json.loads((METRICS).read_text())
-    calibration = json.loads((BREAKDOWN).read_text()).get("calibration_by_field", {})
-    candidates = [str(h) for h in section(params, "registry.candidate_heads")]
-    check_candidate_heads(candidates)
-    selection = section(params, "registry.selection")
-    metric, rule = str(selection.get("metric", "crps")), CalibrationRule.from_params(selection)
-    example = prepared_split("test").head(5)
-    default_features = section(params, "features.default")
+    stores = Stores.from_params(params)
     data_hash = dvc_output_hash(PREPARED) or "untracked"
-    registered = {}
-    with tracking.stage_run(Stores.from_params(params), "register", params={"registry": params["registry"]}):
-        for target, val_metrics in val_all.items():
-            target_metric = section(params, f"targets.{target}.metric")
-            val_calibration = {h: by_split["val"]["calibrated"] for h, by_split in calibration.get(target, {}).items()}
-            for kind, keys in candidates_by_kind(candidates, list(val_metrics), default_features).items():
-                model = registry.model_id(target, kind)
-                head, skipped = select_candidate(keys, val_metrics, val_calibration,
-                                                 uncalibrated_heads(target, keys, default_features), metric, rule)
-                for other, why in skipped.items():
-                    log.info("%s: %s not selected: %s", model, other, why)
-                if head is None:
-                    log.warning("%s: no result passes the calibration rule; the registry's candidate stays where "
-                                "it was", model)
-                    registered[model] = {"model": registry.model_name(model), "target": target, "inputs": kind,
-                                         "version": None, "skipped": skipped}
-                    continue
-                version = register(model, target, kind, head, val_metrics[head], val_calibration, test_all[target][head],
-                                   example, params, metric, data_hash)
-                registered[model] = {"model": registry.model_name(model), "target": target, "inputs": kind,
-                                     "version": version, "head": head, "selection_metric": metric,
-                                     f"val_{metric}": val_metrics[head][metric],
-                                     f"val_{target_metric}": val_metrics[head][target_metric], "skipped": skipped}
-        write_json(registered, REGISTERED)
-        write_json(register_spectrum_model(params, data_hash), REGISTERED_SPECTRUM)
+    inputs = registration_inputs(params, data_hash)
+    if store_holds(stores.tracking_uri, stores.experiment, registered_candidates(), inputs):
+        log.info("the registry holds reports/registered.json's candidates, registered from these inputs: "
+                 "nothing to register")
+        return
+    from registration import register_all
+
+    register_all(params, data_hash, inputs)
 
 
 if __name__ == "__main__":

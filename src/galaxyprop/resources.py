@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -174,6 +175,37 @@ def thread_limit(n: int | None) -> Iterator[None]:
             stack.callback(sys.modules["faiss"].omp_set_num_threads, faiss_before)
         stack.enter_context(threadpool_limits(n))
         yield
+
+
+_one_thread = threading.local()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One BLAS / OpenMP / torch thread for the block (also a decorator: `@one_thread()`), so that its
+    results do not depend on how many threads the run has: a BLAS or OpenMP product splits its sums among
+    its threads, and another split adds in another order (the last digit of a long (n, p) @ (p, m)
+    product, or of faiss's exact L2 search on wide features, differs between 1 and 2 threads; an iterated
+    fit carries it into every stored number). Every count is put back afterwards; a nested block does
+    nothing more (no second library scan). Within one machine and library build, results are then
+    byte-identical run to run."""
+    if getattr(_one_thread, "active", False):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    torch_before = torch.get_num_threads() if torch is not None else None
+    _one_thread.active = True
+    try:
+        with threadpool_limits(limits=1):
+            if torch_before is not None and torch_before != 1:
+                torch.set_num_threads(1)
+            yield
+    finally:
+        if torch_before is not None and torch_before != 1:
+            torch.set_num_threads(torch_before)
+        _one_thread.active = False
 
 
 def _check_resources(resources, params) -> None:

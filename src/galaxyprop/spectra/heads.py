@@ -13,7 +13,7 @@ Both heads give a mean and a spread per output and draw whole target vectors for
   Draws pick a member, then a Gaussian per output (outputs independent given the member).
 
 Reproducible: both heads fit, predict and draw on one BLAS / OpenMP / torch thread
-(`spectra.threads.one_thread`), so the same inputs give the same bytes whatever the thread count. faiss's
+(`resources.one_thread`), so the same inputs give the same bytes whatever the thread count. faiss's
 exact search on wide features (an OpenMP OpenBLAS sgemm) gives other last digits with 2 threads than with
 1, which moves the chosen k, the weights and every metric after; the MLP is seeded (its initialisation,
 its shuffling, Lightning's deterministic algorithms), and one thread keeps torch's CPU products in one order.
@@ -35,8 +35,8 @@ from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.scaling import make_scaler
 from galaxyprop.heads.base import check_features
 from galaxyprop.heads.neural import PREDICT_BATCH, LossTask, train_task
+from galaxyprop.resources import one_thread
 from galaxyprop.spectra.names import SPECTRUM_HEADS
-from galaxyprop.spectra.threads import one_thread
 
 
 def spectrum_targets(latents: np.ndarray, z: np.ndarray, log_norm: np.ndarray) -> np.ndarray:

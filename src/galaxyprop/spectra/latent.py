@@ -28,7 +28,7 @@ Choices (all constructor options):
 Reproducible: the same training spectra give the same bytes in every run, whatever the thread count.
 Everything is float64; the randomized SVD that starts the fit is seeded (`seed`); each component's
 largest-|value| bin is positive; and the fit, the projections and the decoding run on one BLAS / OpenMP
-thread (`spectra.threads.one_thread`): with more, OpenBLAS splits the long sums over bins among them and
+thread (`resources.one_thread`): with more, OpenBLAS splits the long sums over bins among them and
 the last digit, which the iterations carry into every stored number, depends on the thread count.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from galaxyprop.data.astroclip import DESI_WAVE, N_SPECTRUM_PIXELS
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.spectra.threads import one_thread
+from galaxyprop.resources import one_thread
 
 CHUNK_ROWS = 256          # spectra resampled at a time (bounds the (rows, 7781) temporaries)
 WEIGHTINGS = ("ivar", "coverage")

@@ -15,6 +15,7 @@ from numpy.polynomial import legendre
 
 from galaxyprop.evaluation.densities import Grid, cdf_at, cdf_at_edges, histogram_densities, normalise
 from galaxyprop.evaluation.metrics.density import w1_to_uniform
+from galaxyprop.resources import one_thread
 
 CHUNK = 2048       # query galaxies per block (bounds the memory of the neighbour lists)
 G_FLOOR = 1e-3     # smallest reweighting: a recalibration never removes a bin's mass entirely
@@ -77,11 +78,14 @@ class AdaptiveKNN:
         return {**self.__dict__, "_index": None}
 
     def neighbours(self, query: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
-        """Indices of the `n` nearest training galaxies; `exclude[i]` (a training row) is left out of row i."""
+        """Indices of the `n` nearest training galaxies; `exclude[i]` (a training row) is left out of row i.
+        On one thread, so that the neighbours do not depend on the run's thread count (resources.one_thread)."""
         query = np.ascontiguousarray(query, dtype=np.float32)
         if exclude is None:
-            return self.index.search(query, n)[1]
-        found = self.index.search(query, n + 1)[1]
+            with one_thread():
+                return self.index.search(query, n)[1]
+        with one_thread():
+            found = self.index.search(query, n + 1)[1]
         drop = found == np.asarray(exclude)[:, None]
         drop[~drop.any(axis=1), -1] = True    # itself not among them (ties): drop the farthest
         return found[~drop].reshape(len(query), n)

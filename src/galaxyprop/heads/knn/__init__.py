@@ -10,6 +10,7 @@ import numpy as np
 from galaxyprop.evaluation.densities import Grid, histogram_densities
 from galaxyprop.features.scaling import make_scaler
 from galaxyprop.heads.base import Head, Prediction, check_features, check_fit_inputs
+from galaxyprop.resources import one_thread
 
 
 class KNNHead(Head):
@@ -45,10 +46,12 @@ class KNNHead(Head):
         return {k: v for k, v in self.__dict__.items() if k != "_index"}
 
     def neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Euclidean distances and indices of the k nearest training galaxies."""
+        """Euclidean distances and indices of the k nearest training galaxies (on one thread: faiss's exact
+        search sums distances in an order that depends on its thread count, and ties then break differently)."""
         X = check_features(X, self.train_features_.shape[1])
         k = min(self.k, len(self.train_target_))
-        squared, indices = self.index.search(np.ascontiguousarray(self.scaler_.transform(X), np.float32), k)
+        with one_thread():
+            squared, indices = self.index.search(np.ascontiguousarray(self.scaler_.transform(X), np.float32), k)
         return np.sqrt(np.maximum(squared, 0.0)), indices
 
     def neighbour_weights(self, distances: np.ndarray) -> np.ndarray:
