@@ -21,12 +21,15 @@ run: install
 	dvc push --quiet
 	$(BIN)/galaxyprop summary
 
+# the suite on TEST_WORKERS processes (pytest-xdist; each test file on one worker, so a module's pipeline runs
+# once), the 25 slowest tests printed at the end
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # unit tests only (no pipeline runs, no servers): the lane to run while editing
 test-fast: install
-	$(BIN)/python -m pytest -m "not integration and not slow" -q
+	$(BIN)/python -m pytest -m "not integration and not slow" -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

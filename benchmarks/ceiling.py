@@ -80,7 +80,9 @@ def _captured(root: Path, target: str, metric: str, base: float, ceiling: float)
     """The pipeline's best multimodal and catalogue-only results and the share of the available gain
     (catalogue GBT -> noiseless + true morphology GBT) the multimodal one captures over the catalogue one."""
     sys.path.append(str(root / "pipelines"))
-    from common import inputs_of, registered_kind
+    from galaxyprop.results import inputs_of
+
+    from common import registered_kind
 
     metrics_path = root / "reports/metrics.json"
     if not metrics_path.exists():

@@ -10,7 +10,8 @@ import pandas as pd
 
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.workspace import BANDS, FEATURES, RAW, SKIPPED, feature_path, prepared_path, result_name
+from galaxyprop.results import MULTIMODAL_INPUTS
+from galaxyprop.workspace import BANDS, FEATURES, RAW, SKIPPED, feature_path, prepared_path
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 logging.getLogger("faiss").setLevel(logging.WARNING)
@@ -20,14 +21,14 @@ def stage_params(*schemas) -> dict:
     """params.yaml checked against the schemas of the sections this stage reads (and `stores`,
     `resources`), with the stage's OpenMP/BLAS/torch/faiss threads set from `resources.threads`."""
     from galaxyprop.config import load_params
-    from galaxyprop.resources import RESOURCES_SCHEMA, limit_threads, resolve_threads
+    from galaxyprop.resources import RESOURCES_SCHEMA, limit_threads, thread_plan
     from galaxyprop.tracking.params import STORES_SCHEMA
 
     params = load_params(schemas=(*schemas, STORES_SCHEMA, RESOURCES_SCHEMA))
-    threads = resolve_threads((params.get("resources") or {}).get("threads", "auto"))
-    limit_threads(threads)
-    logging.getLogger("pipeline").info("threads: %d (resources.threads: %s)", threads,
-                                       (params.get("resources") or {}).get("threads", "auto"))
+    value = (params.get("resources") or {}).get("threads", "auto")
+    plan = thread_plan(value)
+    limit_threads(plan)
+    logging.getLogger("pipeline").info("threads: %s (resources.threads: %s)", plan, value)
     return params
 
 
@@ -66,41 +67,6 @@ def feature_split(source: str, split: str) -> pd.DataFrame:
     if not path.exists():
         raise GalaxypropError(f"{path} not found: run the stage that makes '{source}' features (dvc repro)")
     return pd.read_parquet(path)
-
-def metrics_key(name: str, default_features: str) -> str:
-    """The contract's key of a result: `knn` on the default features, `knn@photometry` on others."""
-    head, _, features = name.partition("@")
-    return head if features in ("", default_features) else name
-
-
-def result_of(key: str, default_features: str) -> str:
-    """The result name behind a metrics key (`knn` -> `knn@image`); image heads (`cnn`) and the
-    baselines keep their name."""
-    from galaxyprop.heads import FEATURE_HEADS
-
-    return key if "@" in key or key not in FEATURE_HEADS else result_name(key, default_features)
-
-
-def inputs_of(key: str, default_features: str) -> str:
-    """What a result learned from: a feature source, `cutouts` (image heads), `cutouts+photometry`
-    (multimodal heads), or for the kcorrect baselines the redshift they were fitted at (`spec-z`,
-    `photo-z:<features>`)."""
-    from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS
-
-    name = result_of(key, default_features)
-    head, _, features = name.partition("@")
-    if head == "kcorrect_specz":
-        return "spec-z"
-    if head == "kcorrect_photoz":
-        return f"photo-z:{features or default_features}"
-    if head in MULTIMODAL_HEADS:
-        return MULTIMODAL_INPUTS
-    return "cutouts" if head in IMAGE_HEADS else features
-
-
-#: What the multimodal heads learn from: the cutouts and the catalogue photometry features.
-MULTIMODAL_INPUTS = "cutouts+photometry"
-
 
 def registered_kind(inputs: str) -> str | None:
     """The kind of input (multimodal, images, catalogue) a model learned from `inputs` (as `inputs_of`

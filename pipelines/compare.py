@@ -13,10 +13,11 @@ from galaxyprop.evaluation import plots
 from galaxyprop.evaluation.comparison import comparison_markdown
 from galaxyprop.evaluation.params import EVALUATION_SCHEMA
 from galaxyprop.features.params import FEATURES_SCHEMA
+from galaxyprop.results import ResultName, inputs_of
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, COMPARISON_PLOTS, EVALUATION_PLOTS, METRICS, REPORTS
 
-from common import inputs_of, registered_kind, save_figure, stage_params
+from common import registered_kind, save_figure, stage_params
 
 log = logging.getLogger("compare")
 PLOTS = COMPARISON_PLOTS
@@ -39,7 +40,7 @@ def main() -> None:
             save_figure(plots.metric_bars(metrics[target], metric, target), paths[0])
             save_figure(plots.metric_vs_redshift(breakdown["by_redshift_bin"][target], metric, target), paths[1])
             curves = {h: rows for h, rows in breakdown["by_confidence"].get(target, {}).items()
-                      if rows and h.partition("@")[0] in MC_DROPOUT}
+                      if rows and ResultName.parse(h).head in MC_DROPOUT}
             if curves:
                 paths.append(PLOTS / f"{target}_{metric}_confidence.png")
                 save_figure(plots.confidence_curve(curves, metric, target), paths[-1])

@@ -22,6 +22,7 @@ from galaxyprop.evaluation.metrics import density_metrics, quantile_bins, target
 from galaxyprop.evaluation.params import EVALUATION_SCHEMA
 from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.heads.params import TRAIN_SCHEMA
+from galaxyprop.results import metrics_key
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     BREAKDOWN,
@@ -34,7 +35,7 @@ from galaxyprop.workspace import (
     result_files,
 )
 
-from common import metrics_key, prepared_split, save_figure, stage_params
+from common import prepared_split, save_figure, stage_params
 
 log = logging.getLogger("evaluate")
 #: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).

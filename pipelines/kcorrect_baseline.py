@@ -24,10 +24,11 @@ from galaxyprop.evaluation.params import EVALUATION_SCHEMA
 from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.heads.kcorrect_baseline import ANY_PHOTSYS, kcorrect_by_photsys
 from galaxyprop.heads.params import BASELINES_SCHEMA
+from galaxyprop.results import inputs_of, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_files, result_name
+from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_files
 
-from common import inputs_of, metrics_key, prediction_frame, prepared_bands, prepared_split, stage_params
+from common import prediction_frame, prepared_bands, prepared_split, stage_params
 
 log = logging.getLogger("kcorrect_baseline")
 TARGET = "kcorr_r01"

@@ -16,6 +16,7 @@ from galaxyprop.provenance import code_digest, git_commit
 from galaxyprop.registry import versions as registry
 from galaxyprop.registry.predictor import Predictor
 from galaxyprop.registry.promotion import CalibrationRule, select_candidate
+from galaxyprop.results import ResultName, inputs_of, result_of
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     BREAKDOWN,
@@ -28,7 +29,7 @@ from galaxyprop.workspace import (
     model_dir,
 )
 
-from common import inputs_of, model_inputs, prepared_split, registered_kind, result_of
+from common import model_inputs, prepared_split, registered_kind
 
 log = logging.getLogger("register")
 #: The tags that make two registrations the same version.
@@ -39,7 +40,7 @@ def check_candidate_heads(heads: list[str]) -> None:
     """Every name in `registry.candidate_heads` must be a head (optionally `@features`)."""
     for name in heads:
         try:
-            head_class(str(name).partition("@")[0])
+            head_class(ResultName.parse(name).head)
         except GalaxypropError as err:
             raise GalaxypropError(f"params.yaml: registry.candidate_heads: {err}") from None
 
@@ -50,7 +51,7 @@ def candidates_by_kind(eligible: list[str], results: list[str], default_features
     by_kind: dict[str, list[str]] = {kind: [] for kind in registry.INPUT_KINDS}
     for key in results:
         name = result_of(key, default_features)
-        if name not in eligible and name.partition("@")[0] not in eligible and key not in eligible:
+        if name not in eligible and ResultName.parse(name).head not in eligible and key not in eligible:
             continue
         kind = registered_kind(inputs_of(key, default_features))
         if kind is not None:
@@ -77,7 +78,7 @@ def register(model: str, target: str, kind: str, head: str, chosen: dict, val_ca
     default_features = section(params, "features.default")
     target_metric = section(params, f"targets.{target}.metric")
     name = result_of(head, default_features)
-    head_name, features = name.partition("@")[0], inputs_of(head, default_features)
+    head_name, features = ResultName.parse(name).head, inputs_of(head, default_features)
     predictor = Predictor.load(model_dir(target, name) / "predictor.joblib")
     overall = val_calibration.get(head, {}).get(OVERALL, {})
     tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head_name,
@@ -118,7 +119,8 @@ def register_spectrum_model(params: dict, data_hash: str) -> dict:
                 "skipped": "the spectra stage selected no result (no images, or no cutouts-only feature source)"}
     selected = json.loads(SPECTRUM_SELECTED.read_text())
     path = SPECTRUM_MODELS / selected["result"] / "predictor.joblib"
-    head, _, features = selected["result"].partition("@")
+    result = ResultName.parse(selected["result"])
+    head, features = result.head, result.features
     tags = {"git_commit": git_commit(), "data_hash": data_hash, "head": head, "features": features,
             "inputs": "images", "dataset": section(params, "data.source"), "target": SPECTRUM,
             "params_hash": params_hash(params["data"], params.get("mock"), params["split"], params["features"],

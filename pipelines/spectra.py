@@ -24,6 +24,7 @@ from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import load_object, save_object, write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.params import FEATURES_SCHEMA
+from galaxyprop.results import ResultName, result_name
 from galaxyprop.spectra import evaluation
 from galaxyprop.spectra.evaluation import usable
 from galaxyprop.spectra.gallery import gallery_figure, pick_gallery
@@ -42,7 +43,6 @@ from galaxyprop.workspace import (
     SPECTRUM_MODELS,
     SPECTRUM_SELECTED,
     raw_images,
-    result_name,
     timings_path,
 )
 
@@ -120,11 +120,11 @@ def main() -> None:
                          result["test"]["chi2_median"])
         if not predictors:
             raise GalaxypropError(f"no feature source of spectra.features {spec['features']} was built")
-        served = [n for n in predictors if n.partition("@")[2] in spec["registry"]["features"]]
+        served = [n for n in predictors if ResultName.parse(n).features in spec["registry"]["features"]]
         if served:
             best = min(served, key=lambda n: report["results"][n]["val"]["latent_mse_relative"])
             report["selected"] = best
-            write_json({"result": best, "features": best.partition("@")[2],
+            write_json({"result": best, "features": ResultName.parse(best).features,
                         "val": report["results"][best]["val"], "test": report["results"][best]["test"]},
                        SPECTRUM_SELECTED)
             test = frames["test"]

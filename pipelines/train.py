@@ -44,7 +44,8 @@ from galaxyprop.heads.base import Head
 from galaxyprop.heads.params import HEADS_SCHEMA, TRAIN_SCHEMA
 from galaxyprop.provenance import code_digest
 from galaxyprop.registry.predictor import QUANTILES, Predictor
-from galaxyprop.resources import resolve_threads
+from galaxyprop.resources import thread_plan
+from galaxyprop.results import MULTIMODAL_INPUTS, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.tracking.tuning import (
     FINISHED,
@@ -64,21 +65,10 @@ from galaxyprop.workspace import (
     model_dir,
     predictions_path,
     raw_images,
-    result_name,
     timings_path,
 )
 
-from common import (
-    MULTIMODAL_INPUTS,
-    metrics_key,
-    prediction_frame,
-    prepared_bands,
-    prepared_split,
-    split_fields,
-    split_inputs,
-    stage_params,
-    write_skipped,
-)
+from common import prediction_frame, prepared_bands, prepared_split, split_fields, split_inputs, stage_params, write_skipped
 
 log = logging.getLogger("train")
 
@@ -219,7 +209,7 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
                      pruner=make_pruner(section(params, "tuning.pruner")),
                      trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name, stage.info.run_id),
-                     workers=workers, threads=resolve_threads(params.get("resources", {}).get("threads", "auto"), workers))
+                     workers=workers, threads=thread_plan((params.get("resources") or {}).get("threads", "auto"), workers))
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
         hyper = hyperparameters(settings, trial)

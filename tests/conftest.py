@@ -14,6 +14,19 @@ from astropy.io import fits
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist (`make test`), each worker process and what it starts (a `dvc repro`, a server)
+    gets its share of the cores for OpenMP, BLAS, torch and faiss, so that the workers never oversubscribe."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        from galaxyprop.resources import cores, limit_threads
+
+        limit_threads(max(1, cores() // workers))
+
+
+_share_the_cores()
+
+
 def gst_path() -> Path:
     import kcorrect
 

@@ -4,6 +4,7 @@ limit reaches the loaded OpenMP/BLAS libraries and torch."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,22 @@ def test_tune_runs_its_trials_on_the_threads_it_is_given(restored, tmp_path):
          storage=f"sqlite:///{tmp_path}/optuna.db", seed=0, threads=1)
     assert seen == [(1, {1}, "1")] * 2
     assert torch.get_num_threads() == CORES and {n for _, n in _pools()} == {CORES}     # undone after the study
+
+
+def test_auto_gives_openmp_the_idle_cores_and_blas_and_torch_one_thread(monkeypatch, restored):
+    """The pools whose results depend on their thread count (BLAS, torch) get one thread under `auto`, so
+    that a fresh clone's outputs do not follow the machine's load; an integer is the same for every pool."""
+    import subprocess
+    import sys
+
+    import galaxyprop.resources as resources
+
+    monkeypatch.setattr(resources, "idle_cores", lambda *a, **k: CORES)
+    assert resources.thread_plan("auto") == resources.ThreadPlan(CORES, 1, 1)
+    assert resources.thread_plan(1) == resources.ThreadPlan(1, 1, 1)
+    assert resources.thread_plan(CORES, workers=CORES) == resources.ThreadPlan(1, 1, 1)
+    code = ("import sys; sys.path.insert(0, 'src'); from galaxyprop.resources import ThreadPlan, limit_threads; "
+            f"limit_threads(ThreadPlan({CORES}, 1, 1)); import torch; print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "1"          # torch imported after the plan: one thread, from the environment

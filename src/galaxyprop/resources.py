@@ -12,6 +12,14 @@ for a core that the other process holds, and its siblings spin until the schedul
 2-thread fit on 2 cores ran ~6x slower beside one busy process than alone, while the same fit on 1
 thread lost only its parallel share. So `auto` counts the cores that are idle now, not the cores there are.
 
+What `auto` gives each pool (`thread_plan`): the OpenMP pools already loaded (scikit-learn's boosting,
+whose results do not depend on its thread count) the idle cores; BLAS and torch one thread, because
+their results do (a BLAS product with a long inner dimension, and a CNN's weights after one epoch, differ
+in the last digit between 1 and 2 threads: a count that followed the machine's load would make two
+fresh clones write different files), and because two torch threads beside one busy process ran an MLP
+fit 12x slower than alone. An integer gives every pool that many threads: the user's decision, the same
+on every run. faiss's exact searches run on one thread whatever the plan (`one_thread`).
+
 Library code: never reads params.yaml; the stage passes the knob's value in.
 """
 
@@ -24,8 +32,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.validation.rules import Schema, located
 
 #: The environment variables the thread pools read when they load (in this process or a child).
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -115,14 +125,38 @@ def resolve_threads(value, workers: int = 1) -> int:
     workers = max(1, int(workers))
     if value == "auto":
         return max(1, min(idle_cores(), cores()) // workers)
-    return max(1, value // workers)
+    return max(1, int(value) // workers)
 
 
-def _set_env(n: int | None, saved: dict[str, str | None] | None = None) -> dict[str, str | None]:
+@dataclass(frozen=True)
+class ThreadPlan:
+    """Threads per pool: `openmp` for the OpenMP pools already loaded (scikit-learn's boosting), `blas` for
+    OpenBLAS/MKL, `torch` for torch's intra-op pool (and, through OMP_NUM_THREADS, for any OpenMP library
+    loaded later and for child processes)."""
+
+    openmp: int
+    blas: int
+    torch: int
+
+    @classmethod
+    def of(cls, plan: ThreadPlan | int) -> ThreadPlan:
+        return plan if isinstance(plan, ThreadPlan) else cls(int(plan), int(plan), int(plan))
+
+
+def thread_plan(value, workers: int = 1) -> ThreadPlan:
+    """Each of `workers` processes' threads from `resources.threads` = `value` (module docstring): an
+    integer for every pool; `auto` the idle cores for OpenMP, one thread for BLAS and torch."""
+    n = resolve_threads(value, workers)
+    return ThreadPlan(n, 1, 1) if value == "auto" else ThreadPlan(n, n, n)
+
+
+def _set_env(plan: ThreadPlan | None, saved: dict[str, str | None] | None = None) -> dict[str, str | None]:
     """Set (or with `saved`, restore) the thread variables; returns what they were."""
     before = {name: os.environ.get(name) for name in THREAD_ENV}
+    wanted = {} if plan is None else {"OMP_NUM_THREADS": plan.torch, "OPENBLAS_NUM_THREADS": plan.blas,
+                                       "MKL_NUM_THREADS": plan.blas}
     for name in THREAD_ENV:
-        value = str(n) if saved is None else saved[name]
+        value = str(wanted[name]) if saved is None else saved[name]
         if value is None:
             os.environ.pop(name, None)
         else:
@@ -130,50 +164,56 @@ def _set_env(n: int | None, saved: dict[str, str | None] | None = None) -> dict[
     return before
 
 
-def _set_libraries(n: int) -> tuple[int | None, int | None]:
+def _set_libraries(plan: ThreadPlan) -> tuple[int | None, int | None]:
     """Torch's and faiss's own setters, for those already imported; returns their counts before.
     (A later import reads OMP_NUM_THREADS: torch when its pool first starts, faiss's libgomp when it loads.)"""
     torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
     before = (torch.get_num_threads() if torch is not None else None,
               faiss.omp_get_max_threads() if faiss is not None else None)
-    if torch is not None:
-        torch.set_num_threads(n)
     if faiss is not None:
-        faiss.omp_set_num_threads(n)
+        faiss.omp_set_num_threads(plan.openmp)
+    if torch is not None:
+        torch.set_num_threads(plan.torch)
     return before
 
 
-def limit_threads(n: int) -> None:
-    """From now on, `n` threads for every pool of this process and its children (module docstring)."""
+def _check_plan(plan: ThreadPlan | int) -> ThreadPlan:
+    counts = [plan.openmp, plan.blas, plan.torch] if isinstance(plan, ThreadPlan) else [plan]
+    if any(not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1 for n in counts):
+        raise ValueError(f"limit_threads needs positive integers, got {plan!r}")
+    return ThreadPlan.of(plan)
+
+
+def limit_threads(plan: ThreadPlan | int) -> None:
+    """From now on, the plan's threads (an integer: that many for every pool) for this process and its
+    children (module docstring)."""
     global _limiter
     from threadpoolctl import threadpool_limits
 
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"limit_threads needs a positive integer, got {n!r}")
-    n = int(n)
-    _set_env(n)
-    _set_libraries(n)
-    _limiter = threadpool_limits(n)
+    plan = _check_plan(plan)
+    _set_env(plan)
+    _limiter = threadpool_limits(limits={"openmp": plan.openmp, "blas": plan.blas})
+    _set_libraries(plan)      # after threadpoolctl: torch's libgomp gets torch's count
 
 
 @contextmanager
-def thread_limit(n: int | None) -> Iterator[None]:
-    """`limit_threads(n)` for the block, then everything back as it was (None: leave the threads alone)."""
-    if n is None:
+def thread_limit(plan: ThreadPlan | int | None) -> Iterator[None]:
+    """`limit_threads(plan)` for the block, then everything back as it was (None: leave the threads alone)."""
+    if plan is None:
         yield
         return
     from threadpoolctl import threadpool_limits
 
-    n = int(n)
+    plan = _check_plan(plan)
     with ExitStack() as stack:
-        saved_env = _set_env(n)
+        saved_env = _set_env(plan)
         stack.callback(_set_env, None, saved_env)
-        torch_before, faiss_before = _set_libraries(n)
+        stack.enter_context(threadpool_limits(limits={"openmp": plan.openmp, "blas": plan.blas}))
+        torch_before, faiss_before = _set_libraries(plan)
         if torch_before is not None:
             stack.callback(sys.modules["torch"].set_num_threads, torch_before)
         if faiss_before is not None:
             stack.callback(sys.modules["faiss"].omp_set_num_threads, faiss_before)
-        stack.enter_context(threadpool_limits(n))
         yield
 
 
@@ -209,19 +249,11 @@ def one_thread() -> Iterator[None]:
 
 
 def _check_resources(resources, params) -> None:
-    from galaxyprop.validation.rules import located
-
     try:
         check_threads(resources.get("threads", "auto"))
     except GalaxypropError as err:
         raise located(str(err)) from None
 
 
-def _schema():
-    from galaxyprop.validation.rules import Schema
-
-    return Schema(closed={"resources": {"threads"}}, checks={"resources": _check_resources})
-
-
 #: params `resources`: the threads every stage and tuning worker uses
-RESOURCES_SCHEMA = _schema()
+RESOURCES_SCHEMA = Schema(closed={"resources": {"threads"}}, checks={"resources": _check_resources})

@@ -55,11 +55,6 @@ FEATURE_ENCODER = "encoder.joblib"   # in each feature source's folder: what tur
 SKIPPED = "skipped.json"             # written instead of outputs when the source cannot feed a stage
 
 
-def result_name(head: str, features: str) -> str:
-    """How a head's model folder and predictions file are named: `knn@image`."""
-    return f"{head}@{features}"
-
-
 def prepared_path(split: str) -> Path:
     return PREPARED / f"{split}.parquet"
 
@@ -75,8 +70,10 @@ def feature_path(source: str, split: str) -> Path:
 def _result_folder(root: Path, target: str, name: str) -> Path:
     """A result on a feature source (`gbt@measured`) lives in its head's folder, the one train stage
     (head x target) that writes every source's result of that head: `models/z/gbt/gbt@measured`."""
-    head, at, _ = name.partition("@")
-    return root / target / head if at else root / target
+    from galaxyprop.results import ResultName
+
+    result = ResultName.parse(name)
+    return root / target / result.head if result.features else root / target
 
 
 def head_folders(target: str, head: str) -> tuple[Path, Path, Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from galaxyprop.evaluation.metrics import objective_value
+from galaxyprop.results import ResultName
 
 #: The table columns of the redshift; every other target gets the regression ones.
 COLUMNS = {"z": ["sigma_mad", "eta", "bias", "bias_median", "r2", "mae"]}
@@ -103,7 +104,7 @@ def density_findings(metrics: Mapping[str, Mapping[str, float]], inputs: Mapping
     with densities, is its 68 % coverage within 3 points, and how far is its mean from the best
     point head on the same inputs (image-only heads together)?"""
     with_density = [h for h in metrics if "pit_ks" in metrics[h]]
-    ours = [h for h in with_density if h.partition("@")[0] == head]
+    ours = [h for h in with_density if ResultName.parse(h).head == head]
     others = [h for h in with_density if h not in ours]
     point = spread_metric(target)
     lines = []

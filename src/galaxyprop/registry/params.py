@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from galaxyprop.evaluation.params import check_metric, metric_names
 from galaxyprop.features.params import FEATURE_SOURCES
 from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
+from galaxyprop.results import ResultName
 from galaxyprop.validation.rules import Schema, fail, reuse
 
 
@@ -19,7 +20,8 @@ def _check_registry(registry: Mapping, params: Mapping) -> None:
                | set(features_params.get("combined") or []) | set(FEATURE_SOURCES))
     end_to_end = {**IMAGE_HEADS, **MULTIMODAL_HEADS}
     for i, entry in enumerate(registry["candidate_heads"]):
-        head, at, features = entry.partition("@")
+        result = ResultName.parse(entry)
+        head, at, features = result.head, bool(result.features), result.features
         if head not in {**FEATURE_HEADS, **end_to_end}:
             fail(f"registry.candidate_heads[{i}]", f"names an unknown head '{head}'; known: "
                                                    f"{sorted({**FEATURE_HEADS, **end_to_end})}")

@@ -29,7 +29,7 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread  # Optuna's own heartbeat (optuna is pinned)
 
 from galaxyprop.errors import GalaxypropError
-from galaxyprop.resources import cores, thread_limit
+from galaxyprop.resources import ThreadPlan, cores, thread_limit
 from galaxyprop.tracking import WORKER_ATTR
 from galaxyprop.validation.rules import Schema
 
@@ -180,7 +180,7 @@ def worker_name(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}/{index}"
 
 
-def _thread_share(workers: int, threads: int | None = None) -> AbstractContextManager:
+def _thread_share(workers: int, threads: ThreadPlan | int | None = None) -> AbstractContextManager:
     """Each of `workers` processes' thread limit (OpenMP/BLAS pools, torch's and faiss's): `threads`, the
     per-worker count the stage resolved from `resources.threads` (galaxyprop.resources); None: with several
     workers, each gets its share of the cores, with one the threads are left alone."""
@@ -199,7 +199,7 @@ def _forget_connections() -> None:
 
 
 def _child(index: int, func, n_trials: int, lock, storage: str, study_name: str, seed: int, pruner,
-           heartbeat: tuple[int, int], workers: int, threads: int | None) -> None:
+           heartbeat: tuple[int, int], workers: int, threads: ThreadPlan | int | None) -> None:
     try:
         _forget_connections()
         with _thread_share(workers, threads):
@@ -214,7 +214,7 @@ def _child(index: int, func, n_trials: int, lock, storage: str, study_name: str,
 def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str, storage: str,
          seed: int, pruner: optuna.pruners.BasePruner | None = None,
          trial_context: TrialContext | None = None, workers: int = 1,
-         heartbeat: tuple[int, int] = HEARTBEAT, threads: int | None = None) -> optuna.Study:
+         heartbeat: tuple[int, int] = HEARTBEAT, threads: ThreadPlan | int | None = None) -> optuna.Study:
     """Minimise `objective(params, trial)` over `space` until the study holds `n_trials` finished
     (complete or pruned) trials; each runs inside `trial_context(trial, params)` when given.
 
@@ -222,7 +222,7 @@ def tune(objective: Objective, space: Mapping, *, n_trials: int, study_name: str
     left RUNNING by it are failed by the heartbeat and retried. `workers` > 1: this process and
     `workers - 1` forked ones share the study (module docstring); a worker that dies of a signal is
     recovered from, one whose objective raised stops the tuning with its error. `threads`: each
-    worker's thread count (`galaxyprop.resources.resolve_threads(resources.threads, workers)`); None:
+    worker's threads (`galaxyprop.resources.thread_plan(resources.threads, workers)`); None:
     the cores split among several workers, a single one left alone.
     """
     check_workers(workers, storage)
