@@ -62,7 +62,7 @@ def default_samples(root: Path):
     table = pd.concat([pd.read_parquet(root / f"data/features/image/{s}.parquet") for s in schema.SPLITS])
     embeddings = table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
     bands = json.loads((root / "data/prepared/bands.json").read_text())["bands"]
-    every = to_sample("all", frame, bands, embeddings)
+    every = to_sample("all", frame, bands, embeddings, targets={})
     south, split = field_mask(frame, "south"), frame["split"].to_numpy()
     reference = every.take(np.flatnonzero(south & (split == "train")), "south")
     north = every.take(np.flatnonzero(field_mask(frame, "north") & (split == "test")), "north")
@@ -89,11 +89,11 @@ def html_reports(root: Path) -> dict:
         out["default_south_vs_north"] = [report(reference, north, False), report(reference, north, True)]
         out["vs_rows"] = []
         for n in (1000, 4000, 16000, 64000):
-            ref = to_sample("ref", catalogue(n, 1), BANDS, gaussian_embeddings(n, 1, dim=128))
-            cur = to_sample("cur", catalogue(n // 4, 2), BANDS, gaussian_embeddings(n // 4, 2, dim=128))
+            ref = to_sample("ref", catalogue(n, 1), BANDS, gaussian_embeddings(n, 1, dim=128), targets={})
+            cur = to_sample("cur", catalogue(n // 4, 2), BANDS, gaussian_embeddings(n // 4, 2, dim=128), targets={})
             out["vs_rows"].append(report(ref, cur, False))
-        ref = to_sample("ref", catalogue(16000, 1), BANDS, gaussian_embeddings(16000, 1, dim=128))
-        cur = to_sample("cur", catalogue(4000, 2), BANDS, gaussian_embeddings(4000, 2, dim=128))
+        ref = to_sample("ref", catalogue(16000, 1), BANDS, gaussian_embeddings(16000, 1, dim=128), targets={})
+        cur = to_sample("cur", catalogue(4000, 2), BANDS, gaussian_embeddings(4000, 2, dim=128), targets={})
         out["vs_rows"].append(report(ref, cur, True))    # t-SNE on Evidently's sample of 2500 a side
     return out
 

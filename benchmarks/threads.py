@@ -2,8 +2,9 @@
 threads fixed at the machine's cores, -> bench.json "threads".
 
 What it shows: OpenMP threads spin-wait on each other at every barrier, so a fit with as many threads as
-cores slows down many times when one other process holds a core; `auto` (galaxyprop.resources) counts
-the idle cores when it decides and keeps the fit near its speed alone.
+cores slows down many times when one other process holds a core; `auto` (galaxyprop.resources.thread_plan,
+as a stage sets it) gives OpenMP the cores idle when it decides, BLAS and torch one thread, and keeps the
+fit near its speed alone. `threads` in each run is the plan per pool.
 
 The work timed is one tuning trial's: fit on 4,000 of the 10,000 real SDSS galaxies that ship with
 kcorrect (ugriz model magnitudes and colours and the Petrosian r magnitude, 10 columns; the target their
@@ -103,21 +104,23 @@ def stop(process: subprocess.Popen) -> None:
 
 def measure(name: str, threads: str | int, train, val, busy: bool) -> dict:
     """One timed trial of head `name` with `threads` ('auto': resolved now, with the busy process running)."""
-    from galaxyprop.resources import idle_cores, limit_threads, resolve_threads
+    from dataclasses import asdict
+
+    from galaxyprop.resources import idle_cores, limit_threads, thread_plan
 
     quiet = wait_until_quiet()
     process = busy_process() if busy else None
     try:
         idle = idle_cores()
-        n = resolve_threads(threads)
-        limit_threads(n)
+        plan = thread_plan(threads)                     # what a stage sets (pipelines/stage.py)
+        limit_threads(plan)
         seconds = []
         while len(seconds) < MIN_RUNS and sum(seconds) < MAX_S or sum(seconds) < MIN_S:
             seconds.append(trial(name, train, val))
     finally:
         if process is not None:
             stop(process)
-    return {"seconds": round(float(np.median(seconds)), 3), "runs": len(seconds), "threads": n,
+    return {"seconds": round(float(np.median(seconds)), 3), "runs": len(seconds), "threads": asdict(plan),
             "idle_cores_seen": idle, "quiet": quiet}
 
 

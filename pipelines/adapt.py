@@ -29,7 +29,8 @@ from galaxyprop.registry.promotion import drifted_fields, metric_function
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import ADAPTATION, ADAPTATION_PLOTS, DRIFT_SUMMARY, FEATURES, SKIPPED, feature_path
 
-from common import prepared_split, save_figure, stage_params
+from common import prepared_split, save_figure
+from stage import stage_params
 
 OUT = ADAPTATION
 PLOTS = ADAPTATION_PLOTS

@@ -19,7 +19,8 @@ from galaxyprop.features.combined import CombinedFeatures, parts_of
 from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, SKIPPED, feature_path
 
-from common import feature_split, stage_params, write_skipped
+from common import feature_split, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("combine")
 

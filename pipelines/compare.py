@@ -17,7 +17,8 @@ from galaxyprop.results import ResultName, inputs_of
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, COMPARISON_PLOTS, EVALUATION_PLOTS, METRICS, REPORTS
 
-from common import registered_kind, save_figure, stage_params
+from common import registered_kind, save_figure
+from stage import stage_params
 
 log = logging.getLogger("compare")
 PLOTS = COMPARISON_PLOTS

@@ -26,7 +26,8 @@ from galaxyprop.registry.promotion import metric_function
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import DRIFT, DRIFT_PLOTS, FEATURES, REGISTERED, SKIPPED
 
-from common import model_inputs, prepared_bands, prepared_split, save_figure, stage_params
+from common import model_inputs, prepared_bands, prepared_split, save_figure
+from stage import stage_params
 
 HTML = DRIFT / "html"
 PLOTS = DRIFT_PLOTS
@@ -76,7 +77,8 @@ def main() -> None:
     with tracking.stage_run(Stores.from_params(params), "drift", params={"drift": spec}):
         frame = galaxies()
         bands = prepared_bands()["bands"]
-        every = to_sample("all", frame, bands, image_embeddings(frame), candidate_predictions(frame))
+        every = to_sample("all", frame, bands, image_embeddings(frame), candidate_predictions(frame),
+                          targets=params["targets"])
         split, names = frame[schema.SPLIT].to_numpy(), field_names(frame)
         if reference_field not in names and len(set(names)) == 1:
             log.info("no field '%s' in this source: its one field '%s' is the reference", reference_field, names[0])

@@ -33,7 +33,8 @@ from galaxyprop.workspace import (
     raw_images,
 )
 
-from common import prepared_split, save_figure, stage_params, write_skipped
+from common import prepared_split, save_figure, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("embed")
 

@@ -35,7 +35,8 @@ from galaxyprop.workspace import (
     result_files,
 )
 
-from common import prepared_split, save_figure, stage_params
+from common import prepared_split, save_figure
+from stage import stage_params
 
 log = logging.getLogger("evaluate")
 #: Point metrics of each density's mode, reported beside those of its mean (the head's prediction).

@@ -19,7 +19,8 @@ from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, SKIPPED, feature_path
 
-from common import prepared_bands, prepared_split, stage_params, write_skipped
+from common import prepared_bands, prepared_split, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("features")
 

@@ -12,7 +12,7 @@ from galaxyprop.provenance import file_md5
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import RAW
 
-from common import stage_params
+from stage import stage_params
 
 
 @exit_on_error

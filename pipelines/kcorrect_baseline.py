@@ -28,7 +28,8 @@ from galaxyprop.results import inputs_of, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_files
 
-from common import prediction_frame, prepared_bands, prepared_split, stage_params
+from common import prediction_frame, prepared_bands, prepared_split
+from stage import stage_params
 
 log = logging.getLogger("kcorrect_baseline")
 TARGET = "kcorr_r01"

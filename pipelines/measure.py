@@ -22,7 +22,8 @@ from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import FEATURE_ENCODER, FEATURES, RAW, SKIPPED, feature_path, raw_images, timings_path
 
-from common import prepared_split, stage_params, write_skipped
+from common import prepared_split, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("measure")
 SOURCE = "measured"

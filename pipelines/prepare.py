@@ -22,7 +22,8 @@ from galaxyprop.heads.params import TRAIN_SCHEMA
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import DATA_PLOTS, PREPARE_SUMMARY, PREPARED, RAW, raw_images
 
-from common import save_figure, stage_params
+from common import save_figure
+from stage import stage_params
 
 log = logging.getLogger("prepare")
 

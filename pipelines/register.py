@@ -27,7 +27,7 @@ from galaxyprop.registry.stamp import fingerprint, store_holds
 from galaxyprop.spectra.params import SPECTRA_SCHEMA
 from galaxyprop.workspace import BREAKDOWN, METRICS, MODELS, PREPARED, REGISTERED, REGISTERED_SPECTRUM, VAL_METRICS
 
-from common import stage_params
+from stage import stage_params
 
 log = logging.getLogger("register")
 

@@ -46,7 +46,8 @@ from galaxyprop.workspace import (
     timings_path,
 )
 
-from common import feature_split, prepared_split, save_figure, stage_params, write_skipped
+from common import feature_split, prepared_split, save_figure, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("spectra")
 

@@ -68,7 +68,8 @@ from galaxyprop.workspace import (
     timings_path,
 )
 
-from common import prediction_frame, prepared_bands, prepared_split, split_fields, split_inputs, stage_params, write_skipped
+from common import prediction_frame, prepared_bands, prepared_split, split_fields, split_inputs, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("train")
 

@@ -39,7 +39,8 @@ from galaxyprop.workspace import (
     timings_path,
 )
 
-from common import prepared_split, save_figure, stage_params, write_skipped
+from common import prepared_split, save_figure, write_skipped
+from stage import stage_params
 
 log = logging.getLogger("train_encoder")
 

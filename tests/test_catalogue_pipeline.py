@@ -122,3 +122,64 @@ def test_predict_uses_the_training_source_by_default(project):
     explicit = project / "served_z.parquet"
     if explicit.exists():
         pd.testing.assert_frame_equal(pd.read_parquet(project / "default.parquet"), pd.read_parquet(explicit))
+
+
+def candidates_in_store(project) -> dict[str, str]:
+    """Registered model name -> the version its `candidate` alias points at, in the project's sqlite store."""
+    import sqlite3
+
+    with sqlite3.connect(project / "mlruns/mlflow.db") as db:
+        rows = db.execute("SELECT name, version FROM registered_model_aliases WHERE alias = 'candidate'").fetchall()
+    return {name: str(version) for name, version in rows}
+
+
+def assert_registry_matches_the_report(project) -> None:
+    import json
+
+    registered = json.loads((project / "reports/registered.json").read_text())
+    expected = {e["model"]: str(e["version"]) for e in registered.values() if e["version"] is not None}
+    assert expected and candidates_in_store(project) == expected
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_a_no_op_repro_registers_nothing_and_the_registry_follows_the_report(project):
+    """DVC's no-op: only register runs, and answers from the store's fingerprint without registering;
+    the registry matches reports/registered.json after a moved alias (what an interrupted registration
+    leaves), a deleted store, and a run-cache replay of changed-then-restored params."""
+    import json
+    import shutil
+
+    assert_registry_matches_the_report(project)
+    again = run(["dvc", "repro"], project)
+    assert stages_run(again.stdout) == {"register"}
+    assert "nothing to register" in again.stderr + again.stdout
+    # a candidate alias moved away (by hand, the MLflow UI, or a registration killed between two models)
+    from mlflow.tracking import MlflowClient
+
+    from conftest import mlflow_store
+
+    registered = json.loads((project / "reports/registered.json").read_text())
+    entry = registered["z-catalogue"]
+    with mlflow_store(f"sqlite:///{project}/mlruns/mlflow.db"):
+        MlflowClient().delete_registered_model_alias(entry["model"], "candidate")
+    moved = run(["dvc", "repro"], project)
+    assert "nothing to register" not in moved.stderr + moved.stdout
+    assert_registry_matches_the_report(project)
+    # the whole store deleted: the next repro registers every candidate again
+    shutil.rmtree(project / "mlruns")
+    run(["dvc", "repro"], project)
+    assert_registry_matches_the_report(project)
+    assert "nothing to register" in run(["dvc", "repro"], project).stderr
+    # params changed and restored: DVC replays the train stages from its run cache, register follows
+    report = (project / "reports/registered.json").read_text()
+    edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 1))
+    run(["dvc", "repro"], project)
+    assert_registry_matches_the_report(project)
+    edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 2))
+    restored = run(["dvc", "repro"], project)
+    assert "train@knn-z" not in stages_run(restored.stdout)          # restored from the run cache, not run
+    assert (project / "reports/registered.json").read_text() == report
+    assert_registry_matches_the_report(project)

@@ -42,7 +42,7 @@ def gaussian_embeddings(n: int, seed: int, shift: float = 0.0, dim: int = 16) ->
 
 @pytest.fixture(scope="module")
 def reference() -> Sample:
-    return to_sample("reference", catalogue(3000, 1), BANDS, gaussian_embeddings(3000, 1))
+    return to_sample("reference", catalogue(3000, 1), BANDS, gaussian_embeddings(3000, 1), targets={})
 
 
 def test_magnitude_errors_and_columns():
@@ -58,7 +58,7 @@ def test_magnitude_errors_and_columns():
 
 
 def test_a_sample_like_the_reference_is_not_flagged(reference):
-    like = to_sample("like", catalogue(800, 2), BANDS, gaussian_embeddings(800, 2))
+    like = to_sample("like", catalogue(800, 2), BANDS, gaussian_embeddings(800, 2), targets={})
     verdict = compare(reference, like, DriftSettings()).verdict
     assert verdict["detected"] is False
     assert verdict["share_drifted"] == 0 and verdict["drifted_columns"] == []
@@ -68,14 +68,14 @@ def test_a_sample_like_the_reference_is_not_flagged(reference):
 
 
 def test_known_shifts_are_flagged_on_the_columns_they_move(reference):
-    brighter = compare(reference, to_sample("bright", catalogue(800, 3, flux_scale=1.25), BANDS),
+    brighter = compare(reference, to_sample("bright", catalogue(800, 3, flux_scale=1.25), BANDS, targets={}),
                        DriftSettings()).verdict                    # a zero-point error of 0.24 mag
     assert brighter["detected"] and brighter["photometry_detected"]
     assert {"mag_g", "mag_r", "mag_z", "mag_W1"} <= set(brighter["drifted_columns"])
     assert not {"g-r", "r-z", "z-W1"} & set(brighter["drifted_columns"])   # a grey shift keeps the colours
     assert "embedding_drift_score" not in brighter                         # no embeddings on that side
 
-    shallower = compare(reference, to_sample("shallow", catalogue(800, 4, depth_offset=-0.7), BANDS),
+    shallower = compare(reference, to_sample("shallow", catalogue(800, 4, depth_offset=-0.7), BANDS, targets={}),
                         DriftSettings()).verdict
     assert {"magerr_g", "magerr_r", "magerr_z", "magerr_W1"} <= set(shallower["drifted_columns"])
     assert shallower["share_drifted"] == pytest.approx(len(shallower["drifted_columns"]) / 11)
@@ -102,7 +102,7 @@ def test_prediction_drift_and_metrics_where_labels_exist(reference):
 
 @pytest.mark.slow
 def test_false_alarm_rate_of_samples_from_one_population():
-    pool = to_sample("pool", catalogue(4000, 7), BANDS, gaussian_embeddings(4000, 7))
+    pool = to_sample("pool", catalogue(4000, 7), BANDS, gaussian_embeddings(4000, 7), targets={})
     control = false_alarm_rate(pool, 2500, 600, 20, DriftSettings(), seed=3)
     assert control["n_splits"] == 20 and control["false_alarm_rate"] <= 0.1   # designed for 5 %
     assert control["embedding_drift_score_max"] < 0.55
@@ -111,10 +111,10 @@ def test_false_alarm_rate_of_samples_from_one_population():
 
 
 def test_bad_inputs_give_one_clear_error(reference):
-    mismatched = to_sample("other", catalogue(100, 8), ["g", "r", "z"])
+    mismatched = to_sample("other", catalogue(100, 8), ["g", "r", "z"], targets={})
     with pytest.raises(GalaxypropError, match=r"photometry columns differ: 'other' lacks \['mag_W1'"):
         compare(reference, mismatched, DriftSettings())
-    empty = to_sample("empty", catalogue(0, 9), BANDS)
+    empty = to_sample("empty", catalogue(0, 9), BANDS, targets={})
     with pytest.raises(GalaxypropError, match="sample 'empty' has 0 rows"):
         compare(reference, empty, DriftSettings())
     narrow = Sample("narrow", embeddings=gaussian_embeddings(50, 1, dim=8))
@@ -175,7 +175,7 @@ def test_a_band_never_measured_is_named(reference):
     frame["flux_ivar_W1"] = 0.0
     with pytest.raises(GalaxypropError, match="photometry of 'unmeasured': column 'magerr_W1' has infinite values or "
                                               "no measured value"):
-        compare(reference, to_sample("unmeasured", frame, BANDS), DriftSettings())
+        compare(reference, to_sample("unmeasured", frame, BANDS, targets={}), DriftSettings())
 
 
 @pytest.mark.slow
@@ -184,8 +184,8 @@ def test_two_runs_of_one_comparison_write_the_same_html(tmp_path):
     them, so the drift stage's HTML outputs keep their DVC hash when nothing changed."""
     from galaxyprop.monitoring.drift import stable_ids
 
-    ref = to_sample("ref", catalogue(300, 5), BANDS)
-    cur = to_sample("cur", catalogue(200, 6, flux_scale=1.2), BANDS)
+    ref = to_sample("ref", catalogue(300, 5), BANDS, targets={})
+    cur = to_sample("cur", catalogue(200, 6, flux_scale=1.2), BANDS, targets={})
     first, second = tmp_path / "a.html", tmp_path / "b.html"
     compare(ref, cur, DriftSettings()).save_html(first)
     compare(ref, cur, DriftSettings()).save_html(second)

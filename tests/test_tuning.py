@@ -151,7 +151,8 @@ def objective(params, trial):
     if trial.number >= 2:
         time.sleep(600)          # the stage is killed here
     return (params["x"] - 1.0) ** 2, {}
-tune(objective, {"x": {"low": -5.0, "high": 5.0}}, n_trials=5, study_name="s", storage=sys.argv[1], seed=3)
+tune(objective, {"x": {"low": -5.0, "high": 5.0}}, n_trials=5, study_name="s", storage=sys.argv[1], seed=3,
+     heartbeat=(1, 3))
 """
 
 
@@ -175,8 +176,9 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path):
         process.kill()
         process.wait()
     before = optuna.load_study(study_name="s", storage=storage).trials
+    # a short heartbeat: the killed trial is stale (and retried) within seconds, not the stages' 90 s
     resumed = tune(lambda params, trial: ((params["x"] - 1.0) ** 2, {}), {"x": {"low": -5.0, "high": 5.0}},
-                   n_trials=5, study_name="s", storage=storage, seed=3)
+                   n_trials=5, study_name="s", storage=storage, seed=3, heartbeat=(1, 3))
     states = [t.state.name for t in resumed.trials]
     assert states.count("COMPLETE") == 5                      # three more, not five more
     assert [t.params for t in resumed.trials[:2]] == [t.params for t in before[:2]]

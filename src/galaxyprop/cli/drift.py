@@ -97,8 +97,8 @@ def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool, 
 
 
 def _file_sample(path: str, catalog: str | None, bands: list[str], encoder: Path, name: str,
-                 column_map=None, targets: dict | None = None) -> tuple[Sample, Batch]:
-    batch = read_batch(path, bands, catalog, column_map, targets)
+                 column_map=None, *, targets: dict) -> tuple[Sample, Batch]:
+    batch = read_batch(path, bands, catalog, column_map, targets=targets)
     embeddings = None
     if batch.cutouts is not None:
         if not encoder.exists():
@@ -142,12 +142,12 @@ def drift(args: argparse.Namespace) -> int:
 
         column_map = CatalogSpec.of_source(section(params, "data"), args.source)
     current, current_batch = _file_sample(args.current, args.current_catalog, bands, encoder, current_name,
-                                          column_map, params["targets"])
+                                          column_map, targets=params["targets"])
     models = _models(args, params)
     if args.reference:
         reference, reference_batch = _file_sample(args.reference, args.reference_catalog, bands, encoder,
                                                   sample_name(Path(args.reference).stem), column_map,
-                                                  params["targets"])
+                                                  targets=params["targets"])
     else:
         reference, reference_batch = _workspace_reference(args.reference_field or spec["reference_field"], bands,
                                                           with_cutouts=bool(models), targets=params["targets"])

@@ -122,9 +122,9 @@ def target_columns(targets: Mapping, source_name: str, source: Mapping,
     return columns
 
 
-def target_names(targets: Mapping | None = None) -> list[str]:
-    """The names of `targets` (params `targets`, given by the caller), or the built-in ones without it."""
-    return sorted(targets) if isinstance(targets, Mapping) and targets else sorted(schema.TARGETS)
+def target_names(targets: Mapping) -> list[str]:
+    """The names of `targets` (params `targets`, given by the caller: library code never reads params.yaml)."""
+    return sorted(targets)
 
 
 def _check_targets(targets: Mapping, params: Mapping) -> None:

@@ -124,12 +124,12 @@ def _read_mapped(path: Path, column_map: CatalogSpec, targets: Mapping) -> Batch
 
 
 def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | None = None,
-               column_map: CatalogSpec | None = None, targets: Mapping | None = None) -> Batch:
+               column_map: CatalogSpec | None = None, *, targets: Mapping) -> Batch:
     """A user's galaxies: an AstroCLIP file (HDF5 or Parquet shards: images; joined with a FastSpecFit `catalog` for
     photometry and labels), or a catalogue (.parquet/.fits/.csv with `flux_<band>`,
     `flux_ivar_<band>` for every band, any case; the targets (`z`, `kcorr_r01`, ...) and `photsys` used where present),
     or a catalogue in any format read through a source's `column_map`. `targets`: the project's (params `targets`),
-    read as labels where the file has them (None: the built-in ones)."""
+    read as labels where the file has them."""
     from galaxyprop.data.astroclip.layout import is_glob
     from galaxyprop.deploy.batch import input_is_catalogue
 
@@ -137,13 +137,13 @@ def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | Non
     if not path.exists() and not is_glob(path):
         raise GalaxypropError(f"{path}: file not found")
     if column_map is not None:
-        batch = _read_mapped(path, column_map, targets or {})
+        batch = _read_mapped(path, column_map, targets)
     elif not input_is_catalogue(path):
-        batch = _read_images(path, None if catalog is None else Path(catalog), bands, targets or {})
+        batch = _read_images(path, None if catalog is None else Path(catalog), bands, targets)
     elif catalog is not None:
         raise GalaxypropError(f"{catalog}: a catalogue joins an AstroCLIP image file, but {path} is not one")
     else:
-        batch = _read_table(path, bands, targets or {})
+        batch = _read_table(path, bands, targets)
     if len(batch.frame) == 0:
         raise GalaxypropError(f"{path}: no rows to compare")
     return batch
@@ -214,8 +214,9 @@ def embed(cutouts: np.ndarray, encoder_path: str | Path, progress: bool = False)
 
 
 def to_sample(name: str, frame: pd.DataFrame, bands: Sequence[str], embeddings: np.ndarray | None = None,
-              predictions: pd.DataFrame | None = None, targets: Mapping | None = None) -> Sample:
-    """A drift sample of catalogue rows in the galaxyprop layout (photometry where they have fluxes)."""
+              predictions: pd.DataFrame | None = None, *, targets: Mapping) -> Sample:
+    """A drift sample of catalogue rows in the galaxyprop layout (photometry where they have fluxes, and the
+    labels of `targets`, params `targets`, where it has their columns)."""
     has_fluxes = all(schema.flux_column(b) in frame.columns for b in bands)
     labels = [t for t in target_names(targets) if t in frame.columns]
     return Sample(name, photometry_columns(frame, bands) if has_fluxes else None, embeddings, predictions,
