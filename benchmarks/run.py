@@ -39,8 +39,8 @@ from serving import serving_benchmarks  # noqa: E402
 
 from drift import drift_benchmarks  # noqa: E402
 from galaxyprop.config import load_params  # noqa: E402
+from galaxyprop.results import metrics_key  # noqa: E402
 
-from common import metrics_key  # noqa: E402
 from project_copy import copy_project, run  # noqa: E402
 
 
