@@ -7,12 +7,10 @@ from collections.abc import Mapping
 
 from galaxyprop.validation.rules import Schema, check_rule, fail, got, reuse
 
-SOURCE_KINDS = ("desi", "catalog")
-
 
 def _check_data(data: Mapping, params: Mapping) -> None:
     from galaxyprop.data.catalog import CatalogSpec
-    from galaxyprop.data.sources import source_files, split_of
+    from galaxyprop.data.sources import KINDS, source_files, split_of
     from galaxyprop.data.targets import target_columns
 
     sources = data["sources"]
@@ -22,8 +20,8 @@ def _check_data(data: Mapping, params: Mapping) -> None:
         fail("data.z_min", f"must be below data.z_max ({data['z_max']}), {got(data.get('z_min', 0.0))}")
     for name, spec in sources.items():
         key = f"data.sources.{name}"
-        if spec.get("kind") not in SOURCE_KINDS:
-            fail(f"{key}.kind", f"must be one of {list(SOURCE_KINDS)}, {got(spec.get('kind'))}")
+        if spec.get("kind") not in KINDS:
+            fail(f"{key}.kind", f"must be one of {list(KINDS)}, {got(spec.get('kind'))}")
         reuse(key, lambda name=name, spec=spec: split_of(name, spec))
         if name == data["source"]:
             reuse(key, lambda name=name, spec=spec: source_files(name, spec))
