@@ -10,16 +10,33 @@ fields (PHOTSYS) and one global map leaves a field off by more than the noise, t
 own map. Pure numpy/scipy: no MLflow, no file paths.
 """
 
-from galaxyprop.calibration.calibrator import CalibrationResult, CalibrationSettings, Calibrator, fit_calibration
-from galaxyprop.calibration.checks import (
-                                           NOMINAL,
-                                           OVERALL,
-                                           calibration_rule_problems,
-                                           calibration_summary,
-                                           field_groups,
-                                           ks_noise,
-)
-from galaxyprop.calibration.probit_map import ProbitMap
+from __future__ import annotations
 
-__all__ = ["NOMINAL", "OVERALL", "Calibrator", "CalibrationResult", "CalibrationSettings", "ProbitMap",
-           "calibration_rule_problems", "calibration_summary", "field_groups", "fit_calibration", "ks_noise"]
+import importlib
+
+#: name -> `module:name` that defines it, imported on first use (PEP 562), so that importing the package's
+#: params schema (`calibration.params`) does not load scipy and the calibrator (the strings are what
+#: `provenance.import_closure` follows: a stage using the package still declares every module here).
+_EXPORTS = {
+    "CalibrationResult": "galaxyprop.calibration.calibrator:CalibrationResult",
+    "CalibrationSettings": "galaxyprop.calibration.calibrator:CalibrationSettings",
+    "Calibrator": "galaxyprop.calibration.calibrator:Calibrator",
+    "fit_calibration": "galaxyprop.calibration.calibrator:fit_calibration",
+    "NOMINAL": "galaxyprop.calibration.checks:NOMINAL",
+    "OVERALL": "galaxyprop.calibration.checks:OVERALL",
+    "calibration_rule_problems": "galaxyprop.calibration.checks:calibration_rule_problems",
+    "calibration_summary": "galaxyprop.calibration.checks:calibration_summary",
+    "field_groups": "galaxyprop.calibration.checks:field_groups",
+    "ks_noise": "galaxyprop.calibration.checks:ks_noise",
+    "ProbitMap": "galaxyprop.calibration.probit_map:ProbitMap",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attribute = _EXPORTS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+__all__ = sorted(_EXPORTS)

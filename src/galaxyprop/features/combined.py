@@ -10,7 +10,6 @@ input (cutouts for image parts, catalogue rows for catalogue parts), so a source
 from __future__ import annotations
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.features.multimodal import MULTIMODAL, Multimodal
@@ -60,7 +59,7 @@ class CombinedFeatures:
                                   "features can")
         self.parts = dict(parts)
         self.components = {n: int(c) for n, c in (components or {}).items() if n in self.parts and c}
-        self.reducers_: dict[str, PCA] = {}
+        self.reducers_: dict[str, object] = {}   # part -> its fitted sklearn PCA
 
     @property
     def input_kind(self) -> str:
@@ -89,6 +88,8 @@ class CombinedFeatures:
             if n > min(matrix.shape):
                 raise GalaxypropError(f"{n} principal components of '{name}' asked, but it has "
                                       f"{matrix.shape[1]} features of {matrix.shape[0]} galaxies")
+            from sklearn.decomposition import PCA  # only where a part is reduced (schemas import this module)
+
             self.reducers_[name] = PCA(n, svd_solver="full").fit(matrix)
         return self
 
