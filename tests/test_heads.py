@@ -162,3 +162,19 @@ def test_kcorrect_baseline_uses_each_fields_filters_and_equals_kcorrect_called_d
     assert np.nanmax(np.abs(swapped - value)) > 0.01
     with pytest.raises(GalaxypropError, match=r"band\(s\) \['g', 'r', 'z'\] of photometric system 'X'"):
         kcorrect_by_photsys(frame.assign(**{schema.PHOTSYS: "X"}), redshift, bands)
+
+
+def test_a_gbt_fit_pickles_to_the_same_bytes_on_any_number_of_threads():
+    """Its results do not depend on the OpenMP thread count, and neither does its file (dvc.lock's hash)."""
+    import pickle
+
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 4))
+    y = X[:, 0] + 0.1 * rng.normal(size=600)
+    fits = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            fits.append(pickle.dumps(make_head("gbt", max_iter=20, seed=0).fit(X, y)))
+    assert fits[0] == fits[1]

@@ -45,8 +45,9 @@ class GradientBoostingHead(Head):
         `validation` and `callbacks` are not used."""
         X, y = check_fit_inputs(X, y)
         self.n_features_ = X.shape[1]
-        self.mean_model_ = self._model().fit(X, y)
-        self.quantile_models_ = [self._model(loss="quantile", quantile=q).fit(X, y) for q in QUANTILES]
+        self.mean_model_ = _without_thread_count(self._model().fit(X, y))
+        self.quantile_models_ = [_without_thread_count(self._model(loss="quantile", quantile=q).fit(X, y))
+                                 for q in QUANTILES]
         return self
 
     def _quantiles(self, X: np.ndarray) -> np.ndarray:
@@ -64,3 +65,11 @@ class GradientBoostingHead(Head):
         levels = self._quantiles(X)
         prediction = Prediction(self.mean_model_.predict(X), (levels[:, 3] - levels[:, 1]) / 2.0)
         return prediction, None if grid is None else quantile_densities(levels, np.array(QUANTILES), grid)
+
+
+def _without_thread_count(model: HistGradientBoostingRegressor) -> HistGradientBoostingRegressor:
+    """The fitted model without the OpenMP thread count its fit ran with (scikit-learn keeps it in the bin
+    mapper, which only the fit uses; predictions take the count at hand), so that the same fit pickles to
+    the same bytes on any number of threads and a model file does not follow the machine's load."""
+    model._bin_mapper.n_threads = None
+    return model
