@@ -132,3 +132,20 @@ def test_auto_gives_openmp_the_idle_cores_and_blas_and_torch_one_thread(monkeypa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "1"          # torch imported after the plan: one thread, from the environment
+
+
+def test_idle_cores_counts_what_the_neighbours_leave(monkeypatch):
+    """/proc/stat ticks over the sample window -> idle cores: a core counts when 80 % of it is idle, so a
+    neighbour using a quarter of a core takes it and one using a tenth does not; without /proc/stat, the
+    load average."""
+    monkeypatch.setattr(resources, "cores", lambda: 2)
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(resources.time, "sleep", lambda s: None)
+    monkeypatch.setattr(resources, "_own_seconds", lambda: 0.0)
+    for idle_ticks, expected in [(200.0, 2), (190.0, 2), (175.0, 1), (100.0, 1), (10.0, 0)]:
+        ticks = iter([(0.0, 0.0), (idle_ticks, 200.0)])
+        monkeypatch.setattr(resources, "_cpu_times", lambda cpus, ticks=ticks: next(ticks))
+        assert resources.idle_cores() == expected, idle_ticks
+    monkeypatch.setattr(resources, "_cpu_times", lambda cpus: None)
+    monkeypatch.setattr(resources.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert resources.idle_cores() == 1
