@@ -6,15 +6,25 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast lint bench ui clean-stores
+.PHONY: install constraints run test test-fast lint bench ui clean-stores
 
-$(VENV)/.installed: pyproject.toml
+# torch with pip (its CPU build lies in pip's local wheel folder), everything else with uv (a third of pip's
+# time) at the versions constraints.txt pins: the environment the tests passed in
+UV := uv==0.13.10
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet $(UV) $$(grep '^torch==' constraints.txt)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --constraint constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# after a change to pyproject.toml's pins: pip resolves them afresh, and what it installed becomes the constraints
+constraints:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(UV) -e ".[dev]"
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^uv=='; } > constraints.new
+	mv constraints.new constraints.txt
 
 run: install
 	dvc repro
