@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,9 +43,10 @@ from galaxyprop.features.params import FEATURES_SCHEMA
 from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS, head_class, head_module, make_head
 from galaxyprop.heads.base import Head
 from galaxyprop.heads.params import HEADS_SCHEMA, TRAIN_SCHEMA
+from galaxyprop.lanes import run_in_lanes
 from galaxyprop.provenance import code_digest
 from galaxyprop.registry.predictor import QUANTILES, Predictor
-from galaxyprop.resources import thread_plan
+from galaxyprop.resources import ThreadPlan, process_plan, thread_plan
 from galaxyprop.results import MULTIMODAL_INPUTS, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.tracking.tuning import (
@@ -163,6 +165,8 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
         settings.setdefault("seed", section(params, "seed"))      # the global seed unless the head sets one
     fixed = {**settings, **({"grid": target_params["grid"]} if head_class(head_name).needs_grid else {})}
     workers = section(params, "tuning.workers")
+    # several tuning workers share the cores; one is this process, whose threads the stage already set
+    tuning_threads = thread_plan((params.get("resources") or {}).get("threads", "auto"), workers) if workers > 1 else None
     # Tuning workers other than this process (tuning.workers > 1) leave their best model here for it to keep.
     kept = tempfile.TemporaryDirectory(prefix="galaxyprop-trials-")
     stage_pid = os.getpid()
@@ -210,7 +214,7 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
                      pruner=make_pruner(section(params, "tuning.pruner")),
                      trial_context=lambda trial, hyper: tracking.trial_run(trial, hyper, run_name, stage.info.run_id),
-                     workers=workers, threads=thread_plan((params.get("resources") or {}).get("threads", "auto"), workers))
+                     workers=workers, threads=tuning_threads)
         tune_seconds = time.perf_counter() - start
         trial = study.best_trial
         hyper = hyperparameters(settings, trial)
@@ -297,8 +301,13 @@ def main() -> None:
         known = ", ".join(sorted(params["targets"]))
         raise GalaxypropError(f"--target {args.target}: not a target of params targets ({known})")
     sources = [args.features] if args.features else sources_of(args.head, args.target, params)
-    for features in sources:
-        train_result(args.head, args.target, features, params)
+    if len(sources) > 1:      # each source in a process of its own, one per idle core (galaxyprop.lanes)
+        plan = process_plan() if section(params, "tuning.workers") == 1 else ThreadPlan(1, 1, 1)
+        run_in_lanes([(f"{args.head} on {features} for {args.target}",
+                       [sys.executable, __file__, "--head", args.head, "--target", args.target, "--features", features])
+                      for features in sources], plan)
+    elif sources:
+        train_result(args.head, args.target, sources[0], params)
     if not sources:                 # targets.<t>.features leaves this head nothing: the stage's folders say so
         folders = head_folders(args.target, args.head)
         for folder in folders[1:]:

@@ -44,8 +44,10 @@ SAMPLE_S = 0.2
 #: A core counts as idle when at least this fraction of it was (summed over the cores we may use).
 IDLE_FRACTION = 0.8
 
-# The global limit `limit_threads` set, kept alive so that it persists (threadpoolctl's limiter object).
+# The global limit `limit_threads` set, kept alive so that it persists (threadpoolctl's limiter object),
+# and its plan.
 _limiter = None
+_plan: ThreadPlan | None = None
 
 
 def cores() -> int:
@@ -150,6 +152,27 @@ def thread_plan(value, workers: int = 1) -> ThreadPlan:
     return ThreadPlan(n, 1, 1) if value == "auto" else ThreadPlan(n, n, n)
 
 
+#: The environment variable that gives one of a stage's lanes (galaxyprop.lanes) its thread plan,
+#: "openmp,blas,torch".
+PLAN_ENV = "GALAXYPROP_THREAD_PLAN"
+
+
+def inherited_plan() -> ThreadPlan | None:
+    """The plan a stage's lanes (galaxyprop.lanes) gave this process (`PLAN_ENV`), or None when it was
+    started otherwise."""
+    text = os.environ.get(PLAN_ENV)
+    if not text:
+        return None
+    try:
+        openmp, blas, torch = (int(x) for x in text.split(","))
+    except ValueError:
+        raise GalaxypropError(f"environment {PLAN_ENV}={text!r}: expected three thread counts 'openmp,blas,torch'") \
+            from None
+    if min(openmp, blas, torch) < 1:
+        raise GalaxypropError(f"environment {PLAN_ENV}={text!r}: every thread count must be at least 1")
+    return ThreadPlan(openmp, blas, torch)
+
+
 def _set_env(plan: ThreadPlan | None, saved: dict[str, str | None] | None = None) -> dict[str, str | None]:
     """Set (or with `saved`, restore) the thread variables; returns what they were."""
     before = {name: os.environ.get(name) for name in THREAD_ENV}
@@ -187,13 +210,19 @@ def _check_plan(plan: ThreadPlan | int) -> ThreadPlan:
 def limit_threads(plan: ThreadPlan | int) -> None:
     """From now on, the plan's threads (an integer: that many for every pool) for this process and its
     children (module docstring)."""
-    global _limiter
+    global _limiter, _plan
     from threadpoolctl import threadpool_limits
 
     plan = _check_plan(plan)
     _set_env(plan)
     _limiter = threadpool_limits(limits={"openmp": plan.openmp, "blas": plan.blas})
     _set_libraries(plan)      # after threadpoolctl: torch's libgomp gets torch's count
+    _plan = plan
+
+
+def process_plan() -> ThreadPlan | None:
+    """The plan `limit_threads` last set for this process (None: it never ran)."""
+    return _plan
 
 
 @contextmanager
