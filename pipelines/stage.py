@@ -14,14 +14,12 @@ def stage_params(*schemas) -> dict:
     """params.yaml checked against the schemas of the sections this stage reads (and `stores`,
     `resources`), with the stage's OpenMP/BLAS/torch/faiss threads set from `resources.threads`."""
     from galaxyprop.config import load_params
-    from galaxyprop.resources import PLAN_ENV, RESOURCES_SCHEMA, inherited_plan, limit_threads, thread_plan
+    from galaxyprop.resources import RESOURCES_SCHEMA, limit_threads, thread_plan
     from galaxyprop.tracking.params import STORES_SCHEMA
 
     params = load_params(schemas=(*schemas, STORES_SCHEMA, RESOURCES_SCHEMA))
     value = (params.get("resources") or {}).get("threads", "auto")
-    plan = inherited_plan()             # one of a stage's lanes (galaxyprop.lanes): its share, already decided
-    source = f"{PLAN_ENV}, a lane of its stage" if plan else f"resources.threads: {value}"
-    plan = plan or thread_plan(value)
+    plan = thread_plan(value)
     limit_threads(plan)
-    logging.getLogger("pipeline").info("threads: %s (%s)", plan, source)
+    logging.getLogger("pipeline").info("threads: %s (resources.threads: %s)", plan, value)
     return params

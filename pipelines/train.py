@@ -11,13 +11,13 @@ multimodal heads (cnn_mm) from the cutouts and the catalogue photometry together
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import inspect
 import json
 import logging
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +47,7 @@ from galaxyprop.lanes import run_in_lanes
 from galaxyprop.provenance import code_digest
 from galaxyprop.registry.predictor import QUANTILES, Predictor
 from galaxyprop.resources import ThreadPlan, process_plan, thread_plan
-from galaxyprop.results import MULTIMODAL_INPUTS, metrics_key, result_name
+from galaxyprop.results import CUTOUTS, IMAGE_HEAD_INPUTS, MULTIMODAL_INPUTS, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.tracking.tuning import (
     FINISHED,
@@ -85,14 +85,17 @@ def digest(*arrays) -> str:
     return sha.hexdigest()
 
 
-def skip_unavailable(target: str, name: str, source: str, features: str) -> bool:
+def skip_unavailable(target: str, name: str, source: str, features: str, listed: list[str] | None) -> bool:
     """Image and multimodal heads need cutouts, feature heads a feature source that was built: where
     they are missing (e.g. a catalogue source) record why, and leave empty predictions; likewise a
-    target the source has no column for."""
+    target the source has no column for, and an image head's inputs that the target's `features`
+    (`listed`) leave out."""
     prepared = prepared_bands().get("targets")
     if prepared is not None and target not in prepared:
         reason = f"data source '{source}' has no column for the target '{target}'"
-    elif features in ("cutouts", MULTIMODAL_INPUTS):
+    elif listed and features not in listed:
+        reason = f"targets.{target}.features does not list '{features}'"
+    elif features in IMAGE_HEAD_INPUTS:
         if raw_images(RAW) is not None:
             return False
         reason = f"data source '{source}' has no images"
@@ -127,11 +130,11 @@ def fit(head: Head, data: dict, callbacks=()) -> Head:
 
 def sources_of(head: str, target: str, params: dict) -> list[str]:
     """What one train stage (head x target) trains the head on: image heads the cutouts, multimodal
-    heads the cutouts and photometry, feature heads every source in features.compare and, for
-    train.secondary_heads, features.secondary too; of those, only the ones in targets.<t>.features
-    where the target lists them."""
+    heads the cutouts and photometry (the stage records it skipped them where targets.<t>.features
+    leaves them out), feature heads every source in features.compare and, for train.secondary_heads,
+    features.secondary too; of those, only the ones in targets.<t>.features where the target lists them."""
     if head in IMAGE_HEADS:
-        return ["cutouts"]
+        return [CUTOUTS]
     if head in MULTIMODAL_HEADS:
         return [MULTIMODAL_INPUTS]
     secondary = section(params, "features.secondary") if head in section(params, "train.secondary_heads") else []
@@ -145,9 +148,9 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
     image_head, multimodal_head = head_name in IMAGE_HEADS, head_name in MULTIMODAL_HEADS
     name = head_name if image_head or multimodal_head else result_name(head_name, features)
     key = metrics_key(name, section(params, "features.default"))
-    if skip_unavailable(target, name, section(params, "data.source"), features):
-        return
     head_params, target_params = section(params, f"heads.{head_name}"), section(params, f"targets.{target}")
+    if skip_unavailable(target, name, section(params, "data.source"), features, target_params.get("features")):
+        return
     metric, eta = target_params["metric"], section(params, "evaluation.eta_threshold")
     # A target may tune its heads with fewer (or more) trials than the heads' own n_trials.
     n_trials = (target_params.get("n_trials") or {}).get(head_name, head_params["n_trials"])
@@ -304,7 +307,7 @@ def main() -> None:
     if len(sources) > 1:      # each source in a process of its own, one per idle core (galaxyprop.lanes)
         plan = process_plan() if section(params, "tuning.workers") == 1 else ThreadPlan(1, 1, 1)
         run_in_lanes([(f"{args.head} on {features} for {args.target}",
-                       [sys.executable, __file__, "--head", args.head, "--target", args.target, "--features", features])
+                       functools.partial(train_result, args.head, args.target, features, params))
                       for features in sources], plan)
     elif sources:
         train_result(args.head, args.target, sources[0], params)

@@ -1,27 +1,18 @@
-"""A stage's jobs in parallel lanes (galaxyprop.lanes): one per core of the plan, each child told its share,
-a failure stopping the rest; and the plan a lane inherits (galaxyprop.resources.inherited_plan)."""
+"""A stage's jobs in parallel lanes (galaxyprop.lanes): one forked process per job, one lane per core of
+the plan, each child on its share of the threads, a failure stopping the rest."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.lanes import lane_count, run_in_lanes, share
-from galaxyprop.resources import PLAN_ENV, ThreadPlan, inherited_plan
-
-#: A job that records when it ran, its pid and the plan it was given, holding its lane for a while.
-JOB = """
-import json, os, sys, time
-start = time.monotonic()
-time.sleep(float(sys.argv[2]))
-with open(sys.argv[1], "w") as out:
-    json.dump({"start": start, "end": time.monotonic(), "plan": os.environ.get("GALAXYPROP_THREAD_PLAN")}, out)
-"""
+from galaxyprop.resources import ThreadPlan
 
 
 def test_one_lane_per_core_of_the_plan_each_with_its_share():
@@ -34,61 +25,69 @@ def test_one_lane_per_core_of_the_plan_each_with_its_share():
     assert share(ThreadPlan(16, 1, 1), 2) == ThreadPlan(8, 1, 1)
 
 
-def _jobs(tmp_path: Path, n: int, seconds: float) -> list[tuple[str, list[str]]]:
-    return [(f"job {i}", [sys.executable, "-c", JOB, str(tmp_path / f"{i}.json"), str(seconds)]) for i in range(n)]
+def _job(path: Path, seconds: float):
+    """A job that records when it ran, in which process and on which threads, holding its lane a while."""
+    def job() -> None:
+        from threadpoolctl import threadpool_info
+
+        start = time.monotonic()
+        time.sleep(seconds)
+        openmp = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"]
+        path.write_text(json.dumps({"start": start, "end": time.monotonic(), "pid": os.getpid(),
+                                    "openmp": openmp, "omp_env": os.environ.get("OMP_NUM_THREADS")}))
+    return job
 
 
-def _records(tmp_path: Path, n: int) -> list[dict]:
+def _run(tmp_path: Path, n: int, seconds: float, plan: ThreadPlan) -> list[dict]:
+    run_in_lanes([(f"job {i}", _job(tmp_path / f"{i}.json", seconds)) for i in range(n)], plan)
     return [json.loads((tmp_path / f"{i}.json").read_text()) for i in range(n)]
 
 
 def _overlaps(records: list[dict]) -> int:
     """How many pairs of jobs ran at the same time."""
-    return sum(a["start"] < b["end"] and b["start"] < a["end"]
-               for i, a in enumerate(records) for b in records[i + 1:])
+    return sum(a["start"] < b["end"] and b["start"] < a["end"] for i, a in enumerate(records) for b in records[i + 1:])
 
 
-def test_two_lanes_run_two_jobs_at_a_time_and_hand_each_its_plan(tmp_path):
-    run_in_lanes(_jobs(tmp_path, 4, 1.0), ThreadPlan(2, 1, 1))
-    records = _records(tmp_path, 4)
-    assert {r["plan"] for r in records} == {"1,1,1"}
-    # lanes of 2: jobs 0 and 1 together, then 2 and 3 (each new one starts when one ends)
-    assert 1 <= _overlaps(records) <= 3
-    starts = sorted(r["start"] for r in records)
-    ends = sorted(r["end"] for r in records)
-    assert starts[2] >= ends[0] - 0.05       # the third job waited for a free lane
+def test_two_lanes_run_two_jobs_at_a_time_each_in_its_own_process(tmp_path):
+    import numpy  # noqa: F401  (an OpenMP/BLAS pool for the plan to reach)
+
+    records = _run(tmp_path, 4, 0.5, ThreadPlan(2, 1, 1))
+    assert len({r["pid"] for r in records}) == 4 and os.getpid() not in {r["pid"] for r in records}
+    assert {r["omp_env"] for r in records} == {"1"}                     # each on its share: one thread
+    assert all(set(r["openmp"]) <= {1} for r in records)
+    assert 1 <= _overlaps(records) <= 3          # 0 and 1 together; each next one when a lane frees
+    starts, ends = sorted(r["start"] for r in records), sorted(r["end"] for r in records)
+    assert starts[2] >= ends[0] - 0.05          # the third waited for a free lane: never three at once
 
 
 def test_one_lane_runs_the_jobs_one_after_another(tmp_path):
-    run_in_lanes(_jobs(tmp_path, 3, 0.3), ThreadPlan(1, 1, 1))
-    records = _records(tmp_path, 3)
-    assert _overlaps(records) == 0
-    assert {r["plan"] for r in records} == {"1,1,1"}
+    records = _run(tmp_path, 3, 0.2, ThreadPlan(1, 1, 1))
+    assert _overlaps(records) == 0 and len({r["pid"] for r in records}) == 3
 
 
-def test_a_failed_job_stops_its_siblings_and_is_named(tmp_path):
+def test_a_failed_job_stops_its_siblings_and_is_named(tmp_path, capfd):
     sibling = tmp_path / "sibling.pid"
-    jobs = [("the slow one", [sys.executable, "-c",
-                              f"import os, time; open({str(sibling)!r}, 'w').write(str(os.getpid())); time.sleep(60)"]),
-            ("the broken one", [sys.executable, "-c", "import time, sys; time.sleep(0.5); sys.exit(3)"])]
-    with pytest.raises(GalaxypropError, match=r"^the broken one failed \(exit 3\); its message is above$"):
-        run_in_lanes(jobs, ThreadPlan(2, 1, 1))
-    pid = int(sibling.read_text())
+
+    def slow() -> None:
+        sibling.write_text(str(os.getpid()))
+        time.sleep(60)
+
+    def broken() -> None:
+        while not sibling.exists():
+            time.sleep(0.05)
+        raise GalaxypropError("targets.z.column: 'Q' is not a column of the source")
+
+    with pytest.raises(GalaxypropError, match=r"^the broken one failed \(exit 2\); its message is above$"):
+        run_in_lanes([("the slow one", slow), ("the broken one", broken)], ThreadPlan(2, 1, 1))
+    assert "galaxyprop: error: targets.z.column: 'Q' is not a column of the source" in capfd.readouterr().err
     with pytest.raises(ProcessLookupError):   # terminated and reaped, not left running for its 60 s
-        os.kill(pid, 0)
+        os.kill(int(sibling.read_text()), 0)
 
 
-@pytest.mark.parametrize("text, message", [("2,1", "expected three thread counts"),
-                                           ("a,b,c", "expected three thread counts"),
-                                           ("0,1,1", "at least 1")])
-def test_a_bad_inherited_plan_is_one_line(monkeypatch, text, message):
-    monkeypatch.setenv(PLAN_ENV, text)
-    with pytest.raises(GalaxypropError, match=message):
-        inherited_plan()
+def test_an_unexpected_failure_is_reported_with_its_traceback(tmp_path, capfd):
+    def crash() -> None:
+        raise ValueError("boom")
 
-
-def test_the_inherited_plan_is_read_back(monkeypatch):
-    monkeypatch.delenv(PLAN_ENV, raising=False)
-    assert inherited_plan() is None
-    monkeypatch.setenv(PLAN_ENV, "3,1,2")
-    assert inherited_plan() == ThreadPlan(3, 1, 2)
+    with pytest.raises(GalaxypropError, match=r"^crash failed \(exit 1\)"):
+        run_in_lanes([("crash", crash)], ThreadPlan(1, 1, 1))
+    assert "ValueError: boom" in capfd.readouterr().err

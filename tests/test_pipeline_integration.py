@@ -21,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from galaxyprop.workspace import DENSITIES, densities_path, model_dir, predictions_path, result_files
+from galaxyprop.workspace import DENSITIES, SKIPPED, densities_path, model_dir, predictions_path, result_files
 
 from conftest import desi_targets, mlflow_store, mock_config
 from project_copy import NEW_TARGET, TINY_TARGETS, copy_project, edit_params, params_texts, run, tiny_profile
@@ -80,8 +80,11 @@ def test_metrics_follow_the_contract(project):
     heads = DENSITY_HEADS
     assert set(metrics["z"]) == heads
     assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz", "kcorrect_photoz", "kcorrect_photoz@photometry"}
-    # the target only the params define: every head on the two sources its targets.<t>.features lists
-    assert set(metrics[NEW_TARGET]) == {h for h in heads if h.endswith("photometry")} | {"cnn", "cnn_mm"}
+    # the target only the params define: every head on the sources its targets.<t>.features lists (the
+    # catalogue alone and with the sep measurements, and cnn_mm's inputs); the cnn is recorded as skipped
+    assert set(metrics[NEW_TARGET]) == {h for h in heads if h.endswith("photometry")} | {"cnn_mm"}
+    skipped = json.loads((project / model_dir(NEW_TARGET, "cnn") / SKIPPED).read_text())
+    assert skipped == {"reason": f"targets.{NEW_TARGET}.features does not list 'cutouts'"}
     for head, values in metrics["z"].items():
         density = DENSITY | {"sigma_mad_mode", "eta_mode", "bias_mode"} if head in DENSITY_HEADS else set()
         assert set(values) == CONTRACT | PHOTO_Z | density, head

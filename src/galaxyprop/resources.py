@@ -152,27 +152,6 @@ def thread_plan(value, workers: int = 1) -> ThreadPlan:
     return ThreadPlan(n, 1, 1) if value == "auto" else ThreadPlan(n, n, n)
 
 
-#: The environment variable that gives one of a stage's lanes (galaxyprop.lanes) its thread plan,
-#: "openmp,blas,torch".
-PLAN_ENV = "GALAXYPROP_THREAD_PLAN"
-
-
-def inherited_plan() -> ThreadPlan | None:
-    """The plan a stage's lanes (galaxyprop.lanes) gave this process (`PLAN_ENV`), or None when it was
-    started otherwise."""
-    text = os.environ.get(PLAN_ENV)
-    if not text:
-        return None
-    try:
-        openmp, blas, torch = (int(x) for x in text.split(","))
-    except ValueError:
-        raise GalaxypropError(f"environment {PLAN_ENV}={text!r}: expected three thread counts 'openmp,blas,torch'") \
-            from None
-    if min(openmp, blas, torch) < 1:
-        raise GalaxypropError(f"environment {PLAN_ENV}={text!r}: every thread count must be at least 1")
-    return ThreadPlan(openmp, blas, torch)
-
-
 def _set_env(plan: ThreadPlan | None, saved: dict[str, str | None] | None = None) -> dict[str, str | None]:
     """Set (or with `saved`, restore) the thread variables; returns what they were."""
     before = {name: os.environ.get(name) for name in THREAD_ENV}

@@ -13,6 +13,10 @@ from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
 SEPARATOR = "@"
 #: What the multimodal heads learn from: the cutouts and the catalogue photometry features.
 MULTIMODAL_INPUTS = "cutouts+photometry"
+#: What the image heads learn from (cnn: the cutouts; the multimodal heads: `MULTIMODAL_INPUTS`), which a
+#: target's `features` may list like a feature source.
+CUTOUTS = "cutouts"
+IMAGE_HEAD_INPUTS = (CUTOUTS, MULTIMODAL_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class ResultName:
             return f"photo-z:{self.features or default_features}"
         if self.head in MULTIMODAL_HEADS:
             return MULTIMODAL_INPUTS
-        return "cutouts" if self.head in IMAGE_HEADS else self.features
+        return CUTOUTS if self.head in IMAGE_HEADS else self.features
 
 
 def result_name(head: str, features: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from galaxyprop.features.combined import is_combined, parts_of
+from galaxyprop.results import IMAGE_HEAD_INPUTS
 from galaxyprop.validation.rules import Schema, fail, got, reuse
 
 FEATURE_SOURCES = ("image", "spectrum", "photometry", "photometry_grz", "measured", "external")
@@ -39,9 +40,10 @@ def _check_target_features(targets: Mapping, params: Mapping) -> None:
     # a source the heads do not train on here (e.g. a catalogue profile's compare list) is simply not used
     for name, spec in targets.items():
         for i, source in enumerate((spec.get("features") if isinstance(spec, Mapping) else None) or []):
-            if source not in FEATURE_SOURCES and not is_combined(str(source)):
+            if source not in (*FEATURE_SOURCES, *IMAGE_HEAD_INPUTS) and not is_combined(str(source)):
                 fail(f"targets.{name}.features[{i}]", f"'{source}' is not a feature source, one of "
-                     f"{list(FEATURE_SOURCES)} or a combined one (parts joined by +)")
+                     f"{list(FEATURE_SOURCES)}, a combined one (parts joined by +) or an image head's inputs "
+                     f"{list(IMAGE_HEAD_INPUTS)}")
 
 
 FEATURES_SCHEMA = Schema(
