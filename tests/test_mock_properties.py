@@ -79,6 +79,7 @@ def test_template_ages_are_physical():
     assert shift[young] == pytest.approx(0.0) and np.all(np.delete(shift, young) > 0)
 
 
+@pytest.mark.slow   # fresh processes, a server or a simulation: left out of `make test-fast`
 def test_red_galaxies_are_older_more_metal_rich_and_quiescent(params):
     config = mock_config(params, n_galaxies=500)
     survey = draw_survey(config, progress=False)

@@ -143,6 +143,7 @@ def test_latent_bytes_do_not_depend_on_the_thread_count(tmp_path):
         assert {path: after[path] for path in before} == before
 
 
+@pytest.mark.slow   # fresh processes, a server or a simulation: left out of `make test-fast`
 def test_latent_bytes_are_the_same_in_fresh_processes(tmp_path):
     """Two fresh interpreters (other hash seeds, 1 and 2 threads from the environment) write the same file."""
     script = Path(__file__).with_name("spectra_synthetic.py")

@@ -54,6 +54,7 @@ def test_the_predictor_decodes_onto_the_desi_grid(predictor):
     assert 0.5 < np.median(ratio) < 2.0
 
 
+@pytest.mark.slow   # fresh processes, a server or a simulation: left out of `make test-fast`
 def test_registered_pyfunc_promotion_and_http_serve_the_same_spectra(predictor, store):
     import mlflow
 

@@ -67,6 +67,7 @@ def _dvc(root: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow   # fresh processes, a server or a simulation: left out of `make test-fast`
 def test_dvc_links_directory_outputs_and_atomic_writes_leave_the_cache_intact(tmp_path):
     """With the project's .dvc/config a stage's directory output (as data/raw) is one inode with its
     cache entry, read-only; a rewrite through our atomic writers replaces the link instead of writing

@@ -156,6 +156,7 @@ tune(objective, {"x": {"low": -5.0, "high": 5.0}}, n_trials=5, study_name="s", s
 """
 
 
+@pytest.mark.slow   # fresh processes, a server or a simulation: left out of `make test-fast`
 def test_a_killed_study_continues_where_it_stopped(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     process = subprocess.Popen([sys.executable, "-c", KILLABLE, storage], cwd=PROJECT,
