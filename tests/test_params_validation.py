@@ -116,6 +116,8 @@ BAD = [
     ("targets.logmstar.n_trials", {"gbm": 2}, "targets.logmstar.n_trials names an unknown head 'gbm'"),
     ("targets.logmstar.features", ["measured", "measurd"],
      "targets.logmstar.features[1] 'measurd' is not a feature source"),
+    ("targets.logmstar.features", ["measured", "cutout"],   # the image heads' inputs are named with the sources
+     "or an image head's inputs ['cutouts', 'cutouts+photometry']"),
     ("targets.logmstar.column", 3, "targets.logmstar.column must be"),
     ("targets.logssfr.log10", "yes", "targets.logssfr.log10 must be"),
     ("targets.zzsun", {"column": "kcorrect:metallicity", "metric": "mse", "outlier_threshold": 0.1,
