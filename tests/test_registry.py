@@ -72,6 +72,11 @@ def test_register_load_and_gate(store, galaxies):
     train, test = galaxies
     good = register(store, train, test, shuffle=False)
     client = MlflowClient()
+    # nothing promoted yet: the user is told how to promote, or to take the candidate
+    with pytest.raises(GalaxypropError, match=rf"has no version or alias 'production': nothing has been promoted "
+                                              rf"yet; `galaxyprop promote z-catalogue` gates its candidate \(v{good}\) "
+                                              rf"into production, or `--model candidate`"):
+        registry.resolve_version("z-catalogue", "production")
     version = client.get_model_version("galaxyprop-z-catalogue", good)
     assert version.tags["head"] == "knn" and version.tags["test_mse"] == "0.1"
     assert str(client.get_model_version_by_alias("galaxyprop-z-catalogue", "candidate").version) == good

@@ -157,7 +157,15 @@ def resolve_version(target: str, ref: str | None = None):
             return client.get_model_version(name, str(ref))
         return client.get_model_version_by_alias(name, ref)
     except MlflowException:
-        raise GalaxypropError(f"model '{name}' has no version or alias '{ref}'") from None
+        hint = ""
+        if ref == PRODUCTION:
+            try:
+                candidate = client.get_model_version_by_alias(name, CANDIDATE).version
+                hint = (f": nothing has been promoted yet; `galaxyprop promote {target}` gates its candidate "
+                        f"(v{candidate}) into production, or `--model candidate` uses the candidate as it is")
+            except MlflowException:
+                pass
+        raise GalaxypropError(f"model '{name}' has no version or alias '{ref}'{hint}") from None
 
 
 def alias_version(target: str, alias: str):
