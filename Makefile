@@ -14,7 +14,7 @@ UV := uv==0.13.10
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(UV) $$(grep '^torch==' constraints.txt)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --constraint constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed

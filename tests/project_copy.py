@@ -97,8 +97,8 @@ def tiny_profile(params: dict) -> None:
     # place of the default property targets; every stage takes it as it takes kcorr_r01.
     params["targets"][NEW_TARGET] = {"column": "KCORR01_SDSS_G", "metric": "mse", "outlier_threshold": 0.05,
                                      "grid": {"low": -0.6, "high": 1.6, "n_bins": 110}, "n_trials": {"knn": 2},
-                                     "features": ["photometry", "measured+photometry", "cutouts+photometry"]}
-    # its heads skip the other sources, and the cnn its cutouts
+                                     "features": ["photometry", "measured+photometry", "cutouts"]}
+    # its heads skip the other sources, and cnn_mm its cutouts+photometry (the cnn is its images model)
     params["train"]["targets"] = list(TINY_TARGETS)
     # The tiny models are far from the real drift limits; the gate's refusal is tested with strict ones.
     params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}

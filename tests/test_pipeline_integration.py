@@ -81,10 +81,10 @@ def test_metrics_follow_the_contract(project):
     assert set(metrics["z"]) == heads
     assert set(metrics["kcorr_r01"]) == heads | {"kcorrect_specz", "kcorrect_photoz", "kcorrect_photoz@photometry"}
     # the target only the params define: every head on the sources its targets.<t>.features lists (the
-    # catalogue alone and with the sep measurements, and cnn_mm's inputs); the cnn is recorded as skipped
-    assert set(metrics[NEW_TARGET]) == {h for h in heads if h.endswith("photometry")} | {"cnn_mm"}
-    skipped = json.loads((project / model_dir(NEW_TARGET, "cnn") / SKIPPED).read_text())
-    assert skipped == {"reason": f"targets.{NEW_TARGET}.features does not list 'cutouts'"}
+    # catalogue alone and with the sep measurements, and the cnn's cutouts); cnn_mm is recorded as skipped
+    assert set(metrics[NEW_TARGET]) == {h for h in heads if h.endswith("photometry")} | {"cnn"}
+    skipped = json.loads((project / model_dir(NEW_TARGET, "cnn_mm") / SKIPPED).read_text())
+    assert skipped == {"reason": f"targets.{NEW_TARGET}.features does not list 'cutouts+photometry'"}
     for head, values in metrics["z"].items():
         density = DENSITY | {"sigma_mad_mode", "eta_mode", "bias_mode"} if head in DENSITY_HEADS else set()
         assert set(values) == CONTRACT | PHOTO_Z | density, head
