@@ -52,6 +52,7 @@ from galaxyprop.tracking import runs as tracking
 from galaxyprop.tracking.tuning import (
     FINISHED,
     TUNING_SCHEMA,
+    create_storage,
     hyperparameters,
     make_pruner,
     pruning_callback,
@@ -83,6 +84,12 @@ def digest(*arrays) -> str:
         for part in (array.images, array.features) if isinstance(array, ImagesAndFeatures) else (array,):
             sha.update(np.ascontiguousarray(part).tobytes())
     return sha.hexdigest()
+
+
+def prepare_stores(stores: Stores) -> None:
+    """The tracking store with its experiment, and the Optuna storage's tables."""
+    tracking.connect(stores)
+    create_storage(stores.optuna_storage)
 
 
 def skip_unavailable(target: str, name: str, source: str, features: str, listed: list[str] | None) -> bool:
@@ -306,6 +313,9 @@ def main() -> None:
     sources = [args.features] if args.features else sources_of(args.head, args.target, params)
     if len(sources) > 1:      # each source in a process of its own, one per idle core (galaxyprop.lanes)
         plan = process_plan() if section(params, "tuning.workers") == 1 else ThreadPlan(1, 1, 1)
+        # the stores the lanes share, made first in a process of their own (lanes that both find them new race
+        # to create them; this process opens no connection its forks would share)
+        run_in_lanes([("creating the stores", functools.partial(prepare_stores, Stores.from_params(params)))], plan)
         run_in_lanes([(f"{args.head} on {features} for {args.target}",
                        functools.partial(train_result, args.head, args.target, features, params))
                       for features in sources], plan)

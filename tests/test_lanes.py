@@ -91,3 +91,23 @@ def test_an_unexpected_failure_is_reported_with_its_traceback(tmp_path, capfd):
     with pytest.raises(GalaxypropError, match=r"^crash failed \(exit 1\)"):
         run_in_lanes([("crash", crash)], ThreadPlan(1, 1, 1))
     assert "ValueError: boom" in capfd.readouterr().err
+
+
+def test_lanes_share_an_optuna_storage_created_before_them(tmp_path):
+    """Two lanes opening studies in one new sqlite storage: created first by `create_storage` (as a train
+    stage does), neither races the other to stamp its schema, and both studies are kept."""
+    import optuna
+
+    from galaxyprop.tracking.tuning import create_storage, open_study
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def study(name: str):
+        def job() -> None:
+            open_study(storage, name, seed=0).optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+        return job
+
+    run_in_lanes([("creating the storage", lambda: create_storage(storage))], ThreadPlan(1, 1, 1))
+    run_in_lanes([("a", study("a")), ("b", study("b"))], ThreadPlan(2, 1, 1))
+    summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert summaries == {"a": 3, "b": 3}

@@ -102,6 +102,12 @@ def hyperparameters(fixed: Mapping, trial: optuna.trial.FrozenTrial) -> dict:
     return {**fixed, **trial.params}
 
 
+def create_storage(storage: str) -> None:
+    """Create the RDB `storage`'s tables and stamp its schema version now, in one process: processes that
+    open a new storage at once race to stamp it (sqlite: "UNIQUE constraint failed: alembic_version")."""
+    optuna.storages.RDBStorage(storage).engine.dispose()
+
+
 def open_study(storage: str, study_name: str, *, seed: int, pruner: optuna.pruners.BasePruner | None = None,
                heartbeat: tuple[int, int] = HEARTBEAT, parallel: bool = False) -> optuna.Study:
     """The study `study_name` in the RDB `storage` (created if new), with heartbeats and stale trials
