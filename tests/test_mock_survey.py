@@ -99,6 +99,22 @@ def test_photometry_agrees_with_speclite(params):
         assert np.std(difference) < 0.02, ours_name
 
 
+def test_population_blocks_observed_in_parallel_draw_the_same_survey(params, monkeypatch):
+    """Blocks observed two at a time in worker processes keep every galaxy, and the generator's state
+    after the last block used (the fibre seeing is drawn after the blocks), of one block at a time."""
+    from galaxyprop.mock import survey as survey_module
+
+    monkeypatch.setattr(survey_module, "DRAW_BLOCK", 40)         # ~7 galaxies pass per block: 6 blocks
+    one, two = (draw_survey(mock_config(params, n_galaxies=36, n_jobs=n), progress=False) for n in (1, 2))
+    assert len(one.population) == len(two.population) == 36
+    for key in one.population.table:
+        assert np.array_equal(np.asarray(one.population.table[key]), np.asarray(two.population.table[key])), key
+    for key in one.photometry:
+        assert np.array_equal(one.photometry[key], two.photometry[key]), key
+    assert np.array_equal(one.population.coeffs_disk, two.population.coeffs_disk)
+    assert np.array_equal(one.targetid, two.targetid)
+
+
 def test_redshift_distribution_and_magnitude_limit(params):
     survey = draw_survey(mock_config(params, n_galaxies=1500), progress=False)
     z = survey.population.table["z"]

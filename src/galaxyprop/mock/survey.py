@@ -1,8 +1,8 @@
 """Simulate the mock survey and write it in the real layouts (AstroCLIP HDF5 + FastSpecFit FITS).
 
-Deterministic for a given seed: the population is drawn in the main process, and every galaxy
-carries its own noise seed, so the chunking and the number of worker processes do not change
-a single pixel.
+Deterministic for a given seed: the population is drawn from one generator in the main process (the
+workers only normalise and observe its blocks), and every galaxy carries its own noise seed, so the
+chunking and the number of worker processes do not change a single pixel.
 """
 
 from __future__ import annotations
@@ -36,24 +36,47 @@ class MockSurvey:
     targetid: np.ndarray
 
 
+def _observed_block(sampler: PopulationSampler, candidates: Population, config: MockConfig, templates):
+    """One block of candidates normalised to their drawn magnitudes, and their noiseless photometry."""
+    candidates = sampler.normalise(candidates)
+    return candidates, observe(candidates, config, templates)
+
+
 def draw_survey(config: MockConfig, progress: bool = True) -> MockSurvey:
-    """Draw candidates block by block until `n_galaxies` pass the r < r_limit cut."""
+    """Draw candidates block by block until `n_galaxies` pass the r < r_limit cut.
+
+    The blocks are drawn from the one generator in order (cheap) and normalised and observed (~1 s per
+    block) `config.n_jobs` at a time in worker processes; the generator's state after the last block
+    used is restored, so the worker count changes no galaxy and no later draw."""
+    from joblib import Parallel, delayed, effective_n_jobs
+
     templates = load_templates(config.population.get("templates", "kcorrect-default-v4"))
     sampler = PopulationSampler(config, templates)
     rng = np.random.default_rng(config.seed)
     r_limit = float(config.population["r_limit"])
+    width = max(1, effective_n_jobs(config.n_jobs))
     kept, photometry, n_kept, n_drawn = [], [], 0, 0
-    with tqdm(total=config.n_galaxies, desc="mock population", unit="gal", disable=not progress) as bar:
+    with tqdm(total=config.n_galaxies, desc="mock population", unit="gal", disable=not progress) as bar, \
+            Parallel(n_jobs=width) as parallel:
         while n_kept < config.n_galaxies:
-            candidates = sampler.normalise(sampler.candidates(DRAW_BLOCK, rng))
-            observed = observe(candidates, config, templates)
-            passing = np.flatnonzero(22.5 - 2.5 * np.log10(observed["flux_r"]) < r_limit)
-            passing = passing[: config.n_galaxies - n_kept]
-            kept.append(candidates.take(passing))
-            photometry.append({k: v[passing] for k, v in observed.items()})
-            n_kept += len(passing)
-            n_drawn += DRAW_BLOCK
-            bar.update(len(passing))
+            blocks, states = [], []
+            for _ in range(width):
+                blocks.append(sampler.candidates(DRAW_BLOCK, rng))
+                states.append(rng.bit_generator.state)
+            observed_blocks = parallel(delayed(_observed_block)(sampler, block, config, templates)
+                                       for block in blocks) if width > 1 else \
+                [_observed_block(sampler, block, config, templates) for block in blocks]
+            for (candidates, observed), state in zip(observed_blocks, states, strict=True):
+                passing = np.flatnonzero(22.5 - 2.5 * np.log10(observed["flux_r"]) < r_limit)
+                passing = passing[: config.n_galaxies - n_kept]
+                kept.append(candidates.take(passing))
+                photometry.append({k: v[passing] for k, v in observed.items()})
+                n_kept += len(passing)
+                n_drawn += DRAW_BLOCK
+                bar.update(len(passing))
+                if n_kept >= config.n_galaxies:
+                    rng.bit_generator.state = state     # as if the blocks after this one were never drawn
+                    break
     log.info("kept %d of %d candidates with r < %.2f", n_kept, n_drawn, r_limit)
     population = Population.concatenate(kept)
     fiber = config.spectroscopy
