@@ -5,9 +5,12 @@ and the detector's false-alarm rate over random splits of the reference field.""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +21,13 @@ from galaxyprop.data.io import write_json
 from galaxyprop.data.targets import TARGETS_SCHEMA
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.evaluation.params import EVALUATION_SCHEMA
+from galaxyprop.lanes import run_in_lanes
 from galaxyprop.monitoring.drift import P_VALUE_TESTS, DriftSettings, compare, false_alarm_rate
 from galaxyprop.monitoring.params import DRIFT_SCHEMA
 from galaxyprop.monitoring.samples import field_mask, field_names, predict, to_sample
 from galaxyprop.registry import versions as registry
 from galaxyprop.registry.promotion import metric_function
+from galaxyprop.resources import process_plan
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import DRIFT, DRIFT_PLOTS, FEATURES, REGISTERED, SKIPPED
 
@@ -47,9 +52,11 @@ def image_embeddings(frame: pd.DataFrame) -> np.ndarray | None:
     return table.set_index(schema.ID).loc[frame[schema.ID]].to_numpy(np.float32)
 
 
-def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
+def candidate_predictions(frame: pd.DataFrame, stores: Stores) -> pd.DataFrame | None:
     """Each target's registered candidates (reports/registered.json) on these galaxies: the multimodal
-    model's predictions, or the image model's, or the catalogue model's, the first registered."""
+    model's predictions, or the image model's, or the catalogue model's, the first registered. Each
+    target's models load and predict in a process of their own, one per idle core (`galaxyprop.lanes`;
+    called before the stage opens its MLflow run: each process opens its own connection)."""
     registered = json.loads((REGISTERED).read_text())
     models: dict[str, list] = {}
     for model, entry in registered.items():
@@ -59,12 +66,24 @@ def candidate_predictions(frame: pd.DataFrame) -> pd.DataFrame | None:
     needs_images = any(entry.get("inputs") in ("images", "multimodal") for entry in registered.values()
                        if entry["version"])
     cutouts = model_inputs("images", frame, "image") if needs_images else None
-    skipped: dict[str, str] = {}
-    predictions = predict(models, frame, cutouts, skipped, progress=True, load=lambda nv: registry.load_model(*nv))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        def job(target: str) -> None:
+            tracking.use_stores(stores)
+            skipped: dict[str, str] = {}
+            out = predict({target: models[target]}, frame, cutouts, skipped, progress=True,
+                          load=lambda nv: registry.load_model(*nv))
+            write_json(skipped, Path(tmp) / f"{target}.skipped.json")
+            if out is not None:
+                np.save(Path(tmp) / f"{target}.npy", out[target].to_numpy(float))
+
+        run_in_lanes([(f"predicting {t}", functools.partial(job, t)) for t in models], process_plan())
+        skipped = {k: v for t in models for k, v in json.loads((Path(tmp) / f"{t}.skipped.json").read_text()).items()}
+        predictions = {t: np.load(Path(tmp) / f"{t}.npy") for t in models if (Path(tmp) / f"{t}.npy").exists()}
     if skipped:
         raise GalaxypropError(f"{REGISTERED} names models that cannot take this pipeline's galaxies "
                               f"(the registry and the workspace disagree; rerun `dvc repro -f register`): {skipped}")
-    return predictions
+    return pd.DataFrame(predictions) if predictions else None
 
 
 @exit_on_error
@@ -74,11 +93,11 @@ def main() -> None:
     settings = DriftSettings.from_params(spec.get("tests") or {})
     reference_field = spec["reference_field"]
 
-    with tracking.stage_run(Stores.from_params(params), "drift", params={"drift": spec}):
-        frame = galaxies()
+    frame, stores = galaxies(), Stores.from_params(params)
+    predictions = candidate_predictions(frame, stores)   # before the run: forked processes (lanes)
+    with tracking.stage_run(stores, "drift", params={"drift": spec}):
         bands = prepared_bands()["bands"]
-        every = to_sample("all", frame, bands, image_embeddings(frame), candidate_predictions(frame),
-                          targets=params["targets"])
+        every = to_sample("all", frame, bands, image_embeddings(frame), predictions, targets=params["targets"])
         split, names = frame[schema.SPLIT].to_numpy(), field_names(frame)
         if reference_field not in names and len(set(names)) == 1:
             log.info("no field '%s' in this source: its one field '%s' is the reference", reference_field, names[0])

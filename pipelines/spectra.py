@@ -12,8 +12,13 @@ what `galaxyprop-spectrum` serves.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +29,8 @@ from galaxyprop.data.desi import IMAGE_ROW
 from galaxyprop.data.io import load_object, save_object, write_json
 from galaxyprop.errors import GalaxypropError, exit_on_error
 from galaxyprop.features.params import FEATURES_SCHEMA
+from galaxyprop.lanes import run_in_lanes
+from galaxyprop.resources import process_plan
 from galaxyprop.results import ResultName, result_name
 from galaxyprop.spectra import evaluation
 from galaxyprop.spectra.evaluation import usable
@@ -85,40 +92,50 @@ def main() -> None:
     (SPECTRUM_MODELS / SKIPPED).unlink(missing_ok=True)
     frames = {split: prepared_split(split) for split in schema.SPLITS}
     start = time.perf_counter()
+    with AstroclipFile(images) as file:
+        observed = {split: read_spectra(file, frame) for split, frame in frames.items()}
+    z = {split: frame[schema.REDSHIFT].to_numpy(float) for split, frame in frames.items()}
+    latent = SpectralLatent(**spec["latent"]).fit(*observed["train"], z["train"])
+    save_object(latent, SPECTRUM_MODELS / "latent.joblib")
+    targets = {split: evaluation.latent_targets(latent, *observed[split], z[split]) for split in frames}
+    fields = {split: frame[schema.PHOTSYS].to_numpy() if schema.PHOTSYS in frame else None
+              for split, frame in frames.items()}
+    report = {"n": {s: len(f) for s, f in frames.items()}, "latent": evaluation.latent_summary(latent, targets),
+              "floor": evaluation.floor_metrics(latent, *observed["test"], z["test"]), "results": {}}
+    log.info("latent: %s; floor %s", report["latent"], report["floor"])
+    train, val = usable(targets["train"]), usable(targets["val"])
+
+    def fit(name: str, head: str, source: str, features: dict, metrics: Path) -> None:
+        """One head on one source: its predictor in its model folder, its metrics in `metrics`."""
+        fitted = make_spectrum_head(head, **(spec.get(head) or {})).fit(
+            features["train"][train], targets["train"][train], features["val"][val], targets["val"][val])
+        predictor = SpectrumPredictor(load_object(FEATURES / source / FEATURE_ENCODER, object), fitted, latent)
+        # the spread scaled on validation (its coverage there is 0.683 by construction; test says)
+        predictor.calibrate_spread(features["val"][val], targets["val"][val])
+        result = evaluation.result_metrics(predictor, features, targets, observed, z, fields)
+        save_object(predictor, SPECTRUM_MODELS / name / "predictor.joblib")
+        write_json(result, metrics)
+        log.info("%s: test latent_mse_relative %.3f (unweighted %.3f), chi2 %.3g", name,
+                 result["test"]["latent_mse_relative"], result["test"]["latent_mse_relative_unweighted"],
+                 result["test"]["chi2_median"])
+
+    jobs, tmp = [], Path(tempfile.mkdtemp(prefix="galaxyprop-spectra-"))
+    for source in spec["features"]:
+        features = features_of(source, frames)
+        if features is None:
+            log.info("feature source '%s' was not built: skipped", source)
+            continue
+        jobs += [(name, functools.partial(fit, name, head, source, features, tmp / f"{name}.json"))
+                 for head in spec["heads"] for name in [result_name(head, source)]]
+    # each fit in a process of its own, one per idle core (galaxyprop.lanes), before the MLflow run opens;
+    # the network fits (~10 s each) first, so that the knn fits (~2 s) fill the lanes they leave
+    try:
+        run_in_lanes(sorted(jobs, key=lambda job: ResultName.parse(job[0]).head == "knn"), process_plan())
+        report["results"] = {name: json.loads((tmp / f"{name}.json").read_text()) for name, _ in jobs}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    predictors = {name: load_object(SPECTRUM_MODELS / name / "predictor.joblib", SpectrumPredictor) for name, _ in jobs}
     with tracking.stage_run(Stores.from_params(params), "spectra", params={"spectra": spec}):
-        with AstroclipFile(images) as file:
-            observed = {split: read_spectra(file, frame) for split, frame in frames.items()}
-        z = {split: frame[schema.REDSHIFT].to_numpy(float) for split, frame in frames.items()}
-        latent = SpectralLatent(**spec["latent"]).fit(*observed["train"], z["train"])
-        save_object(latent, SPECTRUM_MODELS / "latent.joblib")
-        targets = {split: evaluation.latent_targets(latent, *observed[split], z[split]) for split in frames}
-        fields = {split: frame[schema.PHOTSYS].to_numpy() if schema.PHOTSYS in frame else None
-                  for split, frame in frames.items()}
-        report = {"n": {s: len(f) for s, f in frames.items()}, "latent": evaluation.latent_summary(latent, targets),
-                  "floor": evaluation.floor_metrics(latent, *observed["test"], z["test"]), "results": {}}
-        log.info("latent: %s; floor %s", report["latent"], report["floor"])
-        predictors = {}
-        for source in spec["features"]:
-            features = features_of(source, frames)
-            if features is None:
-                log.info("feature source '%s' was not built: skipped", source)
-                continue
-            for head in spec["heads"]:
-                name = result_name(head, source)
-                train, val = usable(targets["train"]), usable(targets["val"])
-                fitted = make_spectrum_head(head, **(spec.get(head) or {})).fit(
-                    features["train"][train], targets["train"][train], features["val"][val], targets["val"][val])
-                encoder = load_object(FEATURES / source / FEATURE_ENCODER, object)
-                predictor = SpectrumPredictor(encoder, fitted, latent)
-                # the spread scaled on validation (its coverage there is 0.683 by construction; test says)
-                predictor.calibrate_spread(features["val"][val], targets["val"][val])
-                result = evaluation.result_metrics(predictor, features, targets, observed, z, fields)
-                report["results"][name] = result
-                predictors[name] = predictor
-                save_object(predictor, SPECTRUM_MODELS / name / "predictor.joblib")
-                log.info("%s: test latent_mse_relative %.3f (unweighted %.3f), chi2 %.3g", name,
-                         result["test"]["latent_mse_relative"], result["test"]["latent_mse_relative_unweighted"],
-                         result["test"]["chi2_median"])
         if not predictors:
             raise GalaxypropError(f"no feature source of spectra.features {spec['features']} was built")
         served = [n for n in predictors if ResultName.parse(n).features in spec["registry"]["features"]]

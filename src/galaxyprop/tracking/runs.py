@@ -29,10 +29,15 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def connect(stores: Stores) -> str:
-    """Point MLflow at the project's stores; create the experiment if needed; return its id."""
+def use_stores(stores: Stores) -> None:
+    """Point MLflow at the project's stores (creating nothing: enough to load registered models)."""
     mlflow.set_tracking_uri(stores.tracking_uri)
     mlflow.set_registry_uri(stores.tracking_uri)
+
+
+def connect(stores: Stores) -> str:
+    """Point MLflow at the project's stores; create the experiment if needed; return its id."""
+    use_stores(stores)
     experiment = mlflow.get_experiment_by_name(stores.experiment)
     if experiment is None:      # a tracking server with served artifacts chooses the location itself
         location = None if stores.artifact_location is None else f"{stores.artifact_location.rstrip('/')}/{stores.experiment}"
