@@ -77,6 +77,7 @@ def candidate_predictions(frame: pd.DataFrame, stores: Stores) -> pd.DataFrame |
             if out is not None:
                 np.save(Path(tmp) / f"{target}.npy", out[target].to_numpy(float))
 
+        tracking.preload(stores)
         run_in_lanes([(f"predicting {t}", functools.partial(job, t)) for t in models], process_plan())
         skipped = {k: v for t in models for k, v in json.loads((Path(tmp) / f"{t}.skipped.json").read_text()).items()}
         predictions = {t: np.load(Path(tmp) / f"{t}.npy") for t in models if (Path(tmp) / f"{t}.npy").exists()}

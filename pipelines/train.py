@@ -315,6 +315,7 @@ def main() -> None:
         plan = process_plan() if section(params, "tuning.workers") == 1 else ThreadPlan(1, 1, 1)
         # the stores the lanes share, made first in a process of their own (lanes that both find them new race
         # to create them; this process opens no connection its forks would share)
+        tracking.preload(Stores.from_params(params))
         run_in_lanes([("creating the stores", functools.partial(prepare_stores, Stores.from_params(params)))], plan)
         run_in_lanes([(f"{args.head} on {features} for {args.target}",
                        functools.partial(train_result, args.head, args.target, features, params))

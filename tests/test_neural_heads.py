@@ -64,6 +64,7 @@ def blobs(n: int, size: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return images.astype(np.float32), log_flux
 
 
+@pytest.mark.slow
 def test_cnn_learns_the_flux_drawn_in_the_images(tmp_path):
     images, target = blobs(700)
     head = make_head("cnn", channels=8, crop=16, max_shift=2, width=32, dropout=0.05, learning_rate=3e-3,

@@ -29,6 +29,7 @@ def mock_file(tmp_path_factory, params) -> Path:
     return root / "astroclip.h5"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compression", [c for c in COMPRESSION if c is not None])
 def test_compressed_mock_reads_back_bit_for_bit(tmp_path, params, mock_file, compression):
     """The same survey written with a filter: the same arrays from the reader, the filter on every

@@ -35,6 +35,15 @@ def use_stores(stores: Stores) -> None:
     mlflow.set_registry_uri(stores.tracking_uri)
 
 
+def preload(stores: Stores) -> None:
+    """Import (not open) the client modules of the stores, in a process about to fork lanes that each open
+    them: the children then share the imports instead of repeating them (~1 s each for a database store)."""
+    if stores.tracking_uri.split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import optuna.storages  # noqa: F401
+
+
 def connect(stores: Stores) -> str:
     """Point MLflow at the project's stores; create the experiment if needed; return its id."""
     use_stores(stores)
