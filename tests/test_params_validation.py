@@ -212,3 +212,21 @@ def test_the_check_params_stage(real, tmp_path):
     one_error_line(failed, "split.fractions must sum to 1")
     # the marker is left as it was (dvc.yaml: persist), so that a failed check removes nothing
     assert (tmp_path / "reports/params_check.json").read_text() == report
+
+
+def test_the_command_line_answers_help_and_version_without_loading_mlflow_torch_pandas_or_scipy():
+    """`galaxyprop --help`/`--version` load the parser alone: the commands name their heavy modules
+    lazily (galaxyprop.lazy), loaded when a command runs."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom galaxyprop.cli.main import build_parser\nparser = build_parser()\n"
+             "print(parser.format_help())\n"
+             "print('LOADED', sorted(m for m in ('mlflow.tracking', 'torch.nn', 'pandas.core.frame', 'scipy.stats',"
+             " 'galaxyprop.registry.promotion') if type(sys.modules.get(m)).__name__ == 'module'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "promote" in out and "predict" in out and "drift" in out
+    assert out.strip().splitlines()[-1] == "LOADED []"
+    version = subprocess.run([sys.executable, "-m", "galaxyprop.cli.main", "--version"], capture_output=True,
+                             text=True, check=True).stdout
+    assert version.startswith("galaxyprop ") and version.split()[1][0].isdigit()

@@ -6,19 +6,26 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from galaxyprop.config import load_params, section
 from galaxyprop.data import schema
 from galaxyprop.data.targets import target_names
 from galaxyprop.errors import GalaxypropError, reading
-from galaxyprop.monitoring.drift import DriftSettings, Sample, compare
-from galaxyprop.monitoring.samples import Batch, embed, field_mask, predict, read_batch, sample_name, to_sample
-from galaxyprop.registry.promotion import metric_function
-from galaxyprop.validation.project import SCHEMAS
+from galaxyprop.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from galaxyprop.monitoring.drift import DriftSettings, Sample
+    from galaxyprop.monitoring.samples import Batch
 from galaxyprop.workspace import BANDS, DRIFT_BATCHES, FEATURE_ENCODER, IMAGE_FEATURES, RAW, feature_path, prepared_path
+
+pd = lazy_module("pandas")
+detector = lazy_module("galaxyprop.monitoring.drift")
+samples = lazy_module("galaxyprop.monitoring.samples")
+promotion = lazy_module("galaxyprop.registry.promotion")
+project = lazy_module("galaxyprop.validation.project")
 
 EXIT_DRIFT = 3
 
@@ -76,7 +83,7 @@ def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool, 
         raise GalaxypropError(f"{path} not found: run `dvc repro` or pass --reference FILE")
     with reading(path, "training split"):
         frame = pd.read_parquet(path)
-    frame = frame[field_mask(frame, field_name)].reset_index(drop=True)
+    frame = frame[samples.field_mask(frame, field_name)].reset_index(drop=True)
     embeddings = None
     table_path = feature_path("image", "train")
     if table_path.exists():
@@ -92,19 +99,19 @@ def _workspace_reference(field_name: str, bands: list[str], with_cutouts: bool, 
 
         with AstroclipFile(images) as file:
             cutouts = file.cutouts(frame["image_row"].to_numpy())
-    batch = Batch(path, frame, cutouts)
-    return to_sample(f"{field_name}_train", frame, bands, embeddings, targets=targets), batch
+    batch = samples.Batch(path, frame, cutouts)
+    return samples.to_sample(f"{field_name}_train", frame, bands, embeddings, targets=targets), batch
 
 
 def _file_sample(path: str, catalog: str | None, bands: list[str], encoder: Path, name: str,
                  column_map=None, *, targets: dict) -> tuple[Sample, Batch]:
-    batch = read_batch(path, bands, catalog, column_map, targets=targets)
+    batch = samples.read_batch(path, bands, catalog, column_map, targets=targets)
     embeddings = None
     if batch.cutouts is not None:
         if not encoder.exists():
             raise GalaxypropError(f"{encoder}: image encoder not found (run `dvc repro embed` or pass --encoder)")
-        embeddings = embed(batch.cutouts, encoder, progress=True)
-    return to_sample(name, batch.frame, bands, embeddings, targets=targets), batch
+        embeddings = samples.embed(batch.cutouts, encoder, progress=True)
+    return samples.to_sample(name, batch.frame, bands, embeddings, targets=targets), batch
 
 
 def _describe(comparison, settings: DriftSettings) -> list[str]:
@@ -130,12 +137,12 @@ def _describe(comparison, settings: DriftSettings) -> list[str]:
 def drift(args: argparse.Namespace) -> int:
     from galaxyprop.data.io import write_json
 
-    params = load_params(args.params, SCHEMAS)
+    params = load_params(args.params, project.SCHEMAS)
     spec = section(params, "drift")
-    settings = DriftSettings.from_params(spec.get("tests") or {})
+    settings = detector.DriftSettings.from_params(spec.get("tests") or {})
     bands = _bands(args)
     encoder = Path(args.encoder)
-    current_name = sample_name(args.name or Path(args.current).stem)
+    current_name = samples.sample_name(args.name or Path(args.current).stem)
     column_map = None
     if args.source:
         from galaxyprop.data.catalog import CatalogSpec
@@ -146,7 +153,7 @@ def drift(args: argparse.Namespace) -> int:
     models = _models(args, params)
     if args.reference:
         reference, reference_batch = _file_sample(args.reference, args.reference_catalog, bands, encoder,
-                                                  sample_name(Path(args.reference).stem), column_map,
+                                                  samples.sample_name(Path(args.reference).stem), column_map,
                                                   targets=params["targets"])
     else:
         reference, reference_batch = _workspace_reference(args.reference_field or spec["reference_field"], bands,
@@ -156,12 +163,12 @@ def drift(args: argparse.Namespace) -> int:
     if models:
         for sample, batch in ((reference, reference_batch), (current, current_batch)):
             skipped: dict[str, str] = {}
-            sample.predictions = predict(models, batch.frame, batch.cutouts, skipped, progress=True)
+            sample.predictions = samples.predict(models, batch.frame, batch.cutouts, skipped, progress=True)
             for target, why in skipped.items():
                 print(f"  (no prediction drift for {target} on '{sample.name}': {why})")
 
-    comparison = compare(reference, current, settings, embedding_map=args.embedding_map,
-                         metrics_of=metric_function(params))
+    comparison = detector.compare(reference, current, settings, embedding_map=args.embedding_map,
+                                    metrics_of=promotion.metric_function(params))
     out = Path(args.out or DRIFT_BATCHES / current.name)
     comparison.save_html(out / f"{comparison.name}.html")
     write_json({comparison.name: comparison.verdict}, out / "summary.json")

@@ -162,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     from galaxyprop.cli import summary
     from galaxyprop.cli.registry import add_commands
 
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="galaxyprop", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"galaxyprop {version('galaxyprop')}")
     parser.add_argument("--params", default="params.yaml", help="the project's params file")
     commands = parser.add_subparsers(dest="command", required=True)
     add_commands(commands)

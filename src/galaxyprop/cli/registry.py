@@ -9,23 +9,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
-
 from galaxyprop.config import Stores, load_params, section
 from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError, reading
-from galaxyprop.registry import versions as registry
-from galaxyprop.registry.promotion import Gate, drifted_fields, served_evaluation
-from galaxyprop.tracking import runs as tracking
-from galaxyprop.validation.project import SCHEMAS
+from galaxyprop.lazy import lazy_module
 from galaxyprop.workspace import DRIFT_SUMMARY, PREPARED, RAW, TEST_SPLIT
+
+pd = lazy_module("pandas")
+registry = lazy_module("galaxyprop.registry.versions")
+promotion = lazy_module("galaxyprop.registry.promotion")
+project = lazy_module("galaxyprop.validation.project")
+tracking = lazy_module("galaxyprop.tracking.runs")
 
 EXIT_REFUSED = 1
 EXIT_DATA_DIFFERS = 3
 
 
 def connect(args: argparse.Namespace) -> dict:
-    params = load_params(args.params, SCHEMAS)
+    params = load_params(args.params, project.SCHEMAS)
     if getattr(args, "target", None):   # an unknown model fails before any store is touched
         registry.parse_model(args.target, params["targets"])
     tracking.connect(Stores.from_params(params))
@@ -115,7 +116,7 @@ def evaluator(args: argparse.Namespace, params: dict, metric: str):
             parts.append(model.predict(inputs, params={FIELD_PARAM: code} if code else None).set_axis(rows))
         served = pd.concat(parts).sort_index()
         grid = getattr(getattr(model.unwrap_python_model(), "predictor", None), "grid", None)
-        return served_evaluation(served, truth, names, grid, name, metric, target["outlier_threshold"],
+        return promotion.served_evaluation(served, truth, names, grid, name, metric, target["outlier_threshold"],
                                  section(params, "evaluation.eta_threshold"))
     return evaluate
 
@@ -131,7 +132,7 @@ def spectrum_gate(args: argparse.Namespace, params: dict):
     from galaxyprop.registry.spectrum import METRIC, latent_evaluation
 
     rule = section(params, "spectra.promotion")
-    gate = Gate(METRIC, float(rule["field_tolerance"]), float(rule["drift_limit"]), None)
+    gate = promotion.Gate(METRIC, float(rule["field_tolerance"]), float(rule["drift_limit"]), None)
     test_path = Path(args.test_data)
     if not test_path.exists():
         raise GalaxypropError(f"{test_path}: test split not found (run `dvc repro` or pass --test-data)")
@@ -159,7 +160,7 @@ def drift_verdict(path: Path) -> list[str]:
         return []
     with reading(path, "drift summary"):
         summary = json.loads(path.read_text())
-    return drifted_fields(summary)
+    return promotion.drifted_fields(summary)
 
 
 def promote(args: argparse.Namespace) -> int:
@@ -169,7 +170,7 @@ def promote(args: argparse.Namespace) -> int:
         gate, evaluate = spectrum_gate(args, params)
     else:
         metric = args.metric or section(params, f"targets.{target}.metric")
-        gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
+        gate = promotion.Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
         evaluate = evaluator(args, params, metric)
     drifted = drift_verdict(Path(args.drift_summary))
     try:
@@ -187,7 +188,7 @@ def check(args: argparse.Namespace) -> int:
     params = connect(args)
     target = registry.parse_model(args.target, params['targets'])[0]
     metric = args.metric or section(params, f"targets.{target}.metric")
-    gate = Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
+    gate = promotion.Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
     version = registry.resolve_version(args.target, args.model)
     evaluation = evaluator(args, params, metric)(f"models:/{version.name}/{version.version}")
     rows = [{"field": field, "n": int(values.get("n", 0)), metric: f"{values[metric]:.5g}",

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from galaxyprop.calibration import NOMINAL
 from galaxyprop.config import load_params, section
 from galaxyprop.errors import GalaxypropError, reading
-from galaxyprop.evaluation.metrics import objective_value
-from galaxyprop.validation.project import SCHEMAS
+from galaxyprop.lazy import lazy_module
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, EVALUATION_PLOTS, METRICS, REGISTERED
+
+checks = lazy_module("galaxyprop.calibration.checks")
+project = lazy_module("galaxyprop.validation.project")
 
 
 def _read(path) -> dict:
@@ -45,11 +46,13 @@ def lines(params: dict) -> list[str]:
                     text += f" (68 % by field: {', '.join(per_field)})"
             out.append(text + f"  -> {entry['model']} v{entry['version']} @candidate")
         scored = {h: m[metric] for h, m in heads.items() if metric in m and not h.startswith("kcorrect_")}
+        from galaxyprop.evaluation.metrics import objective_value
+
         best = min(scored, key=lambda h: objective_value(metric, scored[h]))
         if best not in {entry["head"] for entry in chosen.values()}:
             out.append(f"  {'':<10} best on the test {metric}: {best} ({scored[best]:.4g}); "
                        "(each candidate is chosen on validation CRPS among the calibrated results of its inputs)")
-    out += [f"  nominal coverage: 68 % = {NOMINAL['coverage_68']:.3f}, 95 % = {NOMINAL['coverage_95']:.3f}",
+    out += [f"  nominal coverage: 68 % = {checks.NOMINAL['coverage_68']:.3f}, 95 % = {checks.NOMINAL['coverage_95']:.3f}",
             f"Head-by-head comparison: {COMPARISON}; plots: {EVALUATION_PLOTS}/",
             "Next: `make ui` (MLflow UI on 127.0.0.1:5000), `galaxyprop promote <model>` (gate the candidate into "
             "production; z, z-images, z-catalogue, ...), `galaxyprop serve <model>` (HTTP on 127.0.0.1:5001), "
@@ -58,7 +61,7 @@ def lines(params: dict) -> list[str]:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    print("\n".join(lines(load_params(args.params, SCHEMAS))))
+    print("\n".join(lines(load_params(args.params, project.SCHEMAS))))
     return 0
 
 
