@@ -158,11 +158,11 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     from galaxyprop.cli import drift as drift_cli
     from galaxyprop.cli import summary
     from galaxyprop.cli.registry import add_commands
-
-    from importlib.metadata import version
 
     parser = argparse.ArgumentParser(prog="galaxyprop", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galaxyprop {version('galaxyprop')}")

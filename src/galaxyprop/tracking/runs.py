@@ -39,7 +39,7 @@ def preload(stores: Stores) -> None:
     """Import (not open) the client modules of the stores, in a process about to fork lanes that each open
     them: the children then share the imports instead of repeating them (~1 s each for a database store)."""
     if stores.tracking_uri.split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
-        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+        import mlflow.store.model_registry.sqlalchemy_store
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     import optuna.storages  # noqa: F401
 
