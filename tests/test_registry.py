@@ -288,3 +288,35 @@ def test_find_version_matches_every_tag_and_set_candidate_repoints(store, tmp_pa
     assert str(registry.resolve_version("z-catalogue").version) == first
     with pytest.raises(GalaxypropError, match="at least one tag"):
         registry.find_version("z-catalogue", {})
+
+
+def test_summary_marks_a_candidate_whose_test_intervals_fail_the_promotion_gate(params, tmp_path, monkeypatch):
+    """`galaxyprop summary` applies the gate's calibration rule to the pipeline's test figures: a field
+    whose 68 % interval covers 0.591 of 362 galaxies (outside 0.683 +- 2.5 binomial errors, 0.061) is named
+    with its number; a candidate inside the rule on every field is not marked."""
+    import json
+
+    from galaxyprop.cli.summary import lines
+
+    def field(coverage, n):
+        return {"coverage_68": coverage, "coverage_95": 0.95, "pit_ks": 0.03, "n": n, "crps": 0.01}
+
+    fine = {"all": field(0.676, 930), "N": field(0.680, 362), "S": field(0.674, 568)}
+    off = {"all": field(0.646, 930), "N": field(0.591, 362), "S": field(0.681, 568)}
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "metrics.json").write_text(json.dumps({"zzsun": {
+        "gbt@measured": {"mse": 0.0016, "coverage_68": 0.646, "coverage_95": 0.957},
+        "clap@photometry": {"mse": 0.0017, "coverage_68": 0.70, "coverage_95": 0.959}}}))
+    (reports / "registered.json").write_text(json.dumps({
+        "zzsun-images": {"model": "galaxyprop-zzsun-images", "version": 1, "target": "zzsun", "head": "gbt@measured",
+                         "inputs": "images"},
+        "zzsun-catalogue": {"model": "galaxyprop-zzsun-catalogue", "version": 1, "target": "zzsun",
+                            "head": "clap@photometry", "inputs": "catalogue"}}))
+    (reports / "metrics_breakdown.json").write_text(json.dumps({"calibration_by_field": {"zzsun": {
+        "gbt@measured": {"test": {"calibrated": off}}, "clap@photometry": {"test": {"calibrated": fine}}}}}))
+    monkeypatch.chdir(tmp_path)
+    text = lines(params)
+    marks = [line for line in text if "fails its promotion gate" in line]
+    assert len(marks) == 1 and "galaxyprop-zzsun-images" in marks[0]
+    assert "covers 0.591 on test 'N', outside 0.683 +- 0.0612" in marks[0]

@@ -17,6 +17,7 @@ from galaxyprop.lazy import lazy_module
 from galaxyprop.workspace import BREAKDOWN, COMPARISON, EVALUATION_PLOTS, METRICS, REGISTERED
 
 checks = lazy_module("galaxyprop.calibration.checks")
+promotion = lazy_module("galaxyprop.registry.promotion")
 project = lazy_module("galaxyprop.validation.project")
 
 
@@ -31,6 +32,8 @@ def lines(params: dict) -> list[str]:
     metrics, registered = _read(METRICS), (_read(REGISTERED) if REGISTERED.exists() else {})
     calibration = _read(BREAKDOWN).get("calibration_by_field", {}) if BREAKDOWN.exists() else {}
     out = ["galaxyprop: the pipeline's results (test split)"]
+    # the promotion gate's calibration rule for the served intervals, applied to the pipeline's test figures
+    gate_rule = promotion.CalibrationRule.from_params(section(params, "registry.promotion").get("calibration"))
     for target, heads in metrics.items():
         metric = section(params, f"targets.{target}.metric")
         chosen = {model: entry for model, entry in registered.items()
@@ -38,13 +41,17 @@ def lines(params: dict) -> list[str]:
         for entry in chosen.values():
             head, values = entry["head"], heads[entry["head"]]
             text = f"  {target:<10} {entry.get('inputs', ''):<10} {head:<26} {metric} {values[metric]:.4g}"
+            fields = calibration.get(target, {}).get(head, {}).get("test", {}).get("calibrated", {})
             if "coverage_68" in values:
                 text += f"  coverage 68 % {values['coverage_68']:.3f} / 95 % {values['coverage_95']:.3f}"
-                fields = calibration.get(target, {}).get(head, {}).get("test", {}).get("calibrated", {})
                 per_field = [f"{f} {v['coverage_68']:.3f}" for f, v in fields.items() if f != "all"]
                 if per_field:
                     text += f" (68 % by field: {', '.join(per_field)})"
             out.append(text + f"  -> {entry['model']} v{entry['version']} @candidate")
+            failing = gate_rule.problems(fields, "test") if fields else []
+            if failing:
+                out.append(f"  {'':<10} ! {entry['model']} fails its promotion gate on these figures (`galaxyprop "
+                           f"promote` will refuse it): {'; '.join(failing)}")
         scored = {h: m[metric] for h, m in heads.items() if metric in m and not h.startswith("kcorrect_")}
         from galaxyprop.evaluation.metrics import objective_value
 
