@@ -245,6 +245,7 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                    else CutoutsAndPhotometry(load_object(FEATURES / "photometry" / FEATURE_ENCODER, object), head.crop)
                    if multimodal_head else load_object(FEATURES / features / FEATURE_ENCODER, object))
         predictor = Predictor(target, encoder, head, grid)
+        predictor.record_support(*data["train"][:2])       # where served answers stop extrapolating
         # Calibration on the validation split (out-of-fold for its own metrics), stored in the model.
         X_val, y_val, val_frame = data["val"]
         start = time.perf_counter()

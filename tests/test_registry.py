@@ -39,6 +39,7 @@ def knn_predictor(train, shuffle: bool = False, calibrate: bool = True, k: int =
     if shuffle:  # a model that learned nothing
         y = np.random.default_rng(0).permutation(y)
     predictor = Predictor("z", encoder, make_head("knn", k=k).fit(encoder.transform(fit), y), GRID)
+    predictor.record_support(encoder.transform(fit), y)
     if calibrate:
         predictor.calibrate(encoder.transform(val), val["z"].to_numpy())
     return predictor
@@ -87,8 +88,11 @@ def test_register_load_and_gate(store, galaxies):
     assert loaded.metadata.get_input_schema().optional_input_names() == ["PHOTSYS"]
     assert [p.name for p in loaded.metadata.get_params_schema().params] == ["photsys"]
     predicted = loaded.predict(test)
-    assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "density"]
+    assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "in_support",
+                                       "support_distance", "density"]
     assert set(loaded.metadata.metadata["output_columns"]) == set(predicted.columns)   # each one described
+    support = loaded.metadata.metadata["training_support"]
+    assert support["n_train"] == 900 and support["target_range"][1] <= 0.8 and predicted["in_support"].mean() > 0.9
     assert loaded.metadata.metadata["density_grid"] == {"low": 0.0, "high": 0.8, "n_bins": 400}
     assert target_metrics("z", test["z"], predicted["prediction"], 0.05)["sigma_mad"] < 0.03
     # the pyfunc serves exactly what the calibrated predictor gives in process

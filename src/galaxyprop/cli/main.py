@@ -72,10 +72,26 @@ def _predict(args: argparse.Namespace) -> int:
     n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart,
                      photsys=args.photsys, source=source, dropped=dropped, catalogue=args.catalogue)
     print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}")
+    print(_support_line(args.output, model))
     if dropped:
         print(f"skipped {sum(dropped.values())} rows the column map cannot use: "
               + "; ".join(f"{reason}: {k}" for reason, k in sorted(dropped.items())))
     return 0
+
+
+def _support_line(output: str, model) -> str:
+    """How many predicted galaxies lie outside the model's training support, or why it cannot say."""
+    import pyarrow.parquet as pq
+
+    if "in_support" not in pq.read_schema(output).names:
+        support = (model.metadata.metadata or {}).get("training_support", "not recorded: saved before galaxyprop "
+                                                                          "recorded the training support")
+        return f"training support: {support}; the answers are not flagged"
+    inside = pq.read_table(output, columns=["in_support"]).column("in_support").to_numpy()
+    outside = int((~inside).sum())
+    return (f"{outside} of {len(inside)} galaxies lie outside the model's training support (in_support false: "
+            "their answers extrapolate)" if outside else f"all {len(inside)} galaxies lie inside the model's "
+                                                         "training support")
 
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:

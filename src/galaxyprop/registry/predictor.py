@@ -16,6 +16,7 @@ from galaxyprop.data import schema
 from galaxyprop.data.io import load_object, save_object
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.evaluation.densities import Grid, gaussian_densities, quantiles, resample
+from galaxyprop.features.support import SUPPORT_COLUMNS, Support, fit_support
 from galaxyprop.heads.base import Head, Prediction
 
 #: The served quantiles: the 2.3/15.9/50/84.1/97.7 % points of the calibrated CDF, so that [q16, q84]
@@ -32,6 +33,7 @@ OUTPUT_COLUMNS = {
     "q50": "median of the calibrated CDF",
     "q84": "84.13 % point of the calibrated CDF (upper end of the central 68.27 % interval)",
     "q98": "97.725 % point of the calibrated CDF (upper end of the central 95.45 % interval)",
+    **SUPPORT_COLUMNS,
     DENSITY_COLUMN: "calibrated probability density per unit target on the target's grid (float32, one per bin)",
 }
 FIELD_PARAM = "photsys"     # the pyfunc parameter (and optional catalogue column) naming the survey field
@@ -61,6 +63,8 @@ class Predictor:
     grid: Grid                   # the target's density grid: the density column's bins
     calibration: Calibrator | None = None
     calibration_report: dict = field(default_factory=dict)
+    support: Support | None = None   # where the training galaxies lie (None: `support_report` says why)
+    support_report: str = "not recorded"
 
     @property
     def input_kind(self) -> str:
@@ -100,6 +104,12 @@ class Predictor:
         self.calibration, self.calibration_report = result.calibrator, result.report
         return result
 
+    def record_support(self, X_train, y_train) -> None:
+        """Keep where the training features and targets lie, so that served answers outside are flagged."""
+        self.support = fit_support(X_train, y_train)
+        self.support_report = ("recorded" if self.support is not None else
+                               "not recorded: its inputs (image tensors or two inputs) have no feature matrix")
+
     def densities(self, X: np.ndarray, fields: Fields = None) -> tuple[Prediction, np.ndarray, np.ndarray, Grid]:
         """The head's point estimate and spread, its raw densities and the calibrated ones, on the grid
         the calibration works on (the target's grid when uncalibrated: then both are the raw ones)."""
@@ -112,7 +122,8 @@ class Predictor:
     def predict(self, inputs: pd.DataFrame | np.ndarray, fields: Fields = None) -> pd.DataFrame:
         """For every row of `inputs` (as the feature encoder takes them): the head's point estimate
         (`prediction`), the calibrated quantiles q02, q16, q50, q84, q98, `spread` = (q84 - q16) / 2,
-        and the calibrated density on the target's grid (float32 per row).
+        and the calibrated density on the target's grid (float32 per row); where the model recorded its
+        training support, `in_support` and `support_distance` (features.support).
 
         `fields`: the survey field (PHOTSYS N or S) of all rows or of each, which picks a per-field
         calibration where the model has one; a catalogue's PHOTSYS column is used when not given."""
@@ -125,6 +136,9 @@ class Predictor:
         out = pd.DataFrame({"prediction": np.asarray(result.value, float),
                             "spread": (levels[:, 3] - levels[:, 1]) / 2.0,
                             **dict(zip(QUANTILE_COLUMNS, levels.T, strict=True))})
+        if self.support is not None:
+            distance = self.support.distance(X)
+            out["in_support"], out["support_distance"] = distance <= 1.0, distance
         out[DENSITY_COLUMN] = list(resample(pdf, grid, self.grid).astype(np.float32))
         return out
 
@@ -132,6 +146,9 @@ class Predictor:
         # A predictor saved before calibration existed is served uncalibrated, and says so.
         state.setdefault("calibration", None)
         state.setdefault("calibration_report", {"reason": "saved before galaxyprop calibrated its models"})
+        # ... and one saved before the training support was recorded serves no `in_support`, and says so.
+        state.setdefault("support", None)
+        state.setdefault("support_report", "not recorded: saved before galaxyprop recorded the training support")
         self.__dict__.update(state)
 
     def save(self, path: str | Path) -> None:

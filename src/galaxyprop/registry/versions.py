@@ -135,6 +135,8 @@ def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, s
                 artifacts={PREDICTOR_ARTIFACT: str(path)},
                 signature=signature, input_example=example, pip_requirements=pip_requirements(),
                 metadata={"output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
+                          "training_support": (predictor.support.describe() if predictor.support is not None
+                                               else predictor.support_report),
                           "field_param": f"{FIELD_PARAM}: N or S (north or south) for the whole batch, or a "
                                          "PHOTSYS column of a catalogue: picks the field's calibration", **extra},
                 code_paths=[str(Path(galaxyprop.__file__).parent)], registered_model_name=name)
