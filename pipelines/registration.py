@@ -102,7 +102,8 @@ def register(model: str, target: str, kind: str, head: str, chosen: dict, val_ca
         return version
     with tracking.child_run(f"register:{head}:{model}", tags=tags):
         inputs = model_inputs(predictor.input_kind, example, features)
-        version = registry.register_predictor(predictor, inputs, tags, test_metrics, model=model)
+        version = registry.register_predictor(predictor, inputs, tags, test_metrics, model=model,
+                                              unit=section(params, f"targets.{target}").get("unit"))
     log.info("registered %s version %s (%s, val %s = %.5g, calibrated: %s) as candidate",
              registry.model_name(model), version, head, metric, chosen[metric], predictor.calibrated)
     return version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from astropy.table import Table
 
@@ -265,3 +266,23 @@ def test_an_empty_file_is_refused_and_leaves_no_partial_run(models, catalogue_mo
     with pytest.raises(GalaxypropError, match="empty.csv: no rows to predict"):
         predict_file(catalogue_model, models.catalogue_uri, source, out, progress=False)
     assert not out.exists() and not out.with_name("out.parquet.parts").exists()
+
+
+def test_the_prediction_file_describes_itself(models, catalogue_model, tmp_path):
+    """The Parquet schema metadata names the model, its target, every column (the mean `prediction`
+    and the calibrated median `q50` told apart) and, with densities, the grid's bin edges."""
+    import json
+
+    from galaxyprop.deploy.batch import OUTPUT_METADATA
+
+    source = survey_file(models.galaxies, tmp_path / "survey.parquet", ".parquet")
+    output = tmp_path / "described.parquet"
+    predict_file(catalogue_model, models.catalogue_uri, source, output, 64, densities=True, progress=False)
+    about = json.loads(pq.read_schema(output).metadata[OUTPUT_METADATA])
+    assert about["model_uri"] == models.catalogue_uri and about["target"] == "z"
+    assert set(about["columns"]) == set(pd.read_parquet(output).columns)
+    assert "not changed by calibration" in about["columns"]["prediction"] and "median" in about["columns"]["q50"]
+    grid = about["density_grid"]
+    edges = np.asarray(grid["bin_edges"])
+    assert len(edges) == grid["n_bins"] + 1 == len(pd.read_parquet(output)["density"].iloc[0]) + 1
+    assert edges[0] == grid["low"] and edges[-1] == grid["high"]

@@ -148,7 +148,7 @@ TARGETS_SCHEMA = Schema(
     rules={"targets.*": "map", "targets.*.metric": "str", "targets.*.outlier_threshold": "positive",
            "targets.*.grid": "map", "targets.*.grid.low": "number", "targets.*.grid.high": "number",
            "targets.*.grid.n_bins": "count", "targets.*.column": "str?", "targets.*.log10": "bool",
-           "targets.*.subtract": "str?", "targets.*.description": "str", "targets.*.n_trials": "map?",
+           "targets.*.subtract": "str?", "targets.*.description": "str", "targets.*.unit": "str", "targets.*.n_trials": "map?",
            "targets.*.n_trials.*": "count", "targets.*.features": "strs?"},
     required={"targets.*": ("metric", "outlier_threshold", "grid"), "targets.*.grid": ("low", "high", "n_bins")},
     checks={"targets": _check_targets})

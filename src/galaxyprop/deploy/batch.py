@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +29,9 @@ from galaxyprop.registry.serving import CUTOUTS, FLUXES, input_error
 
 KEY = "TARGETID"
 FIELD_COLUMN = "PHOTSYS"
+DENSITY = "density"
+#: The prediction file's schema metadata key holding `describe_output`'s JSON.
+OUTPUT_METADATA = b"galaxyprop"
 #: A chunk's loader: (its keys: TARGETID and, for AstroCLIP files in groups or shards, where each row
 #: lies in the file; the model's inputs).
 Loader = Callable[[], tuple[pd.DataFrame, "np.ndarray | pd.DataFrame"]]
@@ -307,7 +310,9 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
                                     None if catalogue is None else str(Path(catalogue).resolve())), restart)
     try:
         done = _predict_chunks(model, chunks, parts, n_rows, input_path, densities, photsys, progress)
-        _merge(sorted(parts.glob("part-*.parquet")), output, input_path)
+        merged = sorted(parts.glob("part-*.parquet"))
+        columns = pq.read_schema(merged[0]).names if merged else []
+        _merge(merged, output, input_path, describe_output(model, model_uri, columns))
     except GalaxypropError:
         if not any(parts.glob("part-*.parquet")):      # nothing to resume (e.g. no rows): leave no partial run
             shutil.rmtree(parts, ignore_errors=True)
@@ -335,7 +340,7 @@ def _predict_chunks(model, chunks, parts: Path, n_rows: int, input_path: Path, d
                         raise
                     raise GalaxypropError(f"{input_path}: rows {start}-{start + len(keys) - 1}: {message}") from None
                 if not densities:
-                    predicted = predicted.drop(columns=["density"], errors="ignore")
+                    predicted = predicted.drop(columns=[DENSITY], errors="ignore")
                 predicted = pd.concat([keys.reset_index(drop=True), predicted.reset_index(drop=True)], axis=1)
                 write_parquet(predicted, part)
                 rows = len(keys)
@@ -360,9 +365,26 @@ def _predict_fields(model, keys: pd.DataFrame, inputs, photsys: str | None) -> p
     return pd.concat(parts).sort_index()
 
 
-def _merge(parts: list[Path], output: Path, input_path: Path) -> None:
-    """Concatenate the part files into `output`, one part in memory at a time, atomically. Ids that
-    are integers in one chunk and names in another are all written as names."""
+def describe_output(model, model_uri: str, columns: Sequence[str]) -> dict:
+    """What a prediction file says of itself (its Parquet schema metadata, key `galaxyprop`): the model,
+    its target and unit, the density grid and its bin edges, and what each column is."""
+    metadata = dict(getattr(getattr(model, "metadata", None), "metadata", None) or {})
+    described = metadata.get("output_columns") or {}
+    out = {"model_uri": model_uri, "target": metadata.get("target"), "unit": metadata.get("unit"),
+           "columns": {c: (f"the input's galaxy id ({KEY})" if c == KEY else described.get(c, "from the input"))
+                       for c in columns}}
+    grid = metadata.get("density_grid")
+    if grid and DENSITY in columns:
+        out["density_grid"] = {**grid, "bin_edges": np.linspace(grid["low"], grid["high"], grid["n_bins"] + 1).tolist()}
+    if "training_support" in metadata:
+        out["training_support"] = metadata["training_support"]
+    return out
+
+
+def _merge(parts: list[Path], output: Path, input_path: Path, description: dict | None = None) -> None:
+    """Concatenate the part files into `output`, one part in memory at a time, atomically, with
+    `description` in its schema metadata. Ids that are integers in one chunk and names in another are
+    all written as names."""
     import pyarrow as pa
 
     if not parts:
@@ -371,6 +393,8 @@ def _merge(parts: list[Path], output: Path, input_path: Path) -> None:
     schema = schemas[0]
     if len({str(s.field(KEY).type) for s in schemas}) > 1:
         schema = schema.set(schema.get_field_index(KEY), pa.field(KEY, pa.string()))
+    if description is not None:
+        schema = schema.with_metadata({OUTPUT_METADATA: json.dumps(description)})
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for part in parts:
             writer.write_table(pq.read_table(part).cast(schema))

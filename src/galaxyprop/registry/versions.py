@@ -97,7 +97,7 @@ def pip_requirements() -> list[str]:
 
 
 def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, str], metrics: Mapping[str, float],
-                       model: str | None = None) -> str:
+                       model: str | None = None, unit: str | None = None) -> str:
     """Log `predictor` as a pyfunc in the active run, register it as `model` (an id: `z`, `z-images`,
     `z-catalogue`; default the target's multimodal model), alias it `candidate`; return the version.
 
@@ -134,7 +134,8 @@ def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, s
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={PREDICTOR_ARTIFACT: str(path)},
                 signature=signature, input_example=example, pip_requirements=pip_requirements(),
-                metadata={"output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
+                metadata={"target": predictor.target, "unit": unit or "not given (params targets.<t>.unit)",
+                          "output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
                           "training_support": (predictor.support.describe() if predictor.support is not None
                                                else predictor.support_report),
                           "field_param": f"{FIELD_PARAM}: N or S (north or south) for the whole batch, or a "
