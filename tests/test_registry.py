@@ -324,3 +324,28 @@ def test_summary_marks_a_candidate_whose_test_intervals_fail_the_promotion_gate(
     marks = [line for line in text if "fails its promotion gate" in line]
     assert len(marks) == 1 and "galaxyprop-zzsun-images" in marks[0]
     assert "covers 0.591 on test 'N', outside 0.683 +- 0.0612" in marks[0]
+
+
+def test_a_production_alias_moved_outside_the_gate_is_reported(store, galaxies, capsys):
+    """MLflow's own alias buttons bypass the gate: `models`, `check`, `predict` and `serve` then say in
+    one line that no recorded gate decision put production where it is; a promotion through galaxyprop
+    (forced, with its reason) is a recorded decision again."""
+    from galaxyprop.cli.main import _warn_if_bypassed
+
+    train, test = galaxies
+    client = MlflowClient()
+    first = register(store, train, test)
+    assert registry.unrecorded_production("z-catalogue") is None               # no production at all
+    client.set_registered_model_alias("galaxyprop-z-catalogue", "production", first)      # the UI's button
+    capsys.readouterr()
+    message = registry.unrecorded_production("z-catalogue")
+    assert f"production is v{first}" in message and "history ends at no promotion" in message
+    _warn_if_bypassed("z-catalogue", "production")
+    assert capsys.readouterr().err.splitlines() == [f"galaxyprop: warning: {message}"]
+    _warn_if_bypassed("z-catalogue", "candidate")                               # not production: nothing to say
+    assert capsys.readouterr().err == ""
+    registry.promote("z-catalogue", first, mse_on(test), GATE, force=True, reason="recorded after the UI move")
+    assert registry.unrecorded_production("z-catalogue") is None
+    second = register(store, train, test, shuffle=True)
+    client.set_registered_model_alias("galaxyprop-z-catalogue", "production", second)
+    assert f"history ends at v{first}" in registry.unrecorded_production("z-catalogue")

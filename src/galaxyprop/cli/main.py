@@ -66,6 +66,7 @@ def _predict(args: argparse.Namespace) -> int:
     params = connect(args)
     args.target = _model_for_inputs(args, params["targets"])
     version = registry.resolve_version(args.target, args.model)
+    _warn_if_bypassed(args.target, args.model)
     uri = f"models:/{version.name}/{version.version}"
     model = mlflow.pyfunc.load_model(uri)
     source, dropped = _column_map(args, version, model), Counter()
@@ -77,6 +78,15 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"skipped {sum(dropped.values())} rows the column map cannot use: "
               + "; ".join(f"{reason}: {k}" for reason, k in sorted(dropped.items())))
     return 0
+
+
+def _warn_if_bypassed(model: str, ref: str) -> None:
+    """One line on stderr when `production` is used but no recorded gate decision put it where it is."""
+    from galaxyprop.registry import versions as registry
+
+    bypassed = registry.unrecorded_production(model) if ref == registry.PRODUCTION else None
+    if bypassed:
+        print(f"galaxyprop: warning: {bypassed}", file=sys.stderr)
 
 
 def _support_line(output: str, model) -> str:
@@ -108,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     connect(args)
     version = registry.resolve_version(args.target, args.model)   # a clear error if the alias is not set
+    _warn_if_bypassed(args.target, args.model)
     uri = f"models:/{version.name}/{args.model}" if args.model.isdigit() else f"models:/{version.name}@{args.model}"
     from galaxyprop.registry.serving import SERVED_MODEL_ENV
 

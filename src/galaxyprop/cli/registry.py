@@ -197,6 +197,9 @@ def check(args: argparse.Namespace) -> int:
              "PIT KS": f"{values.get('pit_ks', float('nan')):.4f}"} for field, values in evaluation.items()]
     print(f"{version.name} v{version.version} ({version.tags.get('head', '?')}, calibration: "
           f"{version.tags.get('calibration', '?')}) on {args.test_data}")
+    bypassed = registry.unrecorded_production(args.target)
+    if bypassed:
+        print(f"! {bypassed}")
     print(table(rows, list(rows[0])))
     found = gate.calibration.problems(evaluation, "test") if gate.calibration else []
     print("calibration rule: " + ("passes" if not found else "FAILS: " + "; ".join(found)))
@@ -246,7 +249,9 @@ def models(args: argparse.Namespace) -> int:
                          "git": _short(tags.get("git_commit")), "data": _short(tags.get("data_hash")),
                          "run": _short(v.run_id)})
         if rows:
-            tables.append(f"{registry.model_name(model)}\n{table(rows, list(rows[0]))}")
+            bypassed = registry.unrecorded_production(model)
+            tables.append(f"{registry.model_name(model)}\n{table(rows, list(rows[0]))}"
+                          + (f"\n! {bypassed}" if bypassed else ""))
     print("\n\n".join(tables) if tables else
           "no registered models yet: run `dvc repro` (its register stage registers the candidates)")
     return 0

@@ -273,7 +273,12 @@ def _promote(target: str, version: str | None, evaluate: Callable[[str], promoti
     current = alias_version(target, PRODUCTION)
     production = None if current is None else str(current.version)
     if production == candidate:
-        return PromotionResult(False, candidate, f"{name} version {candidate} is already production")
+        stack = production_stack(history(target))
+        recorded = stack[-1] if stack else None
+        if recorded == candidate:
+            return PromotionResult(False, candidate, f"{name} version {candidate} is already production")
+        # moved there outside galaxyprop: judged against the last production a gate decision put there
+        production = recorded
     cand_eval = evaluate(f"models:/{name}/{candidate}")
     prod_eval = None if production is None else evaluate(f"models:/{name}/{production}")
     found = promotion.problems(gate, cand_eval, prod_eval, drifted)
@@ -302,6 +307,20 @@ def production_stack(moves: Sequence[Move]) -> list[str]:
         else:
             stack.append(move.version)
     return stack
+
+
+def unrecorded_production(target: str) -> str | None:
+    """Why the target's `production` alias is not where galaxyprop's recorded gate decisions put it (it
+    was moved outside galaxyprop: MLflow's UI or API), in one line; None when it is, or is unset."""
+    current = alias_version(target, PRODUCTION)
+    if current is None:
+        return None
+    stack = production_stack(history(target))
+    if stack and stack[-1] == str(current.version):
+        return None
+    return (f"{model_name(target)}: production is v{current.version}, which no recorded gate decision put there "
+            f"(galaxyprop's history ends at {'v' + stack[-1] if stack else 'no promotion'}): it was moved outside "
+            "galaxyprop; `galaxyprop promote` it through the gate, or `--force --reason` to record why")
 
 
 def rollback(target: str, reason: str, lock_timeout: float | None = None) -> PromotionResult:
