@@ -121,7 +121,7 @@ def main() -> None:
     breakdown: dict = {"by_redshift_bin": {}, "by_field": {}, "by_confidence": {}, "calibration_by_field": {}}
     fields = pd.concat([(split.set_index(schema.ID)[schema.PHOTSYS] if schema.PHOTSYS in split
                          else pd.Series("*", index=split[schema.ID])) for split in map(prepared_split, ("val", "test"))])
-    with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}):
+    with tracking.stage_run(Stores.from_params(params), "evaluate", params={"evaluation": params["evaluation"]}) as run:
         for target in section(params, "train.targets"):
             files = result_files(PREDICTIONS, target, ".parquet")
             if not files:
@@ -183,6 +183,14 @@ def main() -> None:
         write_json({**breakdown, "failed_predictions": failures}, BREAKDOWN)
         tracking.log_metrics(test_metrics, prefix="test.")
         tracking.log_metrics(val_metrics, prefix="val.")
+        # each result's own train run gets the figures its served model gives, under the keys every head shares
+        served = {(head, target): {**tracking.result_metrics("val", val_metrics[target].get(head, {})),
+                                   **tracking.result_metrics("test", values)}
+                  for target, heads in test_metrics.items() for head, values in heads.items()}
+        missing = tracking.log_to_result_runs(run.info.experiment_id, served)
+        if missing:
+            log.info("no finished train run to log the served metrics of %s to (restored from DVC's run cache?)",
+                     ", ".join(missing))
         tracking.log_artifacts([METRICS, BREAKDOWN])
         tracking.log_artifacts([EVALUATION_PLOTS], artifact_path="plots")
 

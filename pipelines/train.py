@@ -44,7 +44,7 @@ from galaxyprop.heads import IMAGE_HEADS, MULTIMODAL_HEADS, head_class, head_mod
 from galaxyprop.heads.base import Head
 from galaxyprop.heads.params import HEADS_SCHEMA, TRAIN_SCHEMA
 from galaxyprop.lanes import run_in_lanes
-from galaxyprop.provenance import code_digest
+from galaxyprop.provenance import code_digest, dvc_output_hash
 from galaxyprop.registry.predictor import QUANTILES, Predictor
 from galaxyprop.resources import ThreadPlan, process_plan, thread_plan
 from galaxyprop.results import CUTOUTS, IMAGE_HEAD_INPUTS, MULTIMODAL_INPUTS, metrics_key, result_name
@@ -61,6 +61,7 @@ from galaxyprop.tracking.tuning import (
 from galaxyprop.workspace import (
     FEATURE_ENCODER,
     FEATURES,
+    PREPARED,
     RAW,
     SKIPPED,
     densities_path,
@@ -150,8 +151,9 @@ def sources_of(head: str, target: str, params: dict) -> list[str]:
     return [s for s in sources if s in only] if only else sources
 
 
-def train_result(head_name: str, target: str, features: str, params: dict) -> None:
-    """Tune, keep, calibrate and predict one head on one source for one target (one MLflow run)."""
+def train_result(head_name: str, target: str, features: str, params: dict, data_hash: str | None = None) -> None:
+    """Tune, keep, calibrate and predict one head on one source for one target (one MLflow run, with the
+    prepared splits as its datasets, `data_hash` their DVC hash)."""
     image_head, multimodal_head = head_name in IMAGE_HEADS, head_name in MULTIMODAL_HEADS
     name = head_name if image_head or multimodal_head else result_name(head_name, features)
     key = metrics_key(name, section(params, "features.default"))
@@ -219,6 +221,7 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                                     "pruner": section(params, "tuning.pruner"), "n_trials": n_trials,
                                     "study": study_name, "tuning_workers": workers},
                             tags={"head": key, "target": target, "features": features}) as stage:
+        tracking.log_datasets({"training": data["train"][2], "validation": data["val"][2]}, str(PREPARED), data_hash)
         start = time.perf_counter()
         study = tune(objective, head_params["search"], n_trials=n_trials,
                      study_name=study_name, storage=stores.optuna_storage, seed=section(params, "tuning.seed"),
@@ -290,7 +293,7 @@ def train_result(head_name: str, target: str, features: str, params: dict) -> No
                     "calibrate_seconds": round(calibrate_seconds, 2), "predict_galaxies_per_s": round(predict_rate, 1),
                     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
                    timings_path(run_name))
-        tracking.log_metrics({f"best_val_{k}": v for k, v in trial.user_attrs.items()})
+        tracking.log_metrics({f"tuning_val_{k}": v for k, v in trial.user_attrs.items()})   # the best trial's, raw
         tracking.log_metrics({"calibrate_seconds": calibrate_seconds})
         tracking.set_tags({"calibration": predictor.calibration_method})
         tracking.log_metrics({"tune_seconds": tune_seconds, "predict_galaxies_per_s": predict_rate})
@@ -312,6 +315,7 @@ def main() -> None:
         known = ", ".join(sorted(params["targets"]))
         raise GalaxypropError(f"--target {args.target}: not a target of params targets ({known})")
     sources = [args.features] if args.features else sources_of(args.head, args.target, params)
+    data_hash = dvc_output_hash(PREPARED)
     if len(sources) > 1:      # each source in a process of its own, one per idle core (galaxyprop.lanes)
         plan = process_plan() if section(params, "tuning.workers") == 1 else ThreadPlan(1, 1, 1)
         # the stores the lanes share, made first in a process of their own (lanes that both find them new race
@@ -319,10 +323,10 @@ def main() -> None:
         tracking.preload(Stores.from_params(params))
         run_in_lanes([("creating the stores", functools.partial(prepare_stores, Stores.from_params(params)))], plan)
         run_in_lanes([(f"{args.head} on {features} for {args.target}",
-                       functools.partial(train_result, args.head, args.target, features, params))
+                       functools.partial(train_result, args.head, args.target, features, params, data_hash))
                       for features in sources], plan)
     elif sources:
-        train_result(args.head, args.target, sources[0], params)
+        train_result(args.head, args.target, sources[0], params, data_hash)
     if not sources:                 # targets.<t>.features leaves this head nothing: the stage's folders say so
         folders = head_folders(args.target, args.head)
         for folder in folders[1:]:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from galaxyprop.config import Stores
@@ -44,15 +45,34 @@ def preload(stores: Stores) -> None:
     import optuna.storages  # noqa: F401
 
 
+#: The experiment's description (MLflow shows the `mlflow.note.content` tag) and the kind MLflow's UI opens
+#: it as (`mlflow.experimentKind`: classic model training, not the GenAI layout).
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": (
+        "galaxyprop: one run per pipeline stage. Each `train:<head>@<features>:<target>` run is one result: its "
+        "params are the head's tuned hyperparameters, its tags head / features / target, its datasets the "
+        "prepared splits (DVC hash as digest), and its metrics what the served, calibrated model gives: "
+        "`val_crps`, `val_coverage_68`, ... (validation, out-of-fold calibration; the registry selects the "
+        "lowest `val_crps` among results that pass the calibration rule) and `test_*` (the test split); "
+        "`raw_val_*` / `raw_test_*` are the uncalibrated head, `tuning_val_*` the best Optuna trial. "
+        "Filter `tags.target = 'z'` and sort by `metrics.val_crps` to compare the results of one target."),
+}
+
+
 def connect(stores: Stores) -> str:
-    """Point MLflow at the project's stores; create the experiment if needed; return its id."""
+    """Point MLflow at the project's stores; create the experiment if needed (with its description and
+    kind, `EXPERIMENT_TAGS`); return its id."""
     use_stores(stores)
     experiment = mlflow.get_experiment_by_name(stores.experiment)
     if experiment is None:      # a tracking server with served artifacts chooses the location itself
         location = None if stores.artifact_location is None else f"{stores.artifact_location.rstrip('/')}/{stores.experiment}"
-        experiment_id = mlflow.create_experiment(stores.experiment, artifact_location=location)
+        experiment_id = mlflow.create_experiment(stores.experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
     else:
         experiment_id = experiment.experiment_id
+        for key, value in EXPERIMENT_TAGS.items():      # an experiment made before these tags; a user's own kept
+            if key not in experiment.tags:
+                MlflowClient().set_experiment_tag(experiment_id, key, value)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -253,6 +273,50 @@ def trial_run(trial, params: Mapping, run_prefix: str, parent_run_id: str | None
         raise
     mlflow.set_tag("optuna_state", "COMPLETE")
     mlflow.end_run(status="FINISHED")
+
+
+def log_datasets(frames: Mapping[str, object], source: str, digest: str | None) -> None:
+    """Log each split (`context` -> pandas frame) as an MLflow dataset input of the active run, named after
+    the split, from `source`, with `digest` (the DVC hash of the data) so that runs on the same data match."""
+    import warnings
+
+    import mlflow.data
+
+    for context, frame in frames.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)     # MLflow's hint about integer columns (the ids)
+            dataset = mlflow.data.from_pandas(frame, source=source, name=f"{Path(source).name}/{context}",
+                                              digest=(digest or "")[:36] or None)
+            mlflow.log_input(dataset, context=context)
+
+
+def result_metrics(split: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """A result's metrics under the keys every head shares: `<split>_<metric>`, and the uncalibrated
+    head's (`<metric>_raw`) as `raw_<split>_<metric>`."""
+    out = {}
+    for key, value in metrics.items():
+        name = f"raw_{split}_{key.removesuffix('_raw')}" if key.endswith("_raw") else f"{split}_{key}"
+        if _is_number(value):
+            out[mlflow_key(name)] = float(value)
+    return out
+
+
+def log_to_result_runs(experiment_id: str, metrics: Mapping[tuple[str, str], Mapping[str, float]]) -> list[str]:
+    """Log `metrics[(head, target)]` to the latest finished `train` run of that result (tags `head`,
+    `target`), so that its run holds the figures the served model gives; the results with no such run."""
+    client = MlflowClient()
+    latest: dict[tuple[str, str], str] = {}
+    for run in client.search_runs([experiment_id], "tags.stage = 'train' and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=5000):
+        latest.setdefault((run.data.tags.get("head", ""), run.data.tags.get("target", "")), run.info.run_id)
+    missing, now = [], int(time.time() * 1000)
+    for result, values in metrics.items():
+        run_id = latest.get(result)
+        if run_id is None:
+            missing.append(f"{result[0]}/{result[1]}")
+            continue
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+    return missing
 
 
 def log_artifacts(paths: list[str | Path], artifact_path: str | None = None) -> None:
