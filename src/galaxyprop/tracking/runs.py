@@ -70,6 +70,12 @@ def connect(stores: Stores) -> str:
         experiment_id = mlflow.create_experiment(stores.experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
     else:
         experiment_id = experiment.experiment_id
+        from galaxyprop.tracking.relocation import check_location
+
+        moved = check_location(stores.tracking_uri, stores.artifact_location, stores.experiment,
+                               experiment.artifact_location)
+        if moved:
+            log.warning(moved)
         for key, value in EXPERIMENT_TAGS.items():      # an experiment made before these tags; a user's own kept
             if key not in experiment.tags:
                 MlflowClient().set_experiment_tag(experiment_id, key, value)
