@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from galaxyprop.config import Stores
@@ -70,7 +71,8 @@ def test_a_copied_workspace_uses_its_own_store_after_the_original_is_gone(tmp_pa
         assert client.get_run(run_id).info.artifact_uri.startswith((copy / "mlruns").as_uri())
         fetched = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="note.txt", dst_path=str(tmp_path))
         assert Path(fetched).read_text() == "from the run"
-        assert list(mlflow.pyfunc.load_model("models:/doubling/1").predict(__import__("pandas").DataFrame({"x": [2]}))["x"]) == [4]
+        doubled = mlflow.pyfunc.load_model("models:/doubling/1").predict(pd.DataFrame({"x": [2]}))
+        assert list(doubled["x"]) == [4]
         with tracking.stage_run(workspace_stores(), "evaluate") as later:
             mlflow.log_artifact(str(copy / "note.txt"))
         assert (copy / "mlruns/artifacts/galaxyprop-test" / later.info.run_id / "artifacts/note.txt").exists()
@@ -90,5 +92,6 @@ def test_a_store_whose_artifacts_were_left_behind_says_what_to_do(tmp_path, monk
     shutil.copytree(original / "mlruns", copy / "mlruns", ignore=shutil.ignore_patterns("artifacts"))
     monkeypatch.chdir(copy)
     forget_cached_stores()
-    with mlflow_store("sqlite:///mlruns/mlflow.db"), pytest.raises(GalaxypropError, match="copy the workspace with its mlruns/"):
-        tracking.connect(workspace_stores())
+    with mlflow_store("sqlite:///mlruns/mlflow.db"):
+        with pytest.raises(GalaxypropError, match="copy the workspace with its mlruns/"):
+            tracking.connect(workspace_stores())
