@@ -92,6 +92,6 @@ def test_a_store_whose_artifacts_were_left_behind_says_what_to_do(tmp_path, monk
     shutil.copytree(original / "mlruns", copy / "mlruns", ignore=shutil.ignore_patterns("artifacts"))
     monkeypatch.chdir(copy)
     forget_cached_stores()
-    with mlflow_store("sqlite:///mlruns/mlflow.db"):
-        with pytest.raises(GalaxypropError, match="copy the workspace with its mlruns/"):
-            tracking.connect(workspace_stores())
+    refused = pytest.raises(GalaxypropError, match="copy the workspace with its mlruns/")
+    with mlflow_store("sqlite:///mlruns/mlflow.db"), refused:
+        tracking.connect(workspace_stores())
