@@ -24,7 +24,7 @@ from galaxyprop.heads.base import Head, Prediction
 QUANTILES = (float(ndtr(-2.0)), float(ndtr(-1.0)), 0.5, float(ndtr(1.0)), float(ndtr(2.0)))
 QUANTILE_COLUMNS = ["q02", "q16", "q50", "q84", "q98"]
 DENSITY_COLUMN = "density"
-#: What each served column is (in the registered model's metadata and the README).
+#: What each served column is (in the registered model's metadata and docs/models.md).
 OUTPUT_COLUMNS = {
     "prediction": "the head's point estimate (MC-dropout, ensemble, neighbour or GBT mean), not changed by calibration",
     "spread": "(q84 - q16) / 2 of the calibrated CDF: the 1-sigma-equivalent half width",

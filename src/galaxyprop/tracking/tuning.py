@@ -53,7 +53,7 @@ def check_workers(workers: int, *storages: str) -> None:
             raise GalaxypropError(
                 f"tuning.workers: {workers} workers need stores on a database server, but {uri} is sqlite, which "
                 f"lets one process write at a time (the workers would queue on its lock or fail with 'database is "
-                f"locked'); set OPTUNA_STORAGE and MLFLOW_TRACKING_URI to the team store (galaxyprop server, README "
+                f"locked'); set OPTUNA_STORAGE and MLFLOW_TRACKING_URI to the team store (galaxyprop server, docs/stores.md "
                 f"'Team mode') or tuning.workers: 1")
 
 

@@ -20,7 +20,7 @@ from galaxyprop.data.io import atomic_path
 from galaxyprop.errors import GalaxypropError
 
 #: the HDF5 filters of the per-galaxy chunks: None (the default: the measured read-throughput cost of either
-#: filter is far beyond 20 %, see README "Storage"), LZF or gzip level 1, both after the byte shuffle
+#: filter is far beyond 20 %, see docs/stores.md "Storage"), LZF or gzip level 1, both after the byte shuffle
 COMPRESSION = {None: {}, "lzf": {"compression": "lzf", "shuffle": True},
                "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True}}
 
