@@ -60,6 +60,7 @@ def register_models(root: Path, params: dict) -> Models:
     photometry = PhotometryFeatures()
     catalogue = Predictor("z", photometry, make_head("knn", k=16).fit(photometry.transform(train), train["z"]),
                           Grid(0.0, 0.8, 200))
+    catalogue.record_support(photometry.transform(train), train["z"])
     catalogue.calibrate(photometry.transform(val), val["z"], settings=CALIBRATION)
     catalogue.calibration.field_maps = {"N": ProbitMap((-1.0, 1.0), (-0.5, 0.5))}
     torch.manual_seed(0)

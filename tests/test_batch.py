@@ -49,9 +49,11 @@ def test_a_catalogue_in_chunks_equals_one_call(models, catalogue_model, tmp_path
     out = pd.read_parquet(tmp_path / "out.parquet")
     whole = catalogue_model.predict(models.galaxies[FLUXES])
     assert n == len(models.galaxies) == len(out)
-    assert list(out.columns) == ["TARGETID", "prediction", "spread", "q02", "q16", "q50", "q84", "q98"]
+    assert list(out.columns) == ["TARGETID", "prediction", "spread", "q02", "q16", "q50", "q84", "q98", "in_support",
+                                 "support_distance"]
     np.testing.assert_array_equal(out["TARGETID"], np.arange(len(models.galaxies)) + 1000)
-    np.testing.assert_allclose(out.drop(columns="TARGETID"), whole.drop(columns="density"))
+    np.testing.assert_allclose(out.drop(columns=["TARGETID", "in_support"]), whole.drop(columns=["density", "in_support"]))
+    assert out["in_support"].tolist() == whole["in_support"].tolist()
     assert not (tmp_path / "out.parquet.parts").exists()
 
 

@@ -41,9 +41,11 @@ def test_spark_udf_equals_pyfunc_for_catalogue_and_image_models(models, tmp_path
         frame = spark.createDataFrame(cutouts, schema="TARGETID long, image array<float>")
         by_image = spark_predict(spark, models.image_uri, frame, ["image"], ["TARGETID"],
                                  densities=True).toPandas().sort_values("TARGETID")
-    columns = ["prediction", "spread", "q02", "q16", "q50", "q84", "q98"]
+    columns = ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "support_distance"]
     want = models.catalogue.predict(models.galaxies[fluxes])
     np.testing.assert_allclose(by_flux[columns], want[columns], rtol=1e-9)
+    assert by_flux["in_support"].tolist() == want["in_support"].tolist()       # the support flags ride along
+    assert "in_support" not in by_image.columns                                 # an image model records none
     # each row's PHOTSYS picks its field's calibration, as in process; `photsys` gives one for all
     want = models.catalogue.predict(models.galaxies[fluxes].assign(PHOTSYS=photsys))
     np.testing.assert_allclose(by_field[columns], want[columns], rtol=1e-9)

@@ -20,7 +20,8 @@ from pathlib import Path
 from galaxyprop.errors import GalaxypropError
 
 OUTPUT_TYPES = {"prediction": "double", "spread": "double", "q02": "double", "q16": "double", "q50": "double",
-                "q84": "double", "q98": "double", "density": "array<float>"}
+                "q84": "double", "q98": "double", "in_support": "boolean", "support_distance": "double",
+                "density": "array<float>"}
 
 
 @contextmanager
@@ -64,11 +65,11 @@ def spark_predict(spark, model_uri: str, frame, inputs: list[str], keep: list[st
     `photsys` names the survey field of every row, for a model calibrated per field."""
     import mlflow.pyfunc
 
-    fields = {k: v for k, v in OUTPUT_TYPES.items() if densities or k != "density"}
-    if densities:
-        outputs = mlflow.models.get_model_info(model_uri).signature.outputs.input_names()
-        if "density" not in outputs:
-            raise GalaxypropError(f"{model_uri} gives no density (its head has none)")
+    # the columns the version serves (its signature): the support flags only where it recorded its support
+    outputs = mlflow.models.get_model_info(model_uri).signature.outputs.input_names()
+    if densities and "density" not in outputs:
+        raise GalaxypropError(f"{model_uri} gives no density (its head has none)")
+    fields = {k: v for k, v in OUTPUT_TYPES.items() if k in outputs and (densities or k != "density")}
     udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local",
                                   result_type=", ".join(f"{k} {v}" for k, v in fields.items()),
                                   params={"photsys": photsys} if photsys else None)
