@@ -285,7 +285,12 @@ def test_every_kind_of_candidate_predicts_a_new_survey_with_lineage(project, tmp
             version = MlflowClient().get_model_version_by_alias(f"galaxyprop-z{suffix}", "candidate")
             assert version.tags["inputs"] == kind and version.tags["features"] in features[kind], version.tags
             predicted = model.predict(model_inputs(model, new, file))
-            assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", "density"]
+            # a model on a feature matrix flags galaxies outside its training support; the CNNs record none
+            support = ["in_support", "support_distance"] if version.tags["head"] not in {"cnn", "cnn_mm"} else []
+            assert list(predicted.columns) == ["prediction", "spread", "q02", "q16", "q50", "q84", "q98", *support,
+                                               "density"]
+            if support:       # a new survey drawn like the training one: nearly every galaxy inside
+                assert predicted["in_support"].mean() > 0.8, (kind, predicted["in_support"].mean())
             assert len(predicted) == len(new)
             dz = (predicted["prediction"] - new["z"].to_numpy()) / (1 + new["z"].to_numpy())
             # a 3-epoch tiny encoder only gets a loose bound
