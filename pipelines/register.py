@@ -25,7 +25,16 @@ from galaxyprop.provenance import code_digest, dvc_output_hash, file_md5
 from galaxyprop.registry.params import REGISTRY_SCHEMA
 from galaxyprop.registry.stamp import fingerprint, store_holds
 from galaxyprop.spectra.params import SPECTRA_SCHEMA
-from galaxyprop.workspace import BREAKDOWN, METRICS, MODELS, PREPARED, REGISTERED, REGISTERED_SPECTRUM, VAL_METRICS
+from galaxyprop.workspace import (
+    BREAKDOWN,
+    HEADLINE,
+    METRICS,
+    MODELS,
+    PREPARED,
+    REGISTERED,
+    REGISTERED_SPECTRUM,
+    VAL_METRICS,
+)
 
 from stage import stage_params
 
@@ -59,7 +68,7 @@ def main() -> None:
     stores = Stores.from_params(params)
     data_hash = dvc_output_hash(PREPARED) or "untracked"
     inputs = registration_inputs(params, data_hash)
-    if store_holds(stores.tracking_uri, stores.experiment, registered_candidates(), inputs):
+    if HEADLINE.exists() and store_holds(stores.tracking_uri, stores.experiment, registered_candidates(), inputs):
         log.info("the registry holds reports/registered.json's candidates, registered from these inputs: "
                  "nothing to register")
         return

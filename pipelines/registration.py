@@ -20,6 +20,7 @@ from galaxyprop.results import ResultName, inputs_of, result_of
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     BREAKDOWN,
+    HEADLINE,
     METRICS,
     REGISTERED,
     REGISTERED_SPECTRUM,
@@ -145,6 +146,34 @@ def register_spectrum_model(params: dict, data_hash: str) -> dict:
     return {**entry, "version": version}
 
 
+def headline(registered: dict, spectrum: dict, test_all: dict, calibration: dict, params: dict) -> dict:
+    """The DVC metrics (reports/headline.json): per registered model, the validation selection metric and
+    the test figures its gate reads: the target's metric, the 68 % coverage overall and on the field
+    farthest from 0.683. The full tables (reports/metrics.json, ...) are outputs DVC shows on request."""
+    nominal = 0.683
+    out = {}
+    for model, entry in registered.items():
+        if entry.get("version") is None:
+            continue
+        target, head, metric = entry["target"], entry["head"], section(params, f"targets.{entry['target']}.metric")
+        test = test_all[target][head]
+        row = {f"val_{entry['selection_metric']}": entry[f"val_{entry['selection_metric']}"],
+               f"test_{metric}": test[metric]}
+        if "coverage_68" in test:
+            fields = calibration.get(target, {}).get(head, {}).get("test", {}).get("calibrated", {})
+            per_field = [v["coverage_68"] for f, v in fields.items() if f != "all"]
+            row["test_coverage_68"] = test["coverage_68"]
+            if per_field:
+                row["test_coverage_68_worst_field"] = max(per_field, key=lambda c: abs(c - nominal))
+        out[model] = row
+    if spectrum.get("version") is not None and SPECTRUM_SELECTED.exists():
+        from galaxyprop.registry.spectrum import METRIC, SPECTRUM
+
+        selected = json.loads(SPECTRUM_SELECTED.read_text())
+        out[SPECTRUM] = {f"val_{METRIC}": selected["val"][METRIC], f"test_{METRIC}": selected["test"][METRIC]}
+    return out
+
+
 def register_all(params: dict, data_hash: str, inputs: str) -> None:
     """Register every target's candidates and the spectrum model's, write reports/registered*.json, and
     mark the store with `inputs` (the fingerprint of what was registered) once all of it is done."""
@@ -182,6 +211,8 @@ def register_all(params: dict, data_hash: str, inputs: str) -> None:
                                      "version": version, "head": head, "selection_metric": metric,
                                      f"val_{metric}": val_metrics[head][metric],
                                      f"val_{target_metric}": val_metrics[head][target_metric], "skipped": skipped}
+        spectrum = register_spectrum_model(params, data_hash)
         write_json(registered, REGISTERED)
-        write_json(register_spectrum_model(params, data_hash), REGISTERED_SPECTRUM)
+        write_json(spectrum, REGISTERED_SPECTRUM)
+        write_json(headline(registered, spectrum, test_all, calibration, params), HEADLINE)
         mark_registered(run.info.experiment_id, inputs)

@@ -310,6 +310,18 @@ def test_the_candidates_serve_calibrated_intervals(project):
     assert "calibration rule: passes" in out.stdout, out.stdout + out.stderr
     registered = json.loads((project / "reports/registered.json").read_text())
     assert set(registered) == {f"{t}{suffix}" for t in TINY_TARGETS for suffix in KINDS}
+    # the DVC metrics are these models' headline figures, the same numbers as the full tables
+    headline = json.loads((project / "reports/headline.json").read_text())
+    test_metrics = json.loads((project / "reports/metrics.json").read_text())
+    by_field = json.loads((project / "reports/metrics_breakdown.json").read_text())["calibration_by_field"]
+    assert set(headline) == set(registered) | {"spectrum"}
+    for name, entry in registered.items():
+        metric = "sigma_mad" if entry["target"] == "z" else "mse"
+        assert headline[name]["val_crps"] == entry["val_crps"]
+        assert headline[name][f"test_{metric}"] == test_metrics[entry["target"]][entry["head"]][metric]
+        fields = by_field[entry["target"]][entry["head"]]["test"]["calibrated"]
+        worst = max((v["coverage_68"] for f, v in fields.items() if f != "all"), key=lambda c: abs(c - 0.683))
+        assert headline[name]["test_coverage_68_worst_field"] == worst
     test = __import__("pandas").read_parquet(project / "data/prepared/test.parquet")
     from galaxyprop.data.astroclip import AstroclipFile
 

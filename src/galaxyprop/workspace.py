@@ -33,6 +33,7 @@ BREAKDOWN = REPORTS / "metrics_breakdown.json"
 COMPARISON = REPORTS / "comparison.md"
 REGISTERED = REPORTS / "registered.json"
 REGISTERED_SPECTRUM = REPORTS / "registered_spectrum.json"
+HEADLINE = REPORTS / "headline.json"      # the DVC metrics: each registered model's selection and gate figures
 SPECTRA_REPORT = REPORTS / "spectra.json"
 DRIFT = REPORTS / "drift"
 DRIFT_SUMMARY = DRIFT / "summary.json"
