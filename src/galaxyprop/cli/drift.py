@@ -143,6 +143,11 @@ def drift(args: argparse.Namespace) -> int:
     bands = _bands(args)
     encoder = Path(args.encoder)
     current_name = samples.sample_name(args.name or Path(args.current).stem)
+    if args.out is not None:        # a folder the report may be written to, before any work
+        from galaxyprop.cli.outputs import check_output
+        from galaxyprop.config import Stores
+
+        check_output(args.out, "--out", Stores.from_params(params), args.force, folder=True)
     column_map = None
     if args.source:
         from galaxyprop.data.catalog import CatalogSpec
@@ -201,6 +206,7 @@ def add_command(commands) -> None:
     p.add_argument("--bands", help=f"comma-separated bands (default: {BANDS})")
     p.add_argument("--name", help="the batch's name in the report (default: the file name)")
     p.add_argument("--out", help="folder for the HTML report and summary.json (default: reports/drift/batches/<name>)")
+    p.add_argument("--force", action="store_true", help="write --out even inside a pipeline output")
     p.add_argument("--embedding-map", action="store_true",
                    help="add Evidently's embeddings report with its t-SNE map to the HTML (slow)")
     p.set_defaults(func=drift)

@@ -59,10 +59,15 @@ def _predict(args: argparse.Namespace) -> int:
 
     import mlflow.pyfunc
 
+    from galaxyprop.cli.outputs import check_output
     from galaxyprop.cli.registry import connect
+    from galaxyprop.config import Stores, load_params
     from galaxyprop.deploy.batch import predict_file
+    from galaxyprop.validation.project import SCHEMAS
     from galaxyprop.registry import versions as registry
 
+    # where it may write, before any store is opened
+    check_output(args.output, "--output", Stores.from_params(load_params(args.params, SCHEMAS)), args.force)
     params = connect(args)
     args.target = _model_for_inputs(args, params["targets"])
     version = registry.resolve_version(args.target, args.model)
@@ -184,6 +189,17 @@ def _ui(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, _server_env(args))
 
 
+def port(text: str) -> int:
+    """A TCP port (1-65535) for argparse, refused in one line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
@@ -209,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--catalogue", help="the galaxies' catalogue (FastSpecFit FITS, or any catalogue with the "
                                              "model's flux columns and TARGETID), joined with --input on TARGETID, "
                                              "for a model that takes cutouts and fluxes together")
-    predict.add_argument("--output", required=True, help="Parquet file to write")
+    predict.add_argument("--output", required=True, help="Parquet file to write (never inside the stores; inside a "
+                                                         "pipeline output only with --force)")
+    predict.add_argument("--force", action="store_true", help="write --output even over a pipeline output")
     predict.add_argument("--model", default="production", help="alias or version number (default: production)")
     predict.add_argument("--chunk-size", type=int, default=4096, help="galaxies per chunk (memory is bounded by it)")
     predict.add_argument("--densities", action="store_true", help="also write each galaxy's density on the grid")
@@ -225,12 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("target", help="a registered model's id: z (cutouts and catalogue fluxes), z-images, "
                                       "z-catalogue, kcorr_r01, ...")
     serve.add_argument("--model", default="production", help="alias or version number (default: production)")
-    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--port", type=port, default=5001)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
 
     ui = commands.add_parser("ui", help="MLflow UI on 127.0.0.1 against the project's store")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=port, default=5000)
     ui.set_defaults(func=_ui)
 
     server = commands.add_parser("server", help="the team store: an MLflow tracking server on 127.0.0.1 backed by a "
@@ -240,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: $GALAXYPROP_BACKEND_STORE_URI)")
     server.add_argument("--artifacts-destination", default="mlruns/served-artifacts",
                         help="where the server keeps the artifacts it serves (a folder, or s3://..., ...)")
-    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--port", type=port, default=5000)
     server.add_argument("--workers", type=int, default=2, help="server worker processes")
     server.set_defaults(func=_server)
     return parser
