@@ -63,8 +63,8 @@ def _predict(args: argparse.Namespace) -> int:
     from galaxyprop.cli.registry import connect
     from galaxyprop.config import Stores, load_params
     from galaxyprop.deploy.batch import predict_file
-    from galaxyprop.validation.project import SCHEMAS
     from galaxyprop.registry import versions as registry
+    from galaxyprop.validation.project import SCHEMAS
 
     # where it may write, before any store is opened
     check_output(args.output, "--output", Stores.from_params(load_params(args.params, SCHEMAS)), args.force)
