@@ -288,3 +288,22 @@ def test_the_prediction_file_describes_itself(models, catalogue_model, tmp_path)
     edges = np.asarray(grid["bin_edges"])
     assert len(edges) == grid["n_bins"] + 1 == len(pd.read_parquet(output)["density"].iloc[0]) + 1
     assert edges[0] == grid["low"] and edges[-1] == grid["high"]
+
+
+def test_predictions_written_as_a_qp_file_that_qp_reads(models, catalogue_model, tmp_path):
+    """`predict --format qp`: the densities as a qp ensemble on the model's grid, the ids and point
+    estimates as its ancillary data, the same numbers as the Parquet."""
+    import qp
+
+    from galaxyprop.deploy.batch import parquet_to_qp
+
+    source = survey_file(models.galaxies, tmp_path / "survey.parquet", ".parquet")
+    table = tmp_path / "z.parquet"
+    predict_file(catalogue_model, models.catalogue_uri, source, table, 64, densities=True, progress=False)
+    assert parquet_to_qp(table, tmp_path / "z.hdf5") == len(models.galaxies)
+    ensemble, frame = qp.read(str(tmp_path / "z.hdf5")), pd.read_parquet(table)
+    assert ensemble.npdf == len(frame)
+    np.testing.assert_array_equal(ensemble.ancil["TARGETID"], frame["TARGETID"])
+    np.testing.assert_allclose(ensemble.ancil["q50"], frame["q50"])
+    np.testing.assert_allclose(ensemble.median().ravel(), frame["q50"], atol=0.8 / 200)    # within a bin
+    assert not list(tmp_path.glob(".*partial*"))

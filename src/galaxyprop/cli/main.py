@@ -75,10 +75,16 @@ def _predict(args: argparse.Namespace) -> int:
     uri = f"models:/{version.name}/{version.version}"
     model = mlflow.pyfunc.load_model(uri)
     source, dropped = _column_map(args, version, model), Counter()
-    n = predict_file(model, uri, args.input, args.output, args.chunk_size, args.densities, args.restart,
+    as_qp = args.format == "qp" or (args.format is None and Path(args.output).suffix.lower() in QP_SUFFIXES)
+    table = f"{args.output}.parquet" if as_qp else args.output     # qp: the densities first, then converted
+    n = predict_file(model, uri, args.input, table, args.chunk_size, args.densities or as_qp, args.restart,
                      photsys=args.photsys, source=source, dropped=dropped, catalogue=args.catalogue)
-    print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}")
-    print(_support_line(args.output, model))
+    print(_support_line(table, model))
+    if as_qp:
+        parquet_to_qp(table, args.output)
+        Path(table).unlink()
+    print(f"wrote {n} predictions of {version.name} v{version.version} to {args.output}"
+          + (" (a qp ensemble: qp.read opens it)" if as_qp else ""))
     if dropped:
         print(f"skipped {sum(dropped.values())} rows the column map cannot use: "
               + "; ".join(f"{reason}: {k}" for reason, k in sorted(dropped.items())))
@@ -228,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="Parquet file to write (never inside the stores; inside a "
                                                          "pipeline output only with --force)")
     predict.add_argument("--force", action="store_true", help="write --output even over a pipeline output")
+    predict.add_argument("--format", choices=["parquet", "qp"], default=None,
+                         help="parquet (one row per galaxy), or qp: an HDF5 file of the densities as a qp ensemble "
+                              "(LSST DESC's format; RAIL reads it) with the ids and point estimates as ancillary "
+                              "data (default: qp for a .hdf5/.h5 --output, else parquet)")
     predict.add_argument("--model", default="production", help="alias or version number (default: production)")
     predict.add_argument("--chunk-size", type=int, default=4096, help="galaxies per chunk (memory is bounded by it)")
     predict.add_argument("--densities", action="store_true", help="also write each galaxy's density on the grid")

@@ -381,6 +381,34 @@ def describe_output(model, model_uri: str, columns: Sequence[str]) -> dict:
     return out
 
 
+QP_SUFFIXES = (".hdf5", ".h5", ".hdf")
+
+
+def parquet_to_qp(parquet: str | Path, output: str | Path) -> int:
+    """Write the predictions of `parquet` (written by `predict_file` with densities) as a qp file that
+    `qp.read` opens: the densities on the model's grid as a qp histogram ensemble, and the id, point
+    estimates, quantiles and support flags as its ancillary data. Atomic; the number of galaxies."""
+    import json
+
+    from galaxyprop.evaluation.densities import Grid, to_qp
+
+    parquet, output = Path(parquet), Path(output)
+    about = json.loads((pq.read_schema(parquet).metadata or {}).get(OUTPUT_METADATA, b"{}"))
+    if "density_grid" not in about:
+        raise GalaxypropError(f"{parquet}: no density grid in its metadata (the model gives no densities)")
+    grid = Grid(*(about["density_grid"][k] for k in ("low", "high", "n_bins")))
+    frame = pd.read_parquet(parquet)
+    pdf = np.stack(frame.pop(DENSITY).to_numpy())
+    ensemble = to_qp(pdf, grid, {c: frame[c].to_numpy() for c in frame.columns})
+    tmp = output.with_name(f".{output.stem}.partial{output.suffix}")       # qp picks the format by suffix
+    try:
+        ensemble.write_to(str(tmp))
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(frame)
+
+
 def _merge(parts: list[Path], output: Path, input_path: Path, description: dict | None = None) -> None:
     """Concatenate the part files into `output`, one part in memory at a time, atomically, with
     `description` in its schema metadata. Ids that are integers in one chunk and names in another are

@@ -199,3 +199,22 @@ def resample(pdf: np.ndarray, grid: Grid, onto: Grid) -> np.ndarray:
     edges = np.clip(onto.edges, grid.low, grid.high)
     cdf = np.stack([np.interp(edges, grid.edges, row) for row in cdf_at_edges(pdf, grid)])
     return normalise(np.diff(cdf, axis=-1) / onto.width, onto)
+
+
+def to_qp(pdf: np.ndarray, grid: Grid, ancil: Mapping[str, np.ndarray] | None = None):
+    """The densities as a `qp.Ensemble`, the LSST DESC exchange format (what RAIL reads and writes): qp's
+    histogram parameterisation on the grid's bin edges, one distribution per row, with `ancil` (ids,
+    point estimates, ...) as its ancillary data."""
+    import qp
+
+    ensemble = qp.Ensemble(qp.hist, data={"bins": grid.edges, "pdfs": np.asarray(pdf, dtype=float)})
+    if ancil:
+        ensemble.set_ancil({name: np.asarray(values) for name, values in ancil.items()})
+    return ensemble
+
+
+def from_qp(ensemble, grid: Grid) -> np.ndarray:
+    """Any `qp.Ensemble`'s densities on `grid` (of any parameterisation: histogram, interpolated,
+    quantiles, mixture): each bin's probability from the ensemble's CDF at the bin edges, per unit target."""
+    cdf = np.asarray(ensemble.cdf(grid.edges), dtype=float).reshape(ensemble.npdf, -1)
+    return normalise(np.clip(np.diff(cdf, axis=1), 0.0, None) / grid.width, grid)
