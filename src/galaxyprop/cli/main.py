@@ -62,7 +62,7 @@ def _predict(args: argparse.Namespace) -> int:
     from galaxyprop.cli.outputs import check_output
     from galaxyprop.cli.registry import connect
     from galaxyprop.config import Stores, load_params
-    from galaxyprop.deploy.batch import predict_file
+    from galaxyprop.deploy.batch import QP_SUFFIXES, parquet_to_qp, predict_file
     from galaxyprop.registry import versions as registry
     from galaxyprop.validation.project import SCHEMAS
 
