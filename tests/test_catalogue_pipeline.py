@@ -183,3 +183,22 @@ def test_a_no_op_repro_registers_nothing_and_the_registry_follows_the_report(pro
     assert "train@knn-z" not in stages_run(restored.stdout)          # restored from the run cache, not run
     assert (project / "reports/registered.json").read_text() == report
     assert_registry_matches_the_report(project)
+
+
+def test_predict_writes_a_qp_file_with_the_string_ids_and_says_how_many_lie_outside(project):
+    """`--output z.hdf5`: the densities as a qp ensemble that qp.read opens, the user's string ids and the
+    point estimates as ancillary data; the support line counts the galaxies outside the training range."""
+    import qp
+
+    result = run(["galaxyprop", "predict", "z", "--model", "candidate", "--input", "my_test.csv",
+                  "--output", "z.hdf5"], project)
+    assert "(a qp ensemble: qp.read opens it)" in result.stdout
+    assert "lie inside the model's training support" in result.stdout or "outside the model's training support" \
+        in result.stdout
+    ensemble = qp.read(str(project / "z.hdf5"))
+    served = pd.read_parquet(project / "default.parquet") if (project / "default.parquet").exists() else None
+    assert ensemble.npdf == 400 and all(isinstance(i, str) for i in ensemble.ancil["TARGETID"].astype(str))
+    assert np.all(np.isfinite(ensemble.median()))
+    if served is not None:
+        np.testing.assert_allclose(ensemble.ancil["q50"], served["q50"])
+    assert not (project / "z.hdf5.parquet").exists()
