@@ -200,6 +200,15 @@ def test_ids_keep_their_type_and_bad_ids_are_named(models, catalogue_model, tmp_
     table.assign(TARGETID=["a"] * 20).to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(GalaxypropError, match=r"dup.csv: id column 'TARGETID' \(rows 0-19\): id 'a' is repeated"):
         predict_file(catalogue_model, models.catalogue_uri, tmp_path / "dup.csv", tmp_path / "d.parquet", progress=False)
+    # rows 3 and 15 share an id, in different chunks of 10: refused, naming both rows, and nothing written
+    ids = [f"g{i}" for i in range(20)]
+    ids[15] = "g3"
+    table.assign(TARGETID=ids).to_csv(tmp_path / "across.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"across.csv: id g3 is repeated \(row 15 of the chunk from row 10, "
+                                              r"and row 3 of the chunk from row 0\)"):
+        predict_file(catalogue_model, models.catalogue_uri, tmp_path / "across.csv", tmp_path / "a.parquet", 10,
+                     progress=False)
+    assert not (tmp_path / "a.parquet").exists()
     table.assign(TARGETID=["a", None] + [f"b{i}" for i in range(18)]).to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(GalaxypropError, match=r"gap.csv: id column 'TARGETID' \(rows 0-19\): row 1 has no id"):
         predict_file(catalogue_model, models.catalogue_uri, tmp_path / "gap.csv", tmp_path / "g.parquet", progress=False)

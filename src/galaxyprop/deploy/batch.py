@@ -409,6 +409,20 @@ def parquet_to_qp(parquet: str | Path, output: str | Path) -> int:
     return len(frame)
 
 
+def _check_ids_across_chunks(parts: list[Path], input_path: Path) -> None:
+    """Each chunk's ids were checked as it was read; an id in two chunks is an error too, naming both
+    chunks (part files are named by the file row their chunk starts at), before anything is written."""
+    first: dict = {}
+    for part in parts:
+        start = int(part.stem.removeprefix("part-"))
+        for offset, key in enumerate(pq.read_table(part, columns=[KEY]).column(KEY).to_pylist()):
+            seen = first.setdefault(str(key), (start, offset))
+            if seen != (start, offset):
+                raise GalaxypropError(f"{input_path}: id {key} is repeated (row {start + offset} of the chunk from row "
+                                      f"{start}, and row {seen[0] + seen[1]} of the chunk from row {seen[0]}); "
+                                      "ids must be unique")
+
+
 def _merge(parts: list[Path], output: Path, input_path: Path, description: dict | None = None) -> None:
     """Concatenate the part files into `output`, one part in memory at a time, atomically, with
     `description` in its schema metadata. Ids that are integers in one chunk and names in another are
@@ -417,6 +431,7 @@ def _merge(parts: list[Path], output: Path, input_path: Path, description: dict 
 
     if not parts:
         raise GalaxypropError(f"{input_path}: no rows to predict")
+    _check_ids_across_chunks(parts, input_path)
     schemas = [pq.ParquetFile(part).schema_arrow.remove_metadata() for part in parts]
     schema = schemas[0]
     if len({str(s.field(KEY).type) for s in schemas}) > 1:
