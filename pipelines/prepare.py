@@ -76,7 +76,8 @@ def main() -> None:
         own = None
         if source_split(data) == "file":
             own = source.file_split if source.file_split is not None else file_split(frame)
-        splits = split_frame(frame, split["fractions"], split["seed"], split.get("n_redshift_bins", 10), own)
+        splits = split_frame(frame, split["fractions"], split["seed"], split.get("n_redshift_bins", 10), own,
+                             split.get("n_brightness_bins", 3))
         for name, part in splits.items():
             write_parquet(part, PREPARED / f"{name}.parquet")
         write_json(source.bands_metadata(), PREPARED / "bands.json")

@@ -67,3 +67,35 @@ def test_split_is_seeded_stratified_and_complete():
         assert np.mean(z[labels == name] < 0.2) == pytest.approx(0.75, abs=0.01)
     with pytest.raises(GalaxypropError, match="summing to 1"):
         stratified_split(z, {"train": 0.5, "val": 0.2, "test": 0.2}, seed=0)
+
+
+def test_validation_and_test_have_the_same_fields_and_brightness_within_each_redshift_bin():
+    """The split the calibration relies on: within every redshift bin, each field's galaxies are split
+    by brightness tercile, so the validation and test splits hold each (field, tercile) in the same
+    share; a galaxy with no flux gets a stratum of its own rather than an error."""
+    import pandas as pd
+
+    from galaxyprop.data.splits import split_frame
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    frame = pd.DataFrame({"id": np.arange(n), "z": rng.uniform(0.0, 0.4, n),
+                          "photsys": np.where(rng.uniform(size=n) < 0.4, "N", "S"),
+                          "flux_r": 10 ** rng.normal(1.0, 0.4, n)})
+    frame.loc[7, "flux_r"] = np.nan
+    parts = split_frame(frame, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=3)
+    assert sum(len(p) for p in parts.values()) == n
+    edges = np.quantile(frame["flux_r"].dropna(), [1 / 3, 2 / 3])
+
+    def cells(part):
+        tercile = np.searchsorted(edges, part["flux_r"].fillna(0), side="right")
+        return pd.crosstab(part["photsys"], tercile)
+
+    val, test = cells(parts["val"]), cells(parts["test"])
+    assert (val - test).abs().to_numpy().max() <= 10          # ~150 per cell; rounding per redshift bin
+    for part in (parts["val"], parts["test"]):
+        north = part[part["photsys"] == "N"]["flux_r"]
+        south = part[part["photsys"] == "S"]["flux_r"]
+        whole_n, whole_s = (frame[frame["photsys"] == f]["flux_r"].dropna() for f in ("N", "S"))
+        assert np.median(north.dropna()) == pytest.approx(np.median(whole_n), rel=0.03)
+        assert np.median(south.dropna()) == pytest.approx(np.median(whole_s), rel=0.03)

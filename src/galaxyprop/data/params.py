@@ -63,7 +63,9 @@ DATA_SCHEMA = Schema(
     checks={"data": _check_data})
 
 SPLIT_SCHEMA = Schema(
-    rules={"split.fractions": "map", "split.seed": "int", "split.n_redshift_bins": "count"},
+    rules={"split.fractions": "map", "split.seed": "int", "split.n_redshift_bins": "count",
+           "split.n_brightness_bins": "count"},
     required={"split": ("fractions", "seed")},
-    closed={"split": {"fractions", "seed", "n_redshift_bins"}, "split.fractions": {"train", "val", "test"}},
+    closed={"split": {"fractions", "seed", "n_redshift_bins", "n_brightness_bins"},
+            "split.fractions": {"train", "val", "test"}},
     checks={"split": _check_split})
