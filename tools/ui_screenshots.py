@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="registered model name (repeatable)")
     ap.add_argument("--out", type=Path, default=Path("reports/plots/ui"), help="output folder")
     ap.add_argument("--max-compare", type=int, default=8, help="compare at most this many train: stage runs")
+    ap.add_argument("--target", action="append", default=[],
+                    help="also the runs of this target's results sorted by val_crps, and its three best compared")
     a = ap.parse_args()
     exe = shutil.which("/usr/lib/chromium/chromium") or shutil.which("chromium")  # real binary: no launcher noise
     if exe is None:
@@ -138,6 +140,16 @@ def main() -> None:
     if ids := list(newest.values())[: a.max_compare]:
         jobs.append((f"#/compare-runs?runs={q(json.dumps(ids))}&experiments={q(json.dumps([eid]))}", "compare_train",
                      "document.querySelector('.js-plotly-plot')", None))
+    for target in a.target:  # the results of one target ranked as the registry ranks them, the best three compared
+        where = f"tags.stage = 'train' and tags.target = '{target}'"
+        jobs.append((f"#/experiments/{eid}/runs?searchFilter={q(where)}&orderByKey={q('metrics.`val_crps`')}"
+                     "&orderByAsc=true", f"runs_{target}_by_val_crps", "document.querySelector('.ag-row a')", None))
+        best = client.search_runs([eid], f"{where} and metrics.val_crps > 0", order_by=["metrics.val_crps ASC"],
+                                  max_results=3)
+        if best:
+            ids = [r.info.run_id for r in best]
+            jobs.append((f"#/compare-runs?runs={q(json.dumps(ids))}&experiments={q(json.dumps([eid]))}",
+                         f"compare_best_{target}", "document.querySelector('.js-plotly-plot')", None))
     for model in a.model:  # version page: the newest version carrying an alias, else the newest version
         m, aliased = q(model, safe=""), client.get_registered_model(model).aliases.values()
         v = max(map(int, aliased or [x.version for x in client.search_model_versions(f"name='{model}'")]), default=0)
