@@ -1,5 +1,5 @@
 """Whether `encoder.training.devices` processes can train here (without importing torch's trainer: the
-params check runs it before every stage)."""
+params check runs it before every stage and every command; torch itself only to count GPUs for several)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ def check_devices(devices: int, batch_size: int, gpus: int | None = None) -> Non
     if batch_size % devices:
         raise GalaxypropError(f"params encoder.training.batch_size {batch_size} does not split over "
                               f"encoder.training.devices {devices} processes: make it a multiple")
+    if devices == 1:            # one process runs anywhere: no need to import torch to count GPUs
+        return
     if gpus is None:
         import torch
 
