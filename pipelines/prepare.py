@@ -77,7 +77,7 @@ def main() -> None:
         if source_split(data) == "file":
             own = source.file_split if source.file_split is not None else file_split(frame)
         splits = split_frame(frame, split["fractions"], split["seed"], split.get("n_redshift_bins", 10), own,
-                             split.get("n_brightness_bins", 3))
+                             split.get("n_brightness_bins", 3), split.get("by_field", True))
         for name, part in splits.items():
             write_parquet(part, PREPARED / f"{name}.parquet")
         write_json(source.bands_metadata(), PREPARED / "bands.json")

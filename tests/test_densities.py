@@ -174,6 +174,18 @@ def test_quantiles_invert_the_cdf():
         np.testing.assert_allclose(cdf_at(lumpy, grid, at[:, j]), p, atol=1e-9)
 
 
+def test_text_ids_survive_a_qp_file(tmp_path):
+    """A catalogue's string ids (pandas object arrays, which qp's HDF5 writer drops) are written as text."""
+    import qp
+
+    from galaxyprop.evaluation.densities import Grid, gaussian_densities, to_qp
+
+    grid = Grid(0.0, 1.0, 50)
+    pdf = gaussian_densities(np.array([0.3, 0.5]), np.array([0.05, 0.05]), grid)
+    to_qp(pdf, grid, {"TARGETID": np.array(["gal1", "gal22"], dtype=object)}).write_to(str(tmp_path / "ids.hdf5"))
+    assert list(qp.read(str(tmp_path / "ids.hdf5")).ancil["TARGETID"]) == ["gal1", "gal22"]
+
+
 def test_densities_round_trip_through_qp_and_qp_reads_ours():
     """Our densities as a qp histogram ensemble and back are the same numbers; qp's own CDF at the
     truth is our PIT; an ensemble qp made in another parameterisation (quantiles) comes back on our grid."""

@@ -64,8 +64,8 @@ DATA_SCHEMA = Schema(
 
 SPLIT_SCHEMA = Schema(
     rules={"split.fractions": "map", "split.seed": "int", "split.n_redshift_bins": "count",
-           "split.n_brightness_bins": "count"},
+           "split.n_brightness_bins": "count", "split.by_field": "bool"},
     required={"split": ("fractions", "seed")},
-    closed={"split": {"fractions", "seed", "n_redshift_bins", "n_brightness_bins"},
+    closed={"split": {"fractions", "seed", "n_redshift_bins", "n_brightness_bins", "by_field"},
             "split.fractions": {"train", "val", "test"}},
     checks={"split": _check_split})

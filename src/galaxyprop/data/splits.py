@@ -47,11 +47,13 @@ def stratified_split(redshift: np.ndarray, fractions: dict[str, float], seed: in
     return labels
 
 
-def strata_of(frame: pd.DataFrame, n_brightness_bins: int = 3, band: str = "r") -> np.ndarray | None:
-    """Each galaxy's stratum within its redshift bin: its survey field (PHOTSYS) and its brightness tercile
-    (the `band` flux, or the first flux column a source has); None when the frame has neither."""
+def strata_of(frame: pd.DataFrame, n_brightness_bins: int = 3, band: str = "r",
+              by_field: bool = True) -> np.ndarray | None:
+    """Each galaxy's stratum within its redshift bin: its survey field (PHOTSYS, `by_field`) and its
+    brightness tercile (the `band` flux, or the first flux column a source has); None when there is
+    neither (the split is then stratified in redshift alone)."""
     parts = []
-    if schema.PHOTSYS in frame:
+    if by_field and schema.PHOTSYS in frame:
         parts.append(frame[schema.PHOTSYS].astype(str).to_numpy())
     flux = schema.flux_column(band)
     flux = flux if flux in frame else next((c for c in frame.columns if str(c).startswith("flux_")
@@ -84,11 +86,12 @@ def file_split_labels(redshift: np.ndarray, file_split: np.ndarray, fractions: d
 
 
 def split_frame(frame: pd.DataFrame, fractions: dict[str, float], seed: int, n_bins: int = 10,
-                file_split: np.ndarray | None = None, n_brightness_bins: int = 3) -> dict[str, pd.DataFrame]:
+                file_split: np.ndarray | None = None, n_brightness_bins: int = 3,
+                by_field: bool = True) -> dict[str, pd.DataFrame]:
     """The frame's train / val / test parts: stratified in redshift, field and brightness (`strata_of`),
     or (given `file_split`, the file's own 'train' / 'test' of every frame row) keeping the file's test
     rows as test and stratifying the validation share of its train rows."""
-    strata = strata_of(frame, n_brightness_bins)
+    strata = strata_of(frame, n_brightness_bins, by_field=by_field)
     if file_split is None:
         labels = stratified_split(frame[schema.REDSHIFT].to_numpy(), fractions, seed, n_bins, strata)
     else:

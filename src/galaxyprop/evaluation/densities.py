@@ -208,8 +208,9 @@ def to_qp(pdf: np.ndarray, grid: Grid, ancil: Mapping[str, np.ndarray] | None = 
     import qp
 
     ensemble = qp.Ensemble(qp.hist, data={"bins": grid.edges, "pdfs": np.asarray(pdf, dtype=float)})
-    if ancil:
-        ensemble.set_ancil({name: np.asarray(values) for name, values in ancil.items()})
+    if ancil:       # text columns as fixed-width strings: qp's HDF5 writer drops object arrays
+        ensemble.set_ancil({name: (np.asarray(values).astype(str) if np.asarray(values).dtype == object
+                                   else np.asarray(values)) for name, values in ancil.items()})
     return ensemble
 
 
