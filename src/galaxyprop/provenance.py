@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import yaml
+from galaxyprop.config import load_yaml
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -38,18 +38,20 @@ def file_md5(path: str | Path) -> str:
     return file_digest(path, "md5")
 
 
-def dvc_output_hash(path: str | Path, lock_path: str | Path = "dvc.lock") -> str | None:
-    """The md5 that dvc.lock records for output `path` (a file or a directory's '.dir' hash)."""
+def dvc_lock_outputs(lock_path: str | Path = "dvc.lock") -> dict[str, str | None]:
+    """Every output dvc.lock records (the stages' `outs`, metrics and plots) as its posix path, without a
+    trailing slash, to its md5 (a file's, or a directory's '.dir' hash); empty without a dvc.lock."""
     lock_path = Path(lock_path)
     if not lock_path.exists():
-        return None
-    lock = yaml.safe_load(lock_path.read_text()) or {}
-    wanted = Path(path).as_posix().rstrip("/")
-    for stage in (lock.get("stages") or {}).values():
-        for out in stage.get("outs", []):
-            if Path(out["path"]).as_posix().rstrip("/") == wanted:
-                return out.get("md5")
-    return None
+        return {}
+    stages = (load_yaml(lock_path.read_text()) or {}).get("stages") or {}
+    return {Path(out["path"]).as_posix().rstrip("/"): out.get("md5")
+            for stage in stages.values() for out in stage.get("outs", [])}
+
+
+def dvc_output_hash(path: str | Path, lock_path: str | Path = "dvc.lock") -> str | None:
+    """The md5 that dvc.lock records for output `path` (a file or a directory's '.dir' hash)."""
+    return dvc_lock_outputs(lock_path).get(Path(path).as_posix().rstrip("/"))
 
 
 def workspace_output_change(path: str | Path, root: str | Path = ".") -> str | None:

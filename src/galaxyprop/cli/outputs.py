@@ -23,13 +23,9 @@ def store_folders(stores: Stores) -> list[Path]:
 
 def pipeline_outputs(lock: Path = Path("dvc.lock")) -> list[Path]:
     """Every output path dvc.lock records (the stages' `outs`, metrics and plots)."""
-    if not lock.exists():
-        return []
-    import yaml
+    from galaxyprop.provenance import dvc_lock_outputs
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    stages = (yaml.load(lock.read_text(), Loader=loader) or {}).get("stages") or {}
-    return [Path(out["path"]).resolve() for stage in stages.values() for out in stage.get("outs", [])]
+    return [Path(path).resolve() for path in dvc_lock_outputs(lock)]
 
 
 def _inside(path: Path, folders: Iterable[Path]) -> Path | None:
