@@ -88,9 +88,10 @@ def write_astroclip(path: Path, images: np.ndarray, targetids: np.ndarray) -> Pa
 
 
 @contextmanager
-def served(tracking_uri: str, model_uri: str) -> Iterator[Callable[[bytes], tuple[int, bytes]]]:
-    """The scoring server `galaxyprop serve` runs, on a free 127.0.0.1 port, serving `model_uri`; yields
-    `post(body) -> (status, body)` for /invocations, and stops the server by its process group."""
+def served(tracking_uri: str, model_uri: str, **env: str) -> Iterator[Callable[..., tuple[int, bytes]]]:
+    """The scoring server `galaxyprop serve` runs, on a free 127.0.0.1 port, serving `model_uri` (`env`:
+    more of its environment); yields `post(body, content_type="application/json") -> (status, body)` for
+    /invocations (content_type None: urllib's form type), and stops the server by its process group."""
     import os
     import signal
     import socket
@@ -103,14 +104,14 @@ def served(tracking_uri: str, model_uri: str) -> Iterator[Callable[[bytes], tupl
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "GALAXYPROP_SERVED_MODEL": model_uri}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "GALAXYPROP_SERVED_MODEL": model_uri, **env}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
                                "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def post(payload: bytes) -> tuple[int, bytes]:
+    def post(payload: bytes, content_type: str | None = "application/json") -> tuple[int, bytes]:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", payload,
-                                         {"Content-Type": "application/json"})
+                                         {"Content-Type": content_type} if content_type else {})
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 return answer.status, answer.read()

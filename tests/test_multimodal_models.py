@@ -151,6 +151,45 @@ def test_batch_predict_joins_an_astroclip_file_with_its_catalogue(multimodal, tm
 
 
 @pytest.mark.slow
+def test_the_server_refuses_oversized_and_malformed_requests_before_the_model_sees_them(multimodal):
+    """413 for more rows or bytes than the server takes (counted in MLflow's every input format), 415
+    for a media type it cannot read, 400 for a body that is not JSON or is nested too deeply: one-line
+    JSON reasons, never MLflow's 500; a request within the limits is answered."""
+    import json
+
+    from galaxyprop.registry.serving import MAX_BODY_ENV, MAX_ROWS_ENV
+
+    images, catalogue = multimodal["images"][:3], multimodal["catalogue"][:3]
+    fluxes = catalogue[["flux_g", "flux_r", "flux_z"]].to_numpy(np.float32)
+
+    def request(n: int) -> bytes:
+        return json.dumps({"inputs": {"cutouts": images[:n].tolist(), "fluxes": fluxes[:n].tolist()},
+                           "params": {"photsys": "N"}}).encode()
+
+    limit_mb = 1.5 * len(request(3)) / 2**20
+    env = {MAX_ROWS_ENV: "2", MAX_BODY_ENV: str(limit_mb)}
+    with served(stores(multimodal["root"]).tracking_uri, multimodal["uri"], **env) as post:
+        status, body = post(request(2))
+        assert status == 200 and len(json.loads(body)["predictions"]) == 2
+        answers = {"rows": post(request(3)),
+                   "records": post(json.dumps({"dataframe_records": [{"a": 1}] * 3}).encode()),
+                   "bytes": post(b" " * int(2 * limit_mb * 2**20)),
+                   "form": post(request(2), content_type=None),
+                   "xml": post(b"<rows/>", content_type="application/xml"),
+                   "not json": post(b"{'cutouts': [1, 2"),
+                   "deep": post(b"[" * 100_000 + b"]" * 100_000)}
+    statuses = {name: status for name, (status, _) in answers.items()}
+    assert statuses == {"rows": 413, "records": 413, "bytes": 413, "form": 415, "xml": 415, "not json": 400,
+                        "deep": 400}
+    messages = {name: json.loads(body)["message"] for name, (_, body) in answers.items()}
+    assert "3 rows in one request; this server takes at most 2" in messages["rows"]
+    assert messages["records"] == messages["rows"]
+    assert messages["bytes"].startswith("a body of ") and "MB; this server takes at most" in messages["bytes"]
+    assert "'application/x-www-form-urlencoded': send application/json or text/csv" in messages["form"]
+    assert messages["not json"].startswith("the body is not valid JSON (Expecting property name")
+    assert messages["deep"] == "the JSON body is nested too deeply"
+
+
 def test_a_served_two_input_model_answers_both_and_400s_a_missing_one(multimodal):
     import json
 

@@ -131,14 +131,16 @@ def _serve(args: argparse.Namespace) -> int:
     version = registry.resolve_version(args.target, args.model)   # a clear error if the alias is not set
     _warn_if_bypassed(args.target, args.model)
     uri = f"models:/{version.name}/{args.model}" if args.model.isdigit() else f"models:/{version.name}@{args.model}"
-    from galaxyprop.registry.serving import SERVED_MODEL_ENV
+    from galaxyprop.registry.serving import MAX_BODY_ENV, MAX_ROWS_ENV, SERVED_MODEL_ENV
 
     # MLflow's scoring server (the same /invocations, /ping, /health, /version), with concise 4xx bodies.
     command = [sys.executable, "-m", "uvicorn", "--factory", "galaxyprop.registry.serving:create_app",
                "--host", "127.0.0.1", "--port", str(args.port), "--workers", str(args.workers)]
     print(f"serving {uri} (version {version.version}) on http://127.0.0.1:{args.port}/invocations", flush=True)
+    limits = {MAX_ROWS_ENV: args.max_rows, MAX_BODY_ENV: args.max_body_mb}
     # Replace this process, so that its PID is the server's and stopping it stops the server.
-    os.execve(sys.executable, command, {**_server_env(args), SERVED_MODEL_ENV: uri})
+    os.execve(sys.executable, command, {**_server_env(args), SERVED_MODEL_ENV: uri,
+                                        **{k: str(v) for k, v in limits.items() if v is not None}})
 
 
 def _check_database(uri: str) -> None:
@@ -195,6 +197,28 @@ def _ui(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, _server_env(args))
 
 
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 for argparse, refused in one line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 for argparse, refused in one line otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port (1-65535) for argparse, refused in one line otherwise."""
     try:
@@ -239,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "(LSST DESC's format; RAIL reads it) with the ids and point estimates as ancillary "
                               "data (default: qp for a .hdf5/.h5 --output, else parquet)")
     predict.add_argument("--model", default="production", help="alias or version number (default: production)")
-    predict.add_argument("--chunk-size", type=int, default=4096, help="galaxies per chunk (memory is bounded by it)")
+    predict.add_argument("--chunk-size", type=positive_int, default=4096,
+                         help="galaxies per chunk (memory is bounded by it)")
     predict.add_argument("--densities", action="store_true", help="also write each galaxy's density on the grid")
     predict.add_argument("--restart", action="store_true", help="discard partial results of an interrupted run")
     predict.add_argument("--photsys", help="survey field of every galaxy (N or S), for a model calibrated per field; "
@@ -254,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "z-catalogue, kcorr_r01, ...")
     serve.add_argument("--model", default="production", help="alias or version number (default: production)")
     serve.add_argument("--port", type=port, default=5001)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=positive_int, default=1)
+    serve.add_argument("--max-rows", type=positive_int,
+                       help="galaxies one request may hold (HTTP 413 beyond; the server says its default at start)")
+    serve.add_argument("--max-body-mb", type=positive_float,
+                       help="megabytes one request body may hold (HTTP 413 beyond; the server says its default)")
     serve.set_defaults(func=_serve)
 
     ui = commands.add_parser("ui", help="MLflow UI on 127.0.0.1 against the project's store")
@@ -269,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--artifacts-destination", default="mlruns/served-artifacts",
                         help="where the server keeps the artifacts it serves (a folder, or s3://..., ...)")
     server.add_argument("--port", type=port, default=5000)
-    server.add_argument("--workers", type=int, default=2, help="server worker processes")
+    server.add_argument("--workers", type=positive_int, default=2, help="server worker processes")
     server.set_defaults(func=_server)
     return parser
 
@@ -277,8 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if getattr(args, "chunk_size", 1) < 1:
-        raise GalaxypropError(f"--chunk-size must be positive, got {args.chunk_size}")
     sys.exit(args.func(args))
 
 

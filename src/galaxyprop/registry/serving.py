@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -92,13 +94,101 @@ def input_error(error: Exception) -> str | None:
 
 
 SERVED_MODEL_ENV = "GALAXYPROP_SERVED_MODEL"
+#: The request limits `galaxyprop serve --max-rows / --max-body-mb` sets for the server it starts.
+MAX_ROWS_ENV, MAX_BODY_ENV = "GALAXYPROP_SERVE_MAX_ROWS", "GALAXYPROP_SERVE_MAX_BODY_MB"
+#: Defaults: about 0.2 GB of server memory per request for the catalogue models' densities (a request of
+#: 10^6 rows, unbounded, took 19.7 GB), and the body of ~1,000 64-pixel g,r,z cutouts as JSON.
+DEFAULT_MAX_ROWS, DEFAULT_MAX_BODY_MB = 10_000, 256
+#: The media types MLflow's scoring server reads.
+ACCEPTED_TYPES = ("application/json", "text/csv")
+
+
+def request_rows(body: bytes, media_type: str) -> int:
+    """The rows (galaxies) of an /invocations request in any of MLflow's input formats: a CSV's lines
+    after the header, `dataframe_split.data`, `dataframe_records`, or `instances` / `inputs` (a list,
+    or named tensors, whose longest first axis counts). Raises ValueError for a body that is not
+    valid JSON, RecursionError for JSON nested past Python's recursion limit."""
+    if media_type == "text/csv":
+        return max(body.strip().count(b"\n"), 0)
+    payload = json.loads(body)
+    if not isinstance(payload, dict):
+        return 0                                   # MLflow answers a bare list with 400 itself
+    if isinstance(payload.get("dataframe_split"), dict):
+        return len(payload["dataframe_split"].get("data") or [])
+    data = next((payload[key] for key in ("dataframe_records", "instances", "inputs") if key in payload), None)
+    if isinstance(data, dict):
+        return max((len(v) for v in data.values() if isinstance(v, list)), default=0)
+    return len(data) if isinstance(data, list) else 0
+
+
+class RequestLimits:
+    """ASGI middleware in front of the scoring server's /invocations: one request may hold at most
+    `max_bytes` of body and `max_rows` galaxies (HTTP 413, before the model sees it, so that the server's
+    memory stays bounded: MLflow's own timeout answers 504 but lets the work run on); a request without a
+    media type MLflow reads is 415, a body that is not JSON or is nested too deeply 400, each with a
+    one-line JSON reason instead of MLflow's 500. Written here because MLflow's scoring server and
+    uvicorn have no body or row limit."""
+
+    def __init__(self, app, max_rows: int, max_bytes: int):
+        self.app, self.max_rows, self.max_bytes = app, max_rows, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/invocations":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in ACCEPTED_TYPES:
+            given = f"Content-Type {media_type!r}" if media_type else "no Content-Type"
+            return await _answer(send, 415, f"{given}: send application/json or text/csv")
+        chunks, size, more = [], 0, True
+        while more:   # a body over the limit is read to its end and dropped, so that the client hears the 413
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if size <= self.max_bytes:
+                chunks.append(message.get("body", b""))
+        if size > self.max_bytes:
+            return await _answer(send, 413, self._too_large(size))
+        body = b"".join(chunks)
+        try:
+            rows = request_rows(body, media_type)
+        except RecursionError:
+            return await _answer(send, 400, "the JSON body is nested too deeply")
+        except ValueError as err:
+            return await _answer(send, 400, f"the body is not valid JSON ({err})")
+        if rows > self.max_rows:
+            return await _answer(send, 413, f"{rows} rows in one request; this server takes at most {self.max_rows}: "
+                                            f"send smaller batches (or serve with a larger --max-rows)")
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def _too_large(self, size: int) -> str:
+        return (f"a body of {size / 2**20:.3g} MB; this server takes at most "
+                f"{self.max_bytes / 2**20:.3g} MB: send smaller batches (or serve with a larger --max-body-mb)")
+
+
+async def _answer(send, status: int, message: str) -> None:
+    body = json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app():
     """MLflow's scoring server for the model at $GALAXYPROP_SERVED_MODEL (a models:/ URI), whose
     4xx answers carry the reason alone: MLflow's own bodies echo the whole payload (megabytes of
-    cutouts) before it. `galaxyprop serve` runs it with uvicorn on 127.0.0.1."""
-    import json
+    cutouts) before it, behind `RequestLimits` ($GALAXYPROP_SERVE_MAX_ROWS rows, $GALAXYPROP_SERVE_MAX_BODY_MB
+    MB). `galaxyprop serve` runs it with uvicorn on 127.0.0.1."""
     import os
 
     from fastapi import Request
@@ -123,4 +213,7 @@ def create_app():
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         return Response(body, status_code=response.status_code, headers=headers)
 
-    return app
+    max_rows = int(os.environ.get(MAX_ROWS_ENV) or DEFAULT_MAX_ROWS)
+    max_megabytes = float(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY_MB)
+    print(f"each request: at most {max_rows} rows and {max_megabytes:g} MB (--max-rows, --max-body-mb)", flush=True)
+    return RequestLimits(app, max_rows=max_rows, max_bytes=int(max_megabytes * 2**20))
