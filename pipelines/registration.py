@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from galaxyprop.calibration import OVERALL
+from galaxyprop.calibration import NOMINAL, OVERALL
 from galaxyprop.config import Stores, params_hash, section
 from galaxyprop.data.io import write_json
 from galaxyprop.errors import GalaxypropError
@@ -150,7 +150,7 @@ def headline(registered: dict, spectrum: dict, test_all: dict, calibration: dict
     """The DVC metrics (reports/headline.json): per registered model, the validation selection metric and
     the test figures its gate reads: the target's metric, the 68 % coverage overall and on the field
     farthest from 0.683. The full tables (reports/metrics.json, ...) are outputs DVC shows on request."""
-    nominal = 0.683
+    nominal = NOMINAL["coverage_68"]
     out = {}
     for model, entry in registered.items():
         if entry.get("version") is None:

@@ -3,6 +3,8 @@ geometry, and real SDSS galaxies beyond the redshifts a model was trained on."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,10 @@ def test_half_a_percent_of_galaxies_like_the_training_set_fall_outside_and_shift
     shifted[:, 2] += 8.0                     # eight sigma in one feature
     assert (support.distance(shifted) > 1).all()
     assert np.isinf(support.distance(np.full((1, 5), np.nan))).all()
+    # the search built by the first call is reused, and left out of the pickle the registry stores
+    restored = pickle.loads(pickle.dumps(support))
+    assert support._search is not None and restored._search is None
+    np.testing.assert_array_equal(restored.distance(held_out), support.distance(held_out))
 
 
 def test_a_combination_the_training_set_never_had_is_outside_though_each_feature_is_in_range():

@@ -25,11 +25,11 @@ from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile
 from galaxyprop.data.io import atomic_path, write_json, write_parquet
 from galaxyprop.data.schema import normalise_ids
 from galaxyprop.errors import GalaxypropError
+from galaxyprop.registry.predictor import DENSITY_COLUMN
 from galaxyprop.registry.serving import CUTOUTS, FLUXES, input_error
 
 KEY = "TARGETID"
 FIELD_COLUMN = "PHOTSYS"
-DENSITY = "density"
 #: The prediction file's schema metadata key holding `describe_output`'s JSON.
 OUTPUT_METADATA = b"galaxyprop"
 #: A chunk's loader: (its keys: TARGETID and, for AstroCLIP files in groups or shards, where each row
@@ -340,7 +340,7 @@ def _predict_chunks(model, chunks, parts: Path, n_rows: int, input_path: Path, d
                         raise
                     raise GalaxypropError(f"{input_path}: rows {start}-{start + len(keys) - 1}: {message}") from None
                 if not densities:
-                    predicted = predicted.drop(columns=[DENSITY], errors="ignore")
+                    predicted = predicted.drop(columns=[DENSITY_COLUMN], errors="ignore")
                 predicted = pd.concat([keys.reset_index(drop=True), predicted.reset_index(drop=True)], axis=1)
                 write_parquet(predicted, part)
                 rows = len(keys)
@@ -374,7 +374,7 @@ def describe_output(model, model_uri: str, columns: Sequence[str]) -> dict:
            "columns": {c: (f"the input's galaxy id ({KEY})" if c == KEY else described.get(c, "from the input"))
                        for c in columns}}
     grid = metadata.get("density_grid")
-    if grid and DENSITY in columns:
+    if grid and DENSITY_COLUMN in columns:
         out["density_grid"] = {**grid, "bin_edges": np.linspace(grid["low"], grid["high"], grid["n_bins"] + 1).tolist()}
     if "training_support" in metadata:
         out["training_support"] = metadata["training_support"]
@@ -398,7 +398,7 @@ def parquet_to_qp(parquet: str | Path, output: str | Path) -> int:
         raise GalaxypropError(f"{parquet}: no density grid in its metadata (the model gives no densities)")
     grid = Grid(*(about["density_grid"][k] for k in ("low", "high", "n_bins")))
     frame = pd.read_parquet(parquet)
-    pdf = np.stack(frame.pop(DENSITY).to_numpy())
+    pdf = np.stack(frame.pop(DENSITY_COLUMN).to_numpy())
     ensemble = to_qp(pdf, grid, {c: frame[c].to_numpy() for c in frame.columns})
     tmp = output.with_name(f".{output.stem}.partial{output.suffix}")       # qp picks the format by suffix
     try:

@@ -17,7 +17,7 @@ model says it records no support.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,11 @@ class Support:
     quantile: float
     target_range: tuple[float, float]
     n_train: int
+    #: the neighbour search over `reference`, built at the first `distance` (not pickled: rebuilt on load)
+    _search: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_search": None}
 
     def _standardised(self, X: np.ndarray) -> np.ndarray:
         return ((np.asarray(X, np.float64) - self.center) / self.scale).astype(np.float32)
@@ -55,8 +60,9 @@ class Support:
         finite = np.isfinite(Z).all(axis=1)
         out = np.full(len(Z), np.inf)
         if finite.any():
-            search = NearestNeighbors(n_neighbors=self.k).fit(self.reference)
-            out[finite] = search.kneighbors(Z[finite])[0][:, -1] / self.threshold
+            if self._search is None:        # fitted once per loaded model, not once per predicted chunk
+                self._search = NearestNeighbors(n_neighbors=self.k).fit(self.reference)
+            out[finite] = self._search.kneighbors(Z[finite])[0][:, -1] / self.threshold
             beyond = np.maximum(self.low - X[finite], X[finite] - self.high).clip(min=0.0) / self.scale
             excess = beyond.max(axis=1)
             out[finite] = np.where(excess > 0, np.maximum(out[finite], 1.0 + excess), out[finite])
