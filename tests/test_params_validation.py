@@ -135,6 +135,10 @@ BAD = [
     ("calibration.kernel_bins", [0, -2], "calibration.kernel_bins must be a non-empty list of non-negative"),
     ("calibration.fold", 5, "calibration has unknown keys ['fold']"),
     ("drift.tests.alarm_rate", 1.5, "drift.tests.alarm_rate must be a number in (0, 1), got 1.5"),
+    ("drift.reference_field", "nowhere", "drift.reference_field must be a survey field of data.source 'mock' "
+                                         "(north, south), got 'nowhere'"),
+    ("targets.logmstar.column", "LOGMSTR", "targets.logmstar.column names 'LOGMSTR', which the mock survey does "
+                                           "not write; it has ABSMAG01_SDSS_G"),
     ("drift.tests.embedding_method", "mdd", "params.yaml: drift.tests.embedding_method: 'mdd' is not one of"),
     ("tuning.pruner.kind", "medain", "params.yaml: tuning.pruner.kind must be one of"),
     ("split.seed", "42", "split.seed must be an integer, got '42'"),
@@ -160,6 +164,27 @@ def test_a_bad_value_is_one_line_naming_its_key(real, key, value, message):
     text = str(raised.value)
     assert isinstance(raised.value, GalaxypropError) and "\n" not in text
     assert text.startswith(locate(key).split(": ")[0] + ": ") and message in text, text   # the file it is in
+
+
+def test_a_target_column_the_catalogue_file_lacks_is_named_from_its_header(real, tmp_path):
+    """check_params reads the selected source's headers: a target's column missing from the file (the
+    real SDSS catalogue kcorrect ships, or a CSV of the user's) is one line naming the key and the file,
+    before any stage runs; an indexed column (MODELFLUX[2]) counts as its array column."""
+    params = edited(edited(real, "data.source", "sdss_gst"), "data.sources.sdss_gst.targets.logmstar", "LGM_TOT_P50")
+    with pytest.raises(ParamsError) as raised:
+        validate_params(params)
+    assert str(raised.value).startswith("sources.yaml: sdss_gst.targets.logmstar names 'LGM_TOT_P50', which ")
+    assert "gst_tests_small.fits lacks (it has " in str(raised.value) and "MODELFLUX" in str(raised.value)
+    validate_params(edited(params, "data.sources.sdss_gst.targets.logmstar", {"column": "MODELFLUX[2]"}))
+    csv = tmp_path / "mine.csv"
+    csv.write_text("objid,z,mag_r,magerr_r\ngal1,0.1,17.0,0.02\n")
+    mine = {"kind": "catalog", "path": str(csv), "columns": {"id": "objid", "redshift": "z"},
+            "bands": {"r": {"response": "sdss_r0", "mag": "mag_r", "mag_err": "magerr_r"}},
+            "required_bands": ["r"], "targets": {"logmstar": "mass"}}
+    params = edited(edited(real, "data.source", "mine"), "data.sources.mine", mine)
+    with pytest.raises(ParamsError, match=r"^sources.yaml: mine.targets.logmstar names 'mass', which .*mine.csv lacks "
+                                          r"\(it has objid, z, mag_r, magerr_r\)$"):
+        validate_params(params)
 
 
 def test_a_missing_required_key_is_named(real):

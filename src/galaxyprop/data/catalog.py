@@ -137,6 +137,32 @@ class CleaningReport:
                 "dropped_by_reason": dict(self.dropped)}
 
 
+def header_names(path: Path, hdu: int | str = 1) -> list[str]:
+    """The column names `_Table.read` would give, from the file's header alone (no rows read)."""
+    with reading(path, "catalogue file"):
+        if is_fits(path):
+            from astropy.io import fits
+
+            with fits.open(path, memmap=True) as hdus:
+                columns = getattr(hdus[hdu], "columns", None)
+                if columns is None:
+                    raise GalaxypropError(f"{path}: HDU {hdu!r} is not a table")
+                return list(columns.names)
+        if path.suffix.lower() == ".csv":
+            return list(pd.read_csv(path, nrows=0).columns)
+        if path.suffix.lower() in PARQUET:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+    raise GalaxypropError(f"{path}: unsupported catalogue format '{path.suffix.lower()}' ({FORMATS})")
+
+
+def column_name(expression: str) -> str:
+    """The file column an expression reads: `MODELFLUX` of `MODELFLUX[2]`."""
+    match = _INDEXED.match(expression)
+    return match["name"] if match else expression
+
+
 class _Table:
     """Numeric columns of a catalogue file, addressed by name or ``NAME[i]``."""
 
@@ -165,7 +191,7 @@ class _Table:
 
     def get(self, expression: str, role: str, numeric: bool = True) -> np.ndarray:
         match = _INDEXED.match(expression)
-        name, index = (match["name"], int(match["index"])) if match else (expression, None)
+        name, index = column_name(expression), (int(match["index"]) if match else None)
         if name not in self.columns:
             raise GalaxypropError(f"{self.path}: column '{name}' ({role}) not found; "
                                   f"available: {', '.join(sorted(self.columns))}")

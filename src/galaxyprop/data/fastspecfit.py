@@ -82,6 +82,16 @@ def read_fastspec(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return columns
 
 
+def fastspec_column_names(path: str | os.PathLike) -> set[str]:
+    """The columns `read_fastspec` gives (METADATA's and the fitted HDU's), from the file's headers alone."""
+    from astropy.io import fits
+
+    path = Path(path)
+    with reading(path, "FastSpecFit catalogue"), fits.open(path, memmap=True) as hdus:
+        return {name.upper() for hdu in hdus if hdu.name in ("METADATA", *LABEL_HDUS)
+                and getattr(hdu, "columns", None) is not None for name in hdu.columns.names}
+
+
 def _columns(path: Path, hdu) -> dict[str, np.ndarray]:
     if hdu.data is None or not hasattr(hdu.data, "columns"):
         raise GalaxypropError(f"{path}: HDU {hdu.name} is not a table")

@@ -25,6 +25,7 @@ def _check_data(data: Mapping, params: Mapping) -> None:
         reuse(key, lambda name=name, spec=spec: split_of(name, spec))
         if name == data["source"]:
             reuse(key, lambda name=name, spec=spec: source_files(name, spec))
+            _check_target_columns(name, spec, params)
         reuse(f"{key}.targets", lambda name=name, spec=spec: target_columns(
             params.get("targets") or {}, name, spec, list(spec.get("targets") or {})))
         if spec["kind"] == "desi":
@@ -40,6 +41,28 @@ def _check_data(data: Mapping, params: Mapping) -> None:
             check_rule(f"{key}.label.{field}", label.get(field), rule)
     if data["source"] == "mock" and not isinstance(params.get("mock"), Mapping):
         fail("mock", "is missing: data.source is 'mock'")
+
+
+def _check_target_columns(name: str, spec: Mapping, params: Mapping) -> None:
+    """Each target the pipeline trains reads a column the selected source's files have (their headers)."""
+    from galaxyprop.data.sources import absent_target_columns
+    from galaxyprop.data.targets import target_columns
+    from galaxyprop.errors import GalaxypropError
+
+    try:
+        columns = target_columns(params.get("targets") or {}, name, spec,
+                                 list((params.get("train") or {}).get("targets") or []))
+    except GalaxypropError:
+        return          # an unknown or malformed target: the targets' own schema names it
+    key = f"data.sources.{name}"
+    absent = []
+    reuse(key, lambda: absent.extend(absent_target_columns(name, spec, columns)))
+    for target, column, path, have in absent[:1]:
+        given = columns[target]
+        where = f"{key}.targets.{target}" if target in (spec.get("targets") or {}) else \
+            f"targets.{target}.{'column' if column == given.column else 'subtract'}"
+        shown = ", ".join(have[:20]) + (f", ... ({len(have)} columns)" if len(have) > 20 else "")
+        fail(where, f"names '{column}', which {path} lacks (it has {shown})")
 
 
 def _check_split(split: Mapping, params: Mapping) -> None:

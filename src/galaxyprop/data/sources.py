@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.data import desi, schema
-from galaxyprop.data.catalog import CatalogSpec, CleaningReport, read_catalog
-from galaxyprop.data.targets import target_columns
+from galaxyprop.data.catalog import CatalogSpec, CleaningReport, column_name, header_names, read_catalog
+from galaxyprop.data.fastspecfit import fastspec_column_names
+from galaxyprop.data.targets import TargetColumn, target_columns
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.physics.kcorrect_fit import fit_kcorrection
 from galaxyprop.workspace import FASTSPEC_FILE, raw_images
@@ -109,6 +110,25 @@ def source_files(name: str, spec: Mapping) -> list[Path]:
             raise GalaxypropError(f"params data.sources.{name}.{key}: {found} not found")
         files.append(found)
     return files
+
+
+def absent_target_columns(name: str, spec: Mapping,
+                          columns: Mapping[str, TargetColumn]) -> list[tuple[str, str, Path, list[str]]]:
+    """(target, column, file, the file's columns) for each file column a wanted target reads that the
+    source's files lack, read from their headers alone, so that check_params names it before any stage
+    removes an output. None checked for the mock (mock.config checks the labels it writes)."""
+    needed = [(target, c) for target, column in columns.items() for c in column.file_columns]
+    if name == MOCK or not needed:
+        return []
+    if spec.get("kind") == "desi":
+        path = resolve_path(str(spec["catalog"]))
+        have = fastspec_column_names(path)
+        return [(target, c, path, sorted(have)) for target, c in needed if c not in have]
+    absent = []
+    for path in source_files(name, spec):
+        have = header_names(path, spec.get("hdu", 1))      # in the file's order
+        absent += [(target, c, path, have) for target, c in needed if column_name(c) not in have]
+    return absent
 
 
 def resolve_path(path: str) -> Path:

@@ -12,6 +12,14 @@ from galaxyprop.validation.rules import Schema, fail, got, reuse
 IMAGE_BANDS = ("g", "r", "z")
 CATALOG_BANDS = ("g", "r", "z", "W1")
 LABEL_BANDS = ("g", "r", "z")  # ^{0.1}SDSS g, r, z: KCORR01_SDSS_*, ABSMAG01_SDSS_*
+#: The mock's physical labels (`labels.observe`), beside each LABEL_BAND's KCORR01_SDSS_* and ABSMAG01_SDSS_*
+PROPERTY_LABELS = ("LOGMSTAR", "ZZSUN", "SFR", "AGE")
+
+
+def label_columns() -> set[str]:
+    """The columns of the mock's FastSpecFit file a target may read: METADATA's Z and every SPECPHOT label."""
+    return {"Z", *(f"{kind}01_SDSS_{b.upper()}" for kind in ("KCORR", "ABSMAG") for b in LABEL_BANDS),
+            *PROPERTY_LABELS}
 #: Mean age (Gyr) of the stars the templates formed over 1 Gyr ago, where mock.yaml `properties` omits it
 OLD_POPULATION_AGE_GYR = 6.5
 
@@ -104,6 +112,28 @@ def _check_mock(mock: Mapping, params: Mapping) -> None:
     if population.get("z_min", 0) >= population.get("z_max", math.inf):
         fail("mock.population.z_min", f"must be below mock.population.z_max, {got(population['z_min'])}")
     reuse("mock", lambda: MockConfig.from_params(mock))
+    data = params.get("data") or {}
+    if data.get("source") == "mock":
+        _check_target_labels(params, (data.get("sources") or {}).get("mock") or {})
+
+
+def _check_target_labels(params: Mapping, source: Mapping) -> None:
+    """Each target the pipeline trains reads a column the mock writes (before import_data, not at prepare)."""
+    from galaxyprop.data.targets import target_columns
+
+    try:
+        columns = target_columns(params.get("targets") or {}, "mock", source,
+                                 list((params.get("train") or {}).get("targets") or []))
+    except GalaxypropError:
+        return          # an unknown or malformed target: the targets' own schema names it
+    have = label_columns()
+    for target, column in columns.items():
+        for name in column.file_columns:
+            if name not in have:
+                key = "column" if name == column.column else "subtract"
+                where = f"data.sources.mock.targets.{target}" if target in (source.get("targets") or {}) \
+                    else f"targets.{target}.{key}"
+                fail(where, f"names '{name}', which the mock survey does not write; it has {', '.join(sorted(have))}")
 
 
 #: params `mock` (mock.yaml): the mock survey

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from galaxyprop.validation.rules import Schema, reuse
+from galaxyprop.validation.rules import Schema, fail, got, reuse
+
+
+def source_fields(params: Mapping) -> set[str] | None:
+    """The survey fields (by name: north, south) the selected data source has: the mock's `fields`, a
+    DESI source's PHOTSYS fields; None for a catalogue source, whose file alone can tell (the drift stage
+    takes its one field as the reference when it has no PHOTSYS)."""
+    from galaxyprop.data.schema import FIELDS, field_name
+
+    data = params.get("data") or {}
+    spec = (data.get("sources") or {}).get(data.get("source")) or {}
+    if data.get("source") == "mock":
+        fields = (params.get("mock") or {}).get("fields") or {}
+        return {field_name(f["photsys"]) for f in fields.values() if isinstance(f, Mapping) and "photsys" in f}
+    return set(FIELDS.values()) if spec.get("kind") == "desi" else None
 
 
 def _check_drift(drift: Mapping, params: Mapping) -> None:
     from galaxyprop.monitoring.drift import DriftSettings
 
     reuse("drift.tests", lambda: DriftSettings.from_params(drift.get("tests") or {}))
+    fields = source_fields(params)
+    if fields and drift["reference_field"] not in fields:
+        fail("drift.reference_field", f"must be a survey field of data.source '{(params.get('data') or {}).get('source')}'"
+                                      f" ({', '.join(sorted(fields))}), {got(drift['reference_field'])}")
 
 
 DRIFT_SCHEMA = Schema(
