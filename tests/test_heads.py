@@ -178,3 +178,21 @@ def test_a_gbt_fit_pickles_to_the_same_bytes_on_any_number_of_threads():
         with threadpool_limits(threads):
             fits.append(pickle.dumps(make_head("gbt", max_iter=20, seed=0).fit(X, y)))
     assert fits[0] == fits[1]
+
+
+def test_a_gbt_tuning_trial_fits_the_mean_alone_and_finalise_completes_the_full_model():
+    """A trial (its `trial_options`) gives the point estimate a point metric scores, and no densities;
+    the best trial finalised pickles to the same bytes as a full fit of its hyperparameters."""
+    import pickle
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(800, 3))
+    y = X[:, 0] + 0.2 * rng.normal(size=800)
+    full = make_head("gbt", max_iter=30, seed=0).fit(X, y)
+    trial = make_head("gbt", max_iter=30, seed=0).fit(X, y, **make_head("gbt").trial_options)
+    assert full.density_ready and not trial.density_ready
+    np.testing.assert_array_equal(trial.predict(X).value, full.predict(X).value)
+    assert np.isnan(trial.predict(X).spread).all()
+    with pytest.raises(GalaxypropError, match="without its quantile models"):
+        trial.predict_pdf(X, Grid(-4.0, 4.0, 40))
+    assert pickle.dumps(trial.finalise(X, y)) == pickle.dumps(full)

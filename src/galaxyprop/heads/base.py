@@ -59,6 +59,12 @@ class Head(ABC):
         """Point estimate, spread and densities together (heads override it to share the work)."""
         return self.predict(X), self.predict_pdf(X, grid)
 
+    @property
+    def density_ready(self) -> bool:
+        """Whether `predict_pdf` answers now: a trial's model fitted with `trial_options` may leave its
+        densities to `finalise` (gbt: its quantile models)."""
+        return self.gives_density
+
     def finalise(self, X: np.ndarray, y: np.ndarray, *,
                  validation: tuple[np.ndarray, np.ndarray] | None = None) -> Head:
         """After tuning, complete the best trial's model fitted with `trial_options` (e.g. grow an
