@@ -26,7 +26,7 @@ from galaxyprop.heads.kcorrect_baseline import ANY_PHOTSYS, kcorrect_by_photsys
 from galaxyprop.heads.params import BASELINES_SCHEMA
 from galaxyprop.results import inputs_of, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.workspace import PREDICTIONS, baseline_summary, predictions_path, result_files
+from galaxyprop.workspace import PREDICTIONS, RAW, baseline_summary, predictions_path, raw_images, result_files
 
 from common import prediction_frame, prepared_bands, prepared_split
 from stage import stage_params
@@ -62,6 +62,16 @@ def photo_z_source(choice: str, features: str, params: dict) -> tuple[str, pd.Da
     return best, results[best]
 
 
+def skip(head: str, reason: str) -> None:
+    """A baseline that does not apply to the source (an image photo-z on a catalogue) records why, with an
+    empty predictions file evaluate passes over, as the train stages do for a source they cannot use."""
+    empty = prepared_split("test").iloc[:0]
+    empty = empty if TARGET in empty else empty.assign(**{TARGET: pd.Series(dtype=float)})
+    write_parquet(prediction_frame(empty, "test", TARGET, [], []), predictions_path(TARGET, head))
+    write_json({"skipped": reason}, baseline_summary(head))
+    log.info("%s skipped: %s", head, reason)
+
+
 @exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -80,6 +90,9 @@ def main() -> None:
             raise GalaxypropError(f"params baselines.{head}.bands: the source has no band {missing} "
                                   f"(it has {bands['bands']})")
         bands = {**bands, "bands": list(config["bands"])}
+    if args.redshift == "photoz" and features in IMAGE_INPUTS and raw_images(RAW) is None:
+        skip(head, f"data source '{section(params, 'data.source')}' has no images: no image photo-z to fit at")
+        return
     source, photo_z = (photo_z_source(config["redshift_from"], features, params) if args.redshift == "photoz"
                        else ("spectroscopic", None))
     with tracking.stage_run(Stores.from_params(params), f"baseline:{head}:{TARGET}",

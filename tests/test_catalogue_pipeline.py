@@ -51,7 +51,6 @@ def my_catalogue(params: dict) -> None:
     # what the catalogue gives: z and its kcorrect label fit's K(^{0.1}r) (the property targets' stages would
     # only record that the source lacks them: ten processes of DVC and imports for nothing)
     params["train"]["targets"] = ["z", "kcorr_r01"]
-    params["baselines"]["kcorrect_photoz"]["features"] = ["photometry"]   # no image photo-z without images
     heads = params["heads"]
     heads["knn"]["n_trials"] = 2
     heads["gbt"].update(n_trials=1)
@@ -207,3 +206,16 @@ def test_predict_writes_a_qp_file_with_the_string_ids_and_says_how_many_lie_outs
     np.testing.assert_allclose(ensemble.ancil["q50"], served["q50"])
     np.testing.assert_array_equal(ensemble.ancil["in_support"], served["in_support"])
     assert not (project / "z.hdf5.parquet").exists()
+
+
+def test_the_image_baseline_skips_itself_on_a_catalogue_and_says_why(project):
+    """kcorrect at the image photo-z (in the default params) needs images: on a catalogue its stage
+    records why it did not apply and leaves an empty predictions file, as the train stages do."""
+    import json
+
+    from galaxyprop.workspace import baseline_summary
+
+    summary = json.loads((project / baseline_summary("kcorrect_photoz@image")).read_text())
+    assert summary == {"skipped": "data source 'mine' has no images: no image photo-z to fit at"}
+    assert pd.read_parquet(project / predictions_path("kcorr_r01", "kcorrect_photoz@image")).empty
+    assert not pd.read_parquet(project / predictions_path("kcorr_r01", "kcorrect_photoz@photometry")).empty
