@@ -80,6 +80,9 @@ def test_register_load_and_gate(store, galaxies):
         registry.resolve_version("z-catalogue", "production")
     version = client.get_model_version("galaxyprop-z-catalogue", good)
     assert version.tags["head"] == "knn" and version.tags["test_mse"] == "0.1"
+    # ... and as the version's logged-model metric (MLflow 3), a number the UI compares across versions
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert {m.key: m.value for m in logged.metrics} == {"test_mse": 0.1}
     assert str(client.get_model_version_by_alias("galaxyprop-z-catalogue", "candidate").version) == good
 
     assert version.tags["calibrated"] == "true" and version.tags["calibration"] == "global map"
@@ -141,6 +144,12 @@ def test_register_load_and_gate(store, galaxies):
         ("rollback", bad, better), ("rollback", good, bad)]
     assert moves[1].why.startswith("forced: testing the override") and moves[3].why.endswith("bad release")
     assert all(m.by and m.at for m in moves)
+    # the same history, readable on the model's page in MLflow's UI: its description, newest first
+    table = client.get_registered_model("galaxyprop-z-catalogue").description.splitlines()
+    assert table[2:4] == ["| when (UTC) | action | version | previous | by | why |", "|---|---|---|---|---|---|"]
+    assert [row.split(" | ")[1:4] for row in table[4:]] == [[m.action, f"v{m.version}", f"v{m.previous}" if m.previous
+                                                              else "-"] for m in reversed(moves)]
+    assert table[4].endswith(f"| {moves[-1].why} |")
     assert [str(v.version) for v in registry.versions("z-catalogue")] == [better, bad, good]
 
 

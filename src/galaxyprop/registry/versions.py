@@ -142,6 +142,11 @@ def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, s
                                          "PHOTSYS column of a catalogue: picks the field's calibration", **extra},
                 code_paths=[str(Path(galaxyprop.__file__).parent)], registered_model_name=name)
     version = str(info.registered_model_version)
+    # the test metrics as the logged model's metrics (MLflow 3: the version's page shows them as numbers,
+    # comparable across versions), and as the version's tags for clients that read tags
+    finite = {f"test_{k}": float(v) for k, v in metrics.items() if np.isfinite(v)}
+    if finite:
+        mlflow.log_metrics(finite, model_id=info.model_id)
     client = MlflowClient()
     calibration = {"calibrated": str(predictor.calibrated).lower(), "calibration": predictor.calibration_method}
     for key, value in {**tags, **calibration, **{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}}.items():
@@ -245,7 +250,21 @@ def _move_production(target: str, action: str, version: str, previous: str | Non
     client.set_registered_model_alias(name, PRODUCTION, version)
     index = max(_history_tags(target), default=-1) + 1    # never reuses an index, even after a gap
     client.set_registered_model_tag(name, f"{HISTORY_TAG}{index:06d}", json.dumps(asdict(move)))
+    client.update_registered_model(name, description=history_markdown(history(target)))
     return move
+
+
+def history_markdown(moves: Sequence[Move]) -> str:
+    """The history as the registered model's description: a table MLflow's UI shows on the model's page
+    (the `history.NNNNNN` tags stay the machine-read record)."""
+    def cell(text: str) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    rows = [f"| {m.at} | {m.action} | v{m.version} | {'v' + m.previous if m.previous else '-'} | {cell(m.by)} | "
+            f"{cell(m.why)} |" for m in reversed(moves)]
+    return "\n".join(["**Production history** (`galaxyprop promote` / `rollback`, newest first; "
+                      "`galaxyprop history <model>` prints it)", "",
+                      "| when (UTC) | action | version | previous | by | why |", "|---|---|---|---|---|---|", *rows])
 
 
 def promote(target: str, version: str | None, evaluate: Callable[[str], promotion.Evaluation], gate: Gate,
