@@ -209,6 +209,19 @@ def test_ids_keep_their_type_and_bad_ids_are_named(models, catalogue_model, tmp_
         predict_file(catalogue_model, models.catalogue_uri, tmp_path / "across.csv", tmp_path / "a.parquet", 10,
                      progress=False)
     assert not (tmp_path / "a.parquet").exists()
+    # integers mixed with a name: refused within a chunk and across chunks, nothing written back as text
+    mixed = [str(39627000000000000 + i) for i in range(20)]
+    mixed[12] = "gal12"
+    table.assign(TARGETID=mixed).to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"mixed.csv: id column 'TARGETID' \(rows 0-19\): ids mix integers \(row 0: "
+                                              r"39627000000000000\) and names \(row 12: 'gal12'; 1 names, 19 integers\)"):
+        predict_file(catalogue_model, models.catalogue_uri, tmp_path / "mixed.csv", tmp_path / "m.parquet", progress=False)
+    table.assign(TARGETID=mixed[:10] + [f"gal{i}" for i in range(10, 20)]).to_csv(tmp_path / "halves.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"halves.csv: ids mix integers \(the chunk from row 0\) and names \(the "
+                                              r"chunk from row 10\)"):
+        predict_file(catalogue_model, models.catalogue_uri, tmp_path / "halves.csv", tmp_path / "m.parquet", 10,
+                     progress=False)
+    assert not (tmp_path / "m.parquet").exists()
     table.assign(TARGETID=["a", None] + [f"b{i}" for i in range(18)]).to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(GalaxypropError, match=r"gap.csv: id column 'TARGETID' \(rows 0-19\): row 1 has no id"):
         predict_file(catalogue_model, models.catalogue_uri, tmp_path / "gap.csv", tmp_path / "g.parquet", progress=False)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from galaxyprop.data import schema
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.monitoring.drift import DriftSettings, Sample, compare, false_alarm_rate
 from galaxyprop.monitoring.samples import photometry_columns, to_sample
@@ -195,3 +196,20 @@ def test_two_runs_of_one_comparison_write_the_same_html(tmp_path):
             b'href="#01a2347c-f533-7bb3-8874-25f6b09e973d" "01a2347c-f1d1-730c-b533-508169cc4fcd" 0123abcd')
     assert stable_ids(html) == (b'<a id="00000000-0000-7000-8000-000000000000"> var metric_00000000000000000000000000000001 '
                                 b'href="#00000000-0000-7000-8000-000000000000" "00000002-0000-7000-8000-000000000002" 0123abcd')
+
+
+def test_drift_reads_a_users_ids_as_predict_does(tmp_path):
+    """A repeated id, or integers mixed with names, are refused in one line naming the file; good
+    integer ids come back as int64, as predict reads them."""
+    from galaxyprop.monitoring.samples import read_batch
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({f"{kind}_{b}": rng.uniform(1, 10, 6) for b in "gr" for kind in ("flux", "flux_ivar")})
+    table.assign(TARGETID=[str(100 + i) for i in range(6)]).to_csv(tmp_path / "good.csv", index=False)
+    assert read_batch(tmp_path / "good.csv", ["g", "r"], targets={}).frame[schema.ID].dtype == np.int64
+    table.assign(TARGETID=["a", "b", "c", "a", "d", "e"]).to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"dup.csv: id 'a' is repeated \(row 3; 1 repeated ids\)"):
+        read_batch(tmp_path / "dup.csv", ["g", "r"], targets={})
+    table.assign(TARGETID=["1", "2", "x", "4", "5", "6"]).to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"mixed.csv: ids mix integers \(row 0: 1\) and names \(row 2: 'x'"):
+        read_batch(tmp_path / "mixed.csv", ["g", "r"], targets={})

@@ -87,8 +87,14 @@ def normalise_ids(values, where: str, unique: bool = True):
             raise GalaxypropError(f"{where}: ids mix types {sorted(k.__name__ for k in kinds)}; "
                                   "give every id as an integer or every id as a name")
         text = pd.Series([str(v).strip() for v in items], dtype=object)
-        if len(text) and text.str.fullmatch(_CANONICAL_INTEGER).all():
+        integer = text.str.fullmatch(_CANONICAL_INTEGER).to_numpy(dtype=bool)
+        if len(text) and integer.all():
             ids = text.astype(np.int64).to_numpy()
+        elif integer.any():
+            first, other = int(np.argmax(integer)), int(np.argmax(~integer))
+            raise GalaxypropError(f"{where}: ids mix integers (row {first}: {text[first]}) and names (row {other}: "
+                                  f"{text[other]!r}; {int((~integer).sum())} names, {int(integer.sum())} integers); "
+                                  "give every id as an integer or every id as a name")
         else:
             ids = text.to_numpy(dtype=object)
     if unique:

@@ -425,8 +425,8 @@ def _check_ids_across_chunks(parts: list[Path], input_path: Path) -> None:
 
 def _merge(parts: list[Path], output: Path, input_path: Path, description: dict | None = None) -> None:
     """Concatenate the part files into `output`, one part in memory at a time, atomically, with
-    `description` in its schema metadata. Ids that are integers in one chunk and names in another are
-    all written as names."""
+    `description` in its schema metadata. Ids that are integers in one chunk and names in another are an
+    error, as within one chunk."""
     import pyarrow as pa
 
     if not parts:
@@ -434,8 +434,11 @@ def _merge(parts: list[Path], output: Path, input_path: Path, description: dict 
     _check_ids_across_chunks(parts, input_path)
     schemas = [pq.ParquetFile(part).schema_arrow.remove_metadata() for part in parts]
     schema = schemas[0]
-    if len({str(s.field(KEY).type) for s in schemas}) > 1:
-        schema = schema.set(schema.get_field_index(KEY), pa.field(KEY, pa.string()))
+    kinds = [pa.types.is_integer(s.field(KEY).type) for s in schemas]
+    if len(set(kinds)) > 1:
+        rows = {kind: int(parts[kinds.index(kind)].stem.removeprefix("part-")) for kind in (True, False)}
+        raise GalaxypropError(f"{input_path}: ids mix integers (the chunk from row {rows[True]}) and names (the chunk "
+                              f"from row {rows[False]}); give every id as an integer or every id as a name")
     if description is not None:
         schema = schema.with_metadata({OUTPUT_METADATA: json.dumps(description)})
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:

@@ -102,6 +102,9 @@ def _read_table(path: Path, bands: Sequence[str], targets: Mapping) -> Batch:
     source = table.find(wanted, needed_by="drift's photometry")
     optional = [c for c in (schema.PHOTSYS, *target_names(targets)) if c.lower() in table.by_lower]
     frame = table.read(source + table.find(optional)).set_axis(wanted + optional, axis=1)
+    id_column = table.id_column()
+    if id_column is not None:        # checked as predict checks them (read_batch), though drift does not need them
+        frame[schema.ID] = table.read([id_column], text=(id_column,))[id_column].to_numpy()
     for name, column in zip(wanted + optional, source + table.find(optional), strict=True):
         if name != schema.PHOTSYS and not pd.api.types.is_numeric_dtype(frame[name]):
             numbers = pd.to_numeric(frame[name], errors="coerce")
@@ -146,6 +149,8 @@ def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | Non
         batch = _read_table(path, bands, targets)
     if len(batch.frame) == 0:
         raise GalaxypropError(f"{path}: no rows to compare")
+    if schema.ID in batch.frame:     # what predict refuses (a repeated id, integers mixed with names), drift does
+        batch.frame[schema.ID] = schema.normalise_ids(batch.frame[schema.ID].to_numpy(), f"{path}")
     return batch
 
 
