@@ -202,8 +202,9 @@ def test_runs_left_running_by_a_killed_stage_are_ended_failed_by_the_next(store)
         new = run.info.run_id
     status = {r: client.get_run(r).info.status for r in (killed, killed_child, legacy_old, new, other_stage, live,
                                                           other_host, legacy_new)}
+    # another stage's run whose process is gone too (a stage killed, then restored from DVC's run cache)
     assert status == {killed: "FAILED", killed_child: "FAILED", legacy_old: "FAILED", new: "FINISHED",
-                      other_stage: "RUNNING", live: "RUNNING", other_host: "RUNNING", legacy_new: "RUNNING"}
+                      other_stage: "FAILED", live: "RUNNING", other_host: "RUNNING", legacy_new: "RUNNING"}
     note = client.get_run(killed).data.tags[tracking.ENDED_BY_TAG]
     assert note == f"run {new} of stage train: its process {dead} on {host} is gone"
     assert client.get_run(killed_child).data.tags[tracking.ENDED_BY_TAG] == note

@@ -155,16 +155,18 @@ def _end_failed(client: MlflowClient, experiment_id: str, run_id: str, note: str
 
 
 def end_stale_runs(stage: str, new_run_id: str, experiment_id: str) -> list[str]:
-    """End FAILED the RUNNING runs of `stage` in the experiment whose process is gone: on this host with a
-    pid that no longer runs (or was reused), or with no pid tag and started over `STALE_WITHOUT_PID_S`
-    ago; with their RUNNING child runs (trials, registrations). Runs of other hosts are left alone.
-    Returns the ids ended."""
+    """End FAILED the RUNNING runs in the experiment whose process is gone: of any stage, on this host with
+    a pid that no longer runs (or was reused), so that a stage killed and then restored by DVC from its run
+    cache (it never reruns) is ended by the next stage that runs (`register` always does); of `stage`, also
+    those with no pid tag started over `STALE_WITHOUT_PID_S` ago. With their RUNNING child runs (trials,
+    registrations). Runs of other hosts are left alone. Returns the ids ended."""
     client = MlflowClient()
     host, now_ms = socket.gethostname(), int(time.time() * 1000)
     ended = []
-    safe = stage.replace("'", "")
-    for run in client.search_runs([experiment_id], f"tags.stage = '{safe}' and attributes.status = 'RUNNING'"):
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
         if run.info.run_id == new_run_id or PARENT_TAG in run.data.tags:
+            continue
+        if PID_TAG not in run.data.tags and run.data.tags.get("stage") != stage:
             continue
         why = _why_stale(run, host, now_ms)
         if why is not None:
