@@ -210,3 +210,17 @@ def test_runs_left_running_by_a_killed_stage_are_ended_failed_by_the_next(store)
     assert client.get_run(killed_child).data.tags[tracking.ENDED_BY_TAG] == note
     assert "no pid tag and started 25 h ago" in client.get_run(legacy_old).data.tags[tracking.ENDED_BY_TAG]
     assert client.get_run(new).data.tags[tracking.PID_TAG] == str(os.getpid())
+
+
+def test_an_unreachable_tracking_server_is_one_line_naming_it():
+    """Nothing listens on the port: the first command says so and what to do, instead of MLflow's minutes of
+    retries ending in a traceback; the process's MLflow URI is left as it was."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = mlflow.get_tracking_uri()
+    uri = f"http://127.0.0.1:{port}"
+    with pytest.raises(GalaxypropError, match=rf"^tracking server {uri} does not answer \(.*Connection refused.*\): "
+                                              r"start it \(`galaxyprop server ...`\) or point MLFLOW_TRACKING_URI"):
+        tracking.connect(Stores(uri, None, "sqlite:///unused.db", "galaxyprop-test"))
+    assert mlflow.get_tracking_uri() == before

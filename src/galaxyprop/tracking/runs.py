@@ -16,6 +16,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from galaxyprop.config import Stores
+from galaxyprop.errors import GalaxypropError
 from galaxyprop.provenance import git_commit
 
 _MAX_PARAM_LENGTH = 6000
@@ -60,9 +61,32 @@ EXPERIMENT_TAGS = {
 }
 
 
+#: Seconds a tracking server has to answer its /health before a command gives up on it.
+SERVER_TIMEOUT_S = 5.0
+
+
+def check_server(uri: str, timeout: float = SERVER_TIMEOUT_S) -> None:
+    """A tracking server (http(s)://) that does not answer its /health within `timeout` is one line here,
+    not minutes of MLflow's retries and then a traceback."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError as err:
+        reason = f"HTTP {err.code} from /health"
+    except (OSError, ValueError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise GalaxypropError(f"tracking server {uri} does not answer ({reason}): start it (`galaxyprop server ...`) or "
+                          "point MLFLOW_TRACKING_URI at the store to use")
+
+
 def connect(stores: Stores) -> str:
-    """Point MLflow at the project's stores; create the experiment if needed (with its description and
-    kind, `EXPERIMENT_TAGS`); return its id."""
+    """Point MLflow at the project's stores (a tracking server must answer first: `check_server`); create the
+    experiment if needed (with its description and kind, `EXPERIMENT_TAGS`); return its id."""
+    if stores.tracking_uri.startswith(("http://", "https://")):
+        check_server(stores.tracking_uri)
     use_stores(stores)
     experiment = mlflow.get_experiment_by_name(stores.experiment)
     if experiment is None:      # a tracking server with served artifacts chooses the location itself
