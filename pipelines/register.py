@@ -25,6 +25,7 @@ from galaxyprop.provenance import code_digest, dvc_output_hash, file_md5
 from galaxyprop.registry.params import REGISTRY_SCHEMA
 from galaxyprop.registry.stamp import fingerprint, store_holds
 from galaxyprop.spectra.params import SPECTRA_SCHEMA
+from galaxyprop.tracking.integrity import backup_store, check_store
 from galaxyprop.workspace import (
     BREAKDOWN,
     HEADLINE,
@@ -68,12 +69,16 @@ def main() -> None:
     stores = Stores.from_params(params)
     data_hash = dvc_output_hash(PREPARED) or "untracked"
     inputs = registration_inputs(params, data_hash)
+    check_store(stores.tracking_uri)           # a damaged SQLite registry: one line, nothing written to it
     if HEADLINE.exists() and store_holds(stores.tracking_uri, stores.experiment, registered_candidates(), inputs):
         log.info("the registry holds reports/registered.json's candidates, registered from these inputs: "
                  "nothing to register")
         return
     from registration import register_all
 
+    copy = backup_store(stores.tracking_uri)
+    if copy is not None:
+        log.info("store backed up to %s before registering", copy)
     register_all(params, data_hash, inputs)
 
 

@@ -33,6 +33,15 @@ def connect(args: argparse.Namespace) -> dict:
     return params
 
 
+def backup(params: dict) -> None:
+    """A copy of the SQLite registry before a command moves an alias (`tracking.integrity`)."""
+    from galaxyprop.tracking.integrity import backup_store
+
+    copy = backup_store(Stores.from_params(params).tracking_uri)
+    if copy is not None:
+        print(f"store backed up to {copy}", flush=True)
+
+
 def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """A plain-text table with a header and aligned columns."""
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
@@ -173,6 +182,7 @@ def promote(args: argparse.Namespace) -> int:
         gate = promotion.Gate.from_params(params.get("registry", {}).get("promotion", {}), target, metric)
         evaluate = evaluator(args, params, metric)
     drifted = drift_verdict(Path(args.drift_summary))
+    backup(params)
     try:
         result = registry.promote(args.target, args.version, evaluate, gate, drifted, args.force, args.reason)
     except registry.PromotionRefused as refused:
@@ -207,7 +217,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def rollback(args: argparse.Namespace) -> int:
-    connect(args)
+    backup(connect(args))
     print(registry.rollback(args.target, args.reason).message)
     return 0
 

@@ -83,10 +83,14 @@ def check_server(uri: str, timeout: float = SERVER_TIMEOUT_S) -> None:
 
 
 def connect(stores: Stores) -> str:
-    """Point MLflow at the project's stores (a tracking server must answer first: `check_server`); create the
-    experiment if needed (with its description and kind, `EXPERIMENT_TAGS`); return its id."""
+    """Point MLflow at the project's stores (a tracking server must answer first: `check_server`; a SQLite
+    file must pass SQLite's check: `integrity.check_store`); create the experiment if needed (with its
+    description and kind, `EXPERIMENT_TAGS`); return its id."""
     if stores.tracking_uri.startswith(("http://", "https://")):
         check_server(stores.tracking_uri)
+    from galaxyprop.tracking.integrity import check_store
+
+    check_store(stores.tracking_uri)           # a damaged SQLite file: one line, and nothing written to it
     use_stores(stores)
     experiment = mlflow.get_experiment_by_name(stores.experiment)
     if experiment is None:      # a tracking server with served artifacts chooses the location itself
