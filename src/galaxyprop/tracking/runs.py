@@ -90,7 +90,8 @@ def connect(stores: Stores) -> str:
         check_server(stores.tracking_uri)
     from galaxyprop.tracking.integrity import check_store
 
-    check_store(stores.tracking_uri)           # a damaged SQLite file: one line, and nothing written to it
+    for uri in (stores.tracking_uri, stores.optuna_storage):    # a damaged SQLite file: one line, nothing written
+        check_store(uri)
     use_stores(stores)
     experiment = mlflow.get_experiment_by_name(stores.experiment)
     if experiment is None:      # a tracking server with served artifacts chooses the location itself
