@@ -57,6 +57,25 @@ def test_a_catalogue_in_chunks_equals_one_call(models, catalogue_model, tmp_path
     assert not (tmp_path / "out.parquet.parts").exists()
 
 
+def test_flux_columns_as_arrow_tensors_predict_like_plain_ones(models, catalogue_model, tmp_path):
+    """pyarrow's fixed_shape_tensor extension type (one value a cell), as some writers store columns: read,
+    not a traceback from pandas."""
+    import pyarrow as pa
+
+    plain = survey_file(models.galaxies, tmp_path / "plain.parquet", ".parquet")
+    table = pq.read_table(plain)
+    for name in (c.upper() for c in FLUXES):
+        tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(table[name].to_numpy().reshape(-1, 1))
+        table = table.set_column(table.schema.get_field_index(name), name, tensor)
+    pq.write_table(table, tmp_path / "tensor.parquet")
+    assert str(pq.read_schema(tmp_path / "tensor.parquet").field("FLUX_G").type).startswith("extension<arrow.fixed_")
+    for source in (plain, tmp_path / "tensor.parquet"):
+        predict_file(catalogue_model, models.catalogue_uri, source, tmp_path / f"{source.stem}.out.parquet",
+                     progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "plain.out.parquet"),
+                                  pd.read_parquet(tmp_path / "tensor.out.parquet"))
+
+
 def test_each_rows_field_picks_its_calibration(models, catalogue_model, tmp_path):
     """A PHOTSYS column gives each row's field; `photsys` one field for the file; the north map here
     doubles the intervals, the south rows take the global one."""

@@ -87,8 +87,7 @@ class CatalogueFile:
     def _raw_batches(self, columns: list[str], size: int, text: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
         if self.suffix in PARQUET:
             for batch in self.file.iter_batches(batch_size=size, columns=columns):
-                frame = batch.to_pandas()
-                yield {c: stack_lists(frame[c].to_numpy()) for c in columns}
+                yield {c: arrow_column(batch.column(c)) for c in columns}
         elif self.suffix == ".csv":
             dtypes = {c: str for c in text}
             for frame in pd.read_csv(self.path, usecols=columns, chunksize=size, dtype=dtypes, keep_default_na=True):
@@ -108,6 +107,20 @@ def native(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "biuf" and not values.dtype.isnative:
         return values.astype(values.dtype.newbyteorder("="))
     return values
+
+
+def arrow_column(array) -> np.ndarray:
+    """A Parquet column as numpy: a fixed-shape tensor (pyarrow's extension type) as a 2-d array of its
+    flattened cells (1-d where each cell holds one value), another extension type as its storage, a list
+    column as a 2-d array (`stack_lists`), anything else as pandas reads it (nulls as NaN or None)."""
+    import pyarrow as pa
+
+    if isinstance(array.type, pa.FixedShapeTensorType):
+        values = array.to_numpy_ndarray().reshape(len(array), -1)
+        return values[:, 0] if values.shape[1] == 1 else values
+    if isinstance(array.type, pa.ExtensionType):
+        array = array.storage
+    return stack_lists(array.to_pandas().to_numpy())
 
 
 def stack_lists(values: np.ndarray) -> np.ndarray:
