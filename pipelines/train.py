@@ -304,13 +304,11 @@ def train_result(head_name: str, target: str, features: str, params: dict, data_
         tracking.log_artifacts([out / "best_params.json", out / "tuning.json", out / "calibration.json"])
 
 
-def preload_fitting(head_name: str, sources: list[str]) -> None:
-    """Import what every lane imports to fit, once, before the lanes fork: the head's module and torch where
-    the head is a network or a source's encoder holds one (the image embeddings), which each lane would
-    otherwise import again (torch: ~2.4 s a lane). Importing opens nothing the forks would share."""
+def preload_fitting(head_name: str) -> None:
+    """Import the head's module (and with a network's, torch) once, before the lanes fork: each lane would
+    otherwise import it again (torch: ~2.4 s a lane). Importing opens nothing the forks would share. (The
+    image embeddings' encoder, which only their own lane loads, imports torch there, beside the others.)"""
     head_class(head_name)
-    if any("image" in features.split("+") for features in sources):
-        import galaxyprop.encoder.embedding  # noqa: F401
 
 
 @exit_on_error
@@ -333,7 +331,7 @@ def main() -> None:
         # the stores the lanes share, made first in a process of their own (lanes that both find them new race
         # to create them; this process opens no connection its forks would share)
         tracking.preload(Stores.from_params(params))
-        preload_fitting(args.head, sources)
+        preload_fitting(args.head)
         run_in_lanes([("creating the stores", functools.partial(prepare_stores, Stores.from_params(params)))], plan)
         run_in_lanes([(f"{args.head} on {features} for {args.target}",
                        functools.partial(train_result, args.head, args.target, features, params, data_hash))

@@ -103,5 +103,6 @@ def tiny_profile(params: dict) -> None:
                                      "features": ["photometry", "measured+photometry", "cutouts"]}
     # its heads skip the other sources, and cnn_mm its cutouts+photometry (the cnn is its images model)
     params["train"]["targets"] = list(TINY_TARGETS)
+    params["targets"]["kcorr_r01"].pop("features", None)   # every head on every source (the default run skips cnn_mm)
     # The tiny models are far from the real drift limits; the gate's refusal is tested with strict ones.
     params["registry"]["promotion"]["drift_limits"] = {"z": {"sigma_mad": 1.0}, "kcorr_r01": {"mse": 1.0}}
