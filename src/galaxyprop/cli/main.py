@@ -197,26 +197,20 @@ def _ui(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, _server_env(args))
 
 
-def positive_int(text: str) -> int:
-    """A whole number of at least 1 for argparse, refused in one line otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
+def positive(kind: type):
+    """An argparse type: a number of `kind` above 0 (for int, at least 1), refused in one line otherwise."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """A finite number above 0 for argparse, refused in one line otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
-    return value
+positive_int, positive_float = positive(int), positive(float)
 
 
 def port(text: str) -> int:
