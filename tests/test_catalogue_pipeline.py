@@ -177,10 +177,10 @@ def test_a_no_op_repro_registers_nothing_and_the_registry_follows_the_report(pro
     assert "nothing to register" in run(["dvc", "repro"], project).stderr
     # params changed and restored: DVC replays the train stages from its run cache, register follows
     report = (project / "reports/registered.json").read_text()
-    edit_params(project, lambda p: p["targets"]["z"].__setitem__("n_trials", {"knn": 1}))   # train@knn-z alone
+    edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 1))
     run(["dvc", "repro"], project)
     assert_registry_matches_the_report(project)
-    edit_params(project, lambda p: p["targets"]["z"].pop("n_trials"))
+    edit_params(project, lambda p: p["heads"]["knn"].__setitem__("n_trials", 2))
     restored = run(["dvc", "repro"], project)
     assert "train@knn-z" not in stages_run(restored.stdout)          # restored from the run cache, not run
     assert (project / "reports/registered.json").read_text() == report
