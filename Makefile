@@ -14,7 +14,7 @@ UV := uv==0.13.10
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(UV) $$(grep '^torch==' constraints.txt)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint constraints.txt -e ".[dev]"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --constraint constraints.txt -e ".[dev,rail]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 # after a change to pyproject.toml's pins: pip resolves them afresh, and what it installed becomes the constraints
 constraints:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(UV) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet $(UV) -e ".[dev,rail]"
 	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^uv=='; } > constraints.new
 	mv constraints.new constraints.txt
 

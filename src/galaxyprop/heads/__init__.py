@@ -14,7 +14,10 @@ import importlib
 from galaxyprop.errors import GalaxypropError
 
 #: Heads that learn from a feature matrix, by the name used in params and metrics -> their class.
-FEATURE_HEADS = {"knn": "KNNHead", "gbt": "GradientBoostingHead", "mlp": "MLPHead", "clap": "ClapHead"}
+FEATURE_HEADS = {"knn": "KNNHead", "gbt": "GradientBoostingHead", "mlp": "MLPHead", "clap": "ClapHead",
+                 # LSST DESC RAIL's estimators, through one adapter (heads.rail_adapter; `galaxyprop[rail]`)
+                 "rail_flexzboost": "FlexZBoostHead", "rail_gpz": "GPzHead", "rail_dnf": "DNFHead",
+                 "rail_cmnn": "CMNNHead", "rail_knn": "RailKNNHead"}
 #: Heads that learn from the image cutouts themselves; their results are keyed by the head alone.
 IMAGE_HEADS = {"cnn": "CNNHead"}
 #: Heads that learn from the cutouts and catalogue features together (features.multimodal.ImagesAndFeatures).

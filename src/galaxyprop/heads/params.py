@@ -14,7 +14,10 @@ INT_HYPERPARAMETERS = {"k", "max_leaf_nodes", "min_samples_leaf", "max_iter", "s
                        "batch_size", "max_epochs", "patience", "n_mc", "latent_dim", "k_min", "k_max",
                        "n_calibration", "recalibration_degree", "projection_width", "projection_layers",
                        "refit_width", "refit_layers", "n_realisations", "channels", "crop", "max_shift",
-                       "photometry_layers", "photometry_width", "photometry_epochs"}
+                       "photometry_layers", "photometry_width", "photometry_epochs",
+                       # RAIL's estimators (heads.rail_*)
+                       "max_basis", "nbump", "nsharp", "n_basis", "max_attempt", "selection_mode", "min_n",
+                       "leaf_size", "nneigh_min", "nneigh_max", "ngrid_sigma"}
 STR_HYPERPARAMETERS = {"weights": ("uniform", "distance"), "scaling": ("standard", "robust", "none")}
 
 

@@ -91,9 +91,17 @@ def model_ids(targets: Iterable[str]) -> list[str]:
     return [target + suffix for target in sorted(targets) for suffix in INPUT_KINDS.values()]
 
 
-def pip_requirements() -> list[str]:
-    # Explicit requirements: MLflow's inference would reload the model in a subprocess.
-    return [r.split(";")[0] for r in importlib.metadata.requires("galaxyprop") or [] if "extra ==" not in r]
+def pip_requirements(extras: Iterable[str] = ()) -> list[str]:
+    """galaxyprop's requirements and those of its `extras` (explicit: MLflow's inference would reload the
+    model in a subprocess)."""
+    wanted = [f'extra == "{e}"' for e in extras]
+    return [r.split(";")[0] for r in importlib.metadata.requires("galaxyprop") or []
+            if "extra ==" not in r or any(w in r for w in wanted)]
+
+
+def extras_of(head) -> tuple[str, ...]:
+    """The optional extras a head needs where it is served (RAIL's estimators: `rail`)."""
+    return ("rail",) if type(head).__module__.startswith("galaxyprop.heads.rail_") else ()
 
 
 def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, str], metrics: Mapping[str, float],
@@ -133,7 +141,8 @@ def register_predictor(predictor: Predictor, input_example, tags: Mapping[str, s
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={PREDICTOR_ARTIFACT: str(path)},
-                signature=signature, input_example=example, pip_requirements=pip_requirements(),
+                signature=signature, input_example=example,
+                pip_requirements=pip_requirements(extras_of(predictor.head)),
                 metadata={"target": predictor.target, "unit": unit or "not given (params targets.<t>.unit)",
                           "output_columns": OUTPUT_COLUMNS, "density_grid": asdict(predictor.grid),
                           "training_support": (predictor.support.describe() if predictor.support is not None

@@ -1,0 +1,10 @@
+"""DNF (De Vicente et al. 2016), RAIL's `pz-rail-dnf`: directional neighbourhood fitting, on the features as
+magnitudes. Run through galaxyprop's RAIL adapter (heads.rail_adapter)."""
+
+from galaxyprop.heads.rail_adapter import RailHead
+
+
+class DNFHead(RailHead):
+    name = "rail_dnf"
+    module, stem, package = "rail.estimation.algos.dnf", "DNF", "pz-rail-dnf"
+    takes_colours = False
