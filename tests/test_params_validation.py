@@ -95,6 +95,7 @@ BAD = [
     ("registry.candidate_heads", ["knnn"], "registry.candidate_heads[0] names an unknown head 'knnn'"),
     ("registry.candidate_heads", ["knn@photmetry"], "candidate_heads[0] 'knn@photmetry': the features must be one of"),
     ("registry.candidate_heads", ["knn", "cnn@image"], "candidate_heads[1] 'cnn@image': the image head 'cnn' takes no"),
+    ("registry.candidate_heads", ["knn", "rail_dnf"], "'rail_dnf' cannot be served: its answers depend on the batch"),
     ("registry.selection.metrc", "crps", "registry.selection has unknown keys ['metrc']"),
     ("registry.selection.coverage_tolerance", 1.5, "registry.selection.coverage_tolerance must be a number in (0, 1)"),
     ("targets.z.grid", {"low": 0.5, "high": 0.1, "n_bins": 200}, "targets.z.grid needs low < high"),

@@ -23,6 +23,12 @@ IMAGE_HEADS = {"cnn": "CNNHead"}
 #: Heads that learn from the cutouts and catalogue features together (features.multimodal.ImagesAndFeatures).
 MULTIMODAL_HEADS = {"cnn_mm": "CNNMultimodalHead"}
 ALL_HEADS = {**FEATURE_HEADS, **IMAGE_HEADS, **MULTIMODAL_HEADS}
+#: Heads whose answer for a galaxy depends on the other galaxies of its batch, and why: compared, never
+#: served (`registry.candidate_heads` refuses them).
+BATCH_DEPENDENT_HEADS = {
+    "rail_dnf": "RAIL's DNF keeps for every galaxy as many neighbours as the batch's largest count "
+                "(rail.estimation.algos.dnf.compute_photoz_mean_routliers)",
+}
 
 
 def head_module(name: str) -> str:
@@ -44,4 +50,5 @@ def make_head(name: str, **hyperparameters):
         raise GalaxypropError(f"head '{name}': bad hyperparameters ({err})") from None
 
 
-__all__ = ["ALL_HEADS", "FEATURE_HEADS", "IMAGE_HEADS", "MULTIMODAL_HEADS", "head_class", "head_module", "make_head"]
+__all__ = ["ALL_HEADS", "BATCH_DEPENDENT_HEADS", "FEATURE_HEADS",
+           "IMAGE_HEADS", "MULTIMODAL_HEADS", "head_class", "head_module", "make_head"]

@@ -27,6 +27,7 @@ e.g. FlexZBoost's `max_basis`, `nbump`, `nsharp`; DNF's `selection_mode`; CMNN's
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import logging
@@ -133,16 +134,30 @@ class RailHead(Head):
         self.scaler_ = make_scaler("standard").fit(X)
         informer, _ = self._stage_classes()
         stage = self._stage(informer, self.n_features_)
-        with _quiet_stdout(self.name):
-            stage.inform(self._table(X, y))
-        self.model_ = stage.model
+        # some informers draw from numpy's global generator (GPz its train/validation split): seeded here,
+        # and the caller's state put back
+        state = np.random.get_state()  # noqa: NPY002 (the legacy global generator RAIL uses)
+        np.random.seed(self.seed)  # noqa: NPY002
+        try:
+            with _quiet_stdout(self.name):
+                stage.inform(self._table(X, y))
+        finally:
+            np.random.set_state(state)  # noqa: NPY002
+        self.model_ = self.settle(stage.model)
         return self
+
+    def settle(self, model):
+        """The informer's model as the head keeps it (an estimator whose model records something that is
+        not learnt, such as a timing, clears it here so that a seeded refit is the same file)."""
+        return model
 
     def ensemble(self, X: np.ndarray):
         """The estimator's `qp.Ensemble` for features `X`."""
         X = check_features(X, self.n_features_)
         _, estimator = self._stage_classes()
-        stage = self._stage(estimator, self.n_features_, model=self.model_, output_mode="return")
+        # a copy: some estimators' models change as they answer (scikit-learn's KD-tree counts its queries),
+        # and a head's file must not depend on what it was asked
+        stage = self._stage(estimator, self.n_features_, model=copy.deepcopy(self.model_), output_mode="return")
         with _quiet_stdout(self.name):
             return stage.estimate(self._table(X)).data
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from galaxyprop.evaluation.params import check_metric, metric_names
 from galaxyprop.features.params import FEATURE_SOURCES
-from galaxyprop.heads import FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
+from galaxyprop.heads import BATCH_DEPENDENT_HEADS, FEATURE_HEADS, IMAGE_HEADS, MULTIMODAL_HEADS
 from galaxyprop.results import ResultName
 from galaxyprop.validation.rules import Schema, fail, reuse
 
@@ -25,6 +25,9 @@ def _check_registry(registry: Mapping, params: Mapping) -> None:
         if head not in {**FEATURE_HEADS, **end_to_end}:
             fail(f"registry.candidate_heads[{i}]", f"names an unknown head '{head}'; known: "
                                                    f"{sorted({**FEATURE_HEADS, **end_to_end})}")
+        if head in BATCH_DEPENDENT_HEADS:
+            fail(f"registry.candidate_heads[{i}]", f"'{head}' cannot be served: its answers depend on the batch "
+                                                   f"({BATCH_DEPENDENT_HEADS[head]})")
         if at and head in end_to_end:
             fail(f"registry.candidate_heads[{i}]", f"'{entry}': the image head '{head}' takes no @features")
         if at and features not in compare:

@@ -1,0 +1,115 @@
+"""LSST DESC RAIL's estimators as galaxyprop heads (heads.rail_adapter), beyond the contract every head keeps
+(test_head_contract): the adapter hands the estimators exactly galaxyprop's features, a RAIL head on real SDSS
+photometry registers, loads through MLflow's pyfunc and answers as it did before, and the mistakes a user can
+make are one line each."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+
+from galaxyprop.data.catalog import CatalogSpec, read_catalog
+from galaxyprop.errors import GalaxypropError
+from galaxyprop.evaluation.densities import Grid, cdf_at, from_qp, to_qp
+from galaxyprop.evaluation.metrics import crps
+from galaxyprop.features.photometry import PhotometryFeatures
+from galaxyprop.heads import FEATURE_HEADS, head_class, make_head
+from galaxyprop.registry import versions as registry
+from galaxyprop.registry.predictor import Predictor
+from galaxyprop.tracking import runs as tracking
+
+from conftest import gst_path, sdss_data
+
+RAIL_HEADS = sorted(h for h in FEATURE_HEADS if h.startswith("rail_"))
+GRID = Grid(0.0, 0.4, 80)
+
+
+@pytest.fixture(scope="module")
+def sdss(params):
+    """1,200 real SDSS galaxies (kcorrect's file): 900 to fit, 300 to test, as ugriz magnitudes and colours."""
+    frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(sdss_data(params)), max_rows=1200, seed=0)
+    frame = frame[frame["z"] < GRID.high].reset_index(drop=True)
+    photometry = PhotometryFeatures()
+    X, y = photometry.transform(frame), frame["z"].to_numpy()
+    return photometry, frame, X[:900], y[:900], X[900:], y[900:]
+
+
+def test_every_estimator_the_issue_names_is_a_head():
+    assert RAIL_HEADS == ["rail_cmnn", "rail_dnf", "rail_flexzboost", "rail_gpz", "rail_knn"]
+    assert {head_class(h).package for h in RAIL_HEADS} == {"pz-rail-cmnn", "pz-rail-dnf", "pz-rail-flexzboost",
+                                                            "pz-rail-gpz-v1", "pz-rail-sklearn"}
+
+
+def test_estimators_that_form_colours_are_given_exactly_the_features():
+    """The running sums as bands: the adjacent colours RAIL forms are the standardised features, negated."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32)
+    for name, takes_colours in (("rail_cmnn", True), ("rail_dnf", False)):
+        head = make_head(name, grid=GRID, feature_error=0.2)
+        head.scaler_ = __import__("sklearn.preprocessing").preprocessing.StandardScaler().fit(X)
+        table = head._table(X)
+        bands = head._bands(X.shape[1])
+        values = np.column_stack([table[b] for b in bands])
+        scaled = head.scaler_.transform(X)
+        if takes_colours:
+            np.testing.assert_allclose(values[:, :-1] - values[:, 1:], -scaled, atol=1e-12)
+        else:
+            np.testing.assert_allclose(values, scaled, atol=1e-12)
+        assert all((table[f"{b}_err"] == 0.2).all() for b in bands)
+
+
+@pytest.mark.parametrize("name", ["rail_flexzboost", "rail_cmnn"])
+def test_a_rail_head_learns_real_photo_z_and_its_densities_survive_qp(sdss, name):
+    """On real SDSS ugriz: far better than the training redshifts' histogram given to every galaxy, and
+    the densities through a qp ensemble and back give the same PITs and CRPS."""
+    _, _, X, y, X_test, y_test = sdss
+    options = {"max_basis": 20, "nbump": 5, "nsharp": 5} if name == "rail_flexzboost" else {}
+    head = make_head(name, grid=GRID, seed=0, **options).fit(X, y)
+    prediction, pdf = head.predict_with_pdf(X_test, GRID)
+    dz = (prediction.value - y_test) / (1 + y_test)
+    assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.035     # the constant's is ~0.07 here
+    constant = np.repeat(np.histogram(y, GRID.edges, density=True)[0][None], len(y_test), axis=0)
+    assert crps(pdf, GRID, y_test).mean() < 0.6 * crps(constant, GRID, y_test).mean()
+    back = from_qp(to_qp(pdf, GRID), GRID)
+    np.testing.assert_allclose(cdf_at(back, GRID, y_test), cdf_at(pdf, GRID, y_test), atol=1e-9)
+    np.testing.assert_allclose(crps(back, GRID, y_test), crps(pdf, GRID, y_test), atol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_registered_rail_head_answers_through_mlflow_as_before(sdss, store):
+    """Registered with the RAIL extra's requirements, loaded through mlflow.pyfunc: the same answers."""
+    photometry, frame, X, y, X_test, _ = sdss
+    head = make_head("rail_knn", grid=GRID, seed=0).fit(X[:600], y[:600])
+    predictor = Predictor("z", photometry, head, GRID)
+    predictor.record_support(X[:600], y[:600])
+    predictor.calibrate(X[600:], y[600:])
+    test = frame.iloc[900:].reset_index(drop=True)
+    with tracking.stage_run(store, "register"):
+        version = registry.register_predictor(predictor, test.head(5), {"head": "rail_knn"}, {})
+    uri = f"models:/galaxyprop-z-catalogue/{version}"
+    served = mlflow.pyfunc.load_model(uri).predict(test)
+    direct = predictor.predict(test[predictor.input_columns])
+    np.testing.assert_allclose(served["prediction"], direct["prediction"], rtol=1e-6)
+    requirements = mlflow.pyfunc.get_model_dependencies(uri)
+    with open(requirements) as file:
+        assert "pz-rail-sklearn==2.0.3" in file.read().split()
+
+
+def test_what_a_user_can_get_wrong_is_one_line(monkeypatch):
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.linspace(0.05, 0.35, 40)
+    cases = {
+        "an option RAIL's stage does not have": (lambda: make_head("rail_cmnn", grid=GRID, max_depth=3).fit(X, y),
+                                                 "RAIL's CMNN has no option \\['max_depth'\\]"),
+        "a setting the adapter owns": (lambda: make_head("rail_knn", grid=GRID, bands=["u"]),
+                                       "set by galaxyprop's RAIL adapter"),
+        "no grid": (lambda: make_head("rail_knn").fit(X, y), "needs the target's grid"),
+    }
+    for what, (call, message) in cases.items():
+        with pytest.raises(GalaxypropError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value), what
+    # the estimator's package missing: which extra to install
+    monkeypatch.setattr(head_class("rail_gpz"), "module", "rail.estimation.algos.not_installed")
+    with pytest.raises(GalaxypropError, match=r"needs RAIL's GPz \(pz-rail-gpz-v1\): pip install 'galaxyprop\[rail\]'"):
+        make_head("rail_gpz", grid=GRID).fit(X, y)
