@@ -90,6 +90,9 @@ def main() -> None:
             raise GalaxypropError(f"params baselines.{head}.bands: the source has no band {missing} "
                                   f"(it has {bands['bands']})")
         bands = {**bands, "bands": list(config["bands"])}
+    if TARGET not in section(params, "train.targets"):
+        skip(head, f"{TARGET} is not in train.targets: no prepared {TARGET} to compare with")
+        return
     if args.redshift == "photoz" and features in IMAGE_INPUTS and raw_images(RAW) is None:
         skip(head, f"data source '{section(params, 'data.source')}' has no images: no image photo-z to fit at")
         return

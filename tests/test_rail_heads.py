@@ -8,6 +8,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
+from sklearn.preprocessing import StandardScaler
 
 from galaxyprop.data.catalog import CatalogSpec, read_catalog
 from galaxyprop.errors import GalaxypropError
@@ -15,6 +16,7 @@ from galaxyprop.evaluation.densities import Grid, cdf_at, from_qp, to_qp
 from galaxyprop.evaluation.metrics import crps
 from galaxyprop.features.photometry import PhotometryFeatures
 from galaxyprop.heads import FEATURE_HEADS, head_class, make_head
+from galaxyprop.heads.rail_adapter import span_basis
 from galaxyprop.registry import versions as registry
 from galaxyprop.registry.predictor import Predictor
 from galaxyprop.tracking import runs as tracking
@@ -47,9 +49,10 @@ def test_estimators_that_form_colours_are_given_exactly_the_features():
     X = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32)
     for name, takes_colours in (("rail_cmnn", True), ("rail_dnf", False)):
         head = make_head(name, grid=GRID, feature_error=0.2)
-        head.scaler_ = __import__("sklearn.preprocessing").preprocessing.StandardScaler().fit(X)
+        head.scaler_ = StandardScaler().fit(X)
+        head.basis_ = np.eye(X.shape[1])
         table = head._table(X)
-        bands = head._bands(X.shape[1])
+        bands = head._bands()
         values = np.column_stack([table[b] for b in bands])
         scaled = head.scaler_.transform(X)
         if takes_colours:
@@ -59,12 +62,27 @@ def test_estimators_that_form_colours_are_given_exactly_the_features():
         assert all((table[f"{b}_err"] == 0.2).all() for b in bands)
 
 
-@pytest.mark.parametrize("name", ["rail_flexzboost", "rail_cmnn"])
+def test_collinear_features_are_rotated_into_the_space_they_span():
+    """Magnitudes and their colours are linearly dependent: the basis drops the dependent directions and
+    keeps every distance between galaxies."""
+    rng = np.random.default_rng(1)
+    mags = rng.normal(0, 1, (200, 4))
+    X = np.hstack([mags, mags[:, :-1] - mags[:, 1:]])          # 7 features spanning 4 dimensions
+    basis = span_basis(X)
+    assert basis.shape == (7, 4)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(4), atol=1e-12)
+    rotated = X @ basis
+    np.testing.assert_allclose(np.linalg.norm(rotated[:50, None] - rotated[None, :50], axis=-1),
+                               np.linalg.norm(X[:50, None] - X[None, :50], axis=-1), atol=1e-9)
+
+
+@pytest.mark.parametrize("name", RAIL_HEADS)
 def test_a_rail_head_learns_real_photo_z_and_its_densities_survive_qp(sdss, name):
     """On real SDSS ugriz: far better than the training redshifts' histogram given to every galaxy, and
     the densities through a qp ensemble and back give the same PITs and CRPS."""
     _, _, X, y, X_test, y_test = sdss
-    options = {"max_basis": 20, "nbump": 5, "nsharp": 5} if name == "rail_flexzboost" else {}
+    options = {"rail_flexzboost": {"max_basis": 20, "nbump": 5, "nsharp": 5},
+               "rail_gpz": {"n_basis": 30, "max_iter": 100}}.get(name, {})
     head = make_head(name, grid=GRID, seed=0, **options).fit(X, y)
     prediction, pdf = head.predict_with_pdf(X_test, GRID)
     dz = (prediction.value - y_test) / (1 + y_test)
