@@ -91,6 +91,7 @@ def main() -> None:
         tracking.log_metrics({"n_input": report.n_input, "n_kept": report.n_kept,
                               "n_dropped": report.n_dropped,
                               **{metric_name(k): v for k, v in report.dropped.items()},
+                              **{f"nondetections_{band}": n for band, n in report.nondetections.items()},
                               **{f"n_{k}": len(v) for k, v in splits.items()}})
         tracking.log_artifacts([PREPARE_SUMMARY])
     print(report.summary())

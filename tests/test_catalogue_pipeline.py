@@ -1,6 +1,8 @@
 """A user's catalogue end to end: real SDSS galaxies as two CSV files (train and test) with string
-ids, magnitudes and extinction, a new source in params, `dvc repro`, and `galaxyprop predict --source`
-on the test file giving the pipeline's own predictions for the same galaxies."""
+ids, magnitudes and extinction in RAIL's convention (`mag_<band>_sdss`, `mag_err_<band>_sdss`, `redshift`;
+a faint u band as magnitude 99 with its 1-sigma limit in the error column), a new source in params, a RAIL
+estimator beside galaxyprop's heads, `dvc repro`, and `galaxyprop predict --source` on the test file
+giving the pipeline's own predictions for the same galaxies."""
 
 from __future__ import annotations
 
@@ -21,17 +23,23 @@ AB_OFFSETS = {"u": -0.036, "g": 0.012, "r": 0.010, "i": 0.028, "z": 0.040}
 
 
 def sdss_as_csv(rows: slice, path) -> pd.DataFrame:
-    """gst_tests_small.fits rows as a user's table: `name` (e.g. sdss00017), `zspec`, per band the
-    catalogue magnitude (SDSS asinh-free nanomaggies -> mag), its error and the extinction."""
+    """gst_tests_small.fits rows as a user's table in RAIL's convention: `name` (e.g. sdss00017), `redshift`,
+    per band the catalogue magnitude (SDSS asinh-free nanomaggies -> mag), its error and the extinction; a u
+    flux below twice its error is a non-detection: magnitude 99, the 1-sigma limiting magnitude as its error."""
     with fits.open(gst_path()) as hdul:
         data = hdul[1].data[rows]
     index = np.arange(rows.start, rows.stop)
-    table = pd.DataFrame({"name": [f"sdss{i:05d}" for i in index], "zspec": data["Z"].astype(float)})
+    table = pd.DataFrame({"name": [f"sdss{i:05d}" for i in index], "redshift": data["Z"].astype(float)})
     flux, ivar, extinction = (np.asarray(data[c], float) for c in ("MODELFLUX", "MODELFLUX_IVAR", "EXTINCTION"))
     with np.errstate(divide="ignore", invalid="ignore"):
         for k, band in enumerate(BANDS):
-            table[f"mag_{band}"] = np.where(flux[:, k] > 0, 22.5 - 2.5 * np.log10(flux[:, k]), 99.0)
-            table[f"err_{band}"] = np.where(ivar[:, k] > 0, 2.5 / np.log(10) / (flux[:, k] * np.sqrt(ivar[:, k])), 99.0)
+            mag = np.where(flux[:, k] > 0, 22.5 - 2.5 * np.log10(flux[:, k]), 99.0)
+            err = np.where(ivar[:, k] > 0, 2.5 / np.log(10) / (flux[:, k] * np.sqrt(ivar[:, k])), 99.0)
+            if band == "u":
+                undetected = flux[:, k] * np.sqrt(ivar[:, k]) < 2
+                mag = np.where(undetected, 99.0, mag)
+                err = np.where(undetected, 22.5 - 2.5 * np.log10(1 / np.sqrt(ivar[:, k])), err)
+            table[f"mag_{band}_sdss"], table[f"mag_err_{band}_sdss"] = mag, err
             table[f"ext_{band}"] = extinction[:, k]
     table.to_csv(path, index=False)
     return table
@@ -42,8 +50,8 @@ def my_catalogue(params: dict) -> None:
     params["data"]["source"] = "mine"
     params["data"]["sources"]["mine"] = {
         "kind": "catalog", "paths": {"train": "my_train.csv", "test": "my_test.csv"}, "split": "file",
-        "columns": {"id": "name", "redshift": "zspec"},
-        "bands": {b: {"response": RESPONSES[b], "mag": f"mag_{b}", "mag_err": f"err_{b}",
+        "columns": {"id": "name", "redshift": "redshift"},
+        "bands": {b: {"response": RESPONSES[b], "mag": f"mag_{b}_sdss", "mag_err": f"mag_err_{b}_sdss",
                       "extinction": f"ext_{b}", "ab_offset": AB_OFFSETS[b]} for b in BANDS},
         "required_bands": list(BANDS),
         "label": {"bands": list(BANDS), "response_out": "sdss_r0", "response_map": "sdss_r0", "band_shift": 0.1}}
@@ -57,13 +65,15 @@ def my_catalogue(params: dict) -> None:
     set_hyperparameters(params, "gbt", max_iter=40)
     heads["mlp"]["n_trials"] = 1
     set_hyperparameters(params, "mlp", max_epochs=3, width=[32])
+    params["train"]["feature_heads"] = [*params["train"]["feature_heads"], "rail_knn"]   # RAIL's KNN beside them
+    heads["rail_knn"]["n_trials"] = 1
     heads["clap"]["n_trials"] = 1
     set_hyperparameters(params, "clap", latent_dim=[8], k_max=[64], n_calibration=50, refit_width=[32], max_epochs=2,
                         n_realisations=1)
     params["baselines"]["kcorrect_specz"]["n_mc"] = 2
     params["baselines"]["kcorrect_photoz"]["n_mc"] = 2
     params["calibration"]["min_calibration_rows"] = 60
-    params["registry"]["candidate_heads"] = ["knn", "gbt"]
+    params["registry"]["candidate_heads"] = ["knn", "gbt", "rail_knn"]
     params["drift"]["control_splits"] = 2
 
 
@@ -87,6 +97,21 @@ def test_the_file_split_and_string_ids_reach_the_prepared_data(project):
     assert not set(train["id"]) & set(test["id"]) and not set(val["id"]) & set(test["id"])
     assert set(train["id"]) | set(val["id"]) <= {f"sdss{i:05d}" for i in range(900)}
     assert len(test) > 300 and len(train) > 3 * len(val) > 300
+
+
+def test_non_detections_are_kept_and_counted_and_the_rail_head_is_compared(project):
+    """The u non-detections (magnitude 99) are kept at their limit and counted; RAIL's KNN is evaluated
+    beside galaxyprop's heads, on the same test galaxies, with the same metrics."""
+    import json
+
+    summary = json.loads((project / "reports/prepare.json").read_text())
+    written = pd.concat([pd.read_csv(project / f) for f in ("my_train.csv", "my_test.csv")])
+    assert summary["nondetections"] == {"u": int((written["mag_u_sdss"] == 99).sum())} and summary["nondetections"]["u"]
+    assert not any("u flux" in reason for reason in summary["dropped_by_reason"])
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    rail, knn = metrics["z"]["rail_knn@photometry"], metrics["z"]["knn@photometry"]
+    assert set(rail) == set(knn)          # the same metrics, calibrated and raw, as every head
+    assert rail["sigma_mad"] < 0.03 and 0.55 < rail["coverage_68"] < 0.8
 
 
 def test_predict_source_on_the_test_file_gives_the_pipelines_predictions(project):

@@ -77,9 +77,10 @@ def test_collinear_features_are_rotated_into_the_space_they_span():
 
 
 @pytest.mark.parametrize("name", RAIL_HEADS)
-def test_a_rail_head_learns_real_photo_z_and_its_densities_survive_qp(sdss, name):
+def test_a_rail_head_learns_real_photo_z_and_its_densities_survive_qp(sdss, name, tmp_path, monkeypatch):
     """On real SDSS ugriz: far better than the training redshifts' histogram given to every galaxy, and
-    the densities through a qp ensemble and back give the same PITs and CRPS."""
+    the densities through a qp ensemble and back give the same PITs and CRPS; RAIL writes no file."""
+    monkeypatch.chdir(tmp_path)
     _, _, X, y, X_test, y_test = sdss
     options = {"rail_flexzboost": {"max_basis": 20, "nbump": 5, "nsharp": 5},
                "rail_gpz": {"n_basis": 30, "max_iter": 100}}.get(name, {})
@@ -89,6 +90,7 @@ def test_a_rail_head_learns_real_photo_z_and_its_densities_survive_qp(sdss, name
     assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.035     # the constant's is ~0.07 here
     constant = np.repeat(np.histogram(y, GRID.edges, density=True)[0][None], len(y_test), axis=0)
     assert crps(pdf, GRID, y_test).mean() < 0.6 * crps(constant, GRID, y_test).mean()
+    assert not list(tmp_path.iterdir())                 # no model_<stage>.pkl or inprogress_* left behind
     back = from_qp(to_qp(pdf, GRID), GRID)
     np.testing.assert_allclose(cdf_at(back, GRID, y_test), cdf_at(pdf, GRID, y_test), atol=1e-9)
     np.testing.assert_allclose(crps(back, GRID, y_test), crps(pdf, GRID, y_test), atol=1e-9)

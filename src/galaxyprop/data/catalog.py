@@ -25,6 +25,12 @@ from galaxyprop.physics import magnitudes
 _INDEXED = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<index>\d+)\]$")
 # Magnitudes outside this range are catalogue sentinels (0, 99, -9999), not measurements.
 _VALID_MAG_RANGE = (0.0, 50.0)
+#: The magnitude that marks a non-detection (RAIL's `nondetect_val`; DC2, CosmoDC2 and most survey files);
+#: a non-finite magnitude (inf, NaN) is one too.
+NONDETECTION_MAG = 99.0
+#: A magnitude error column holding more than this (and less than the largest valid magnitude) is a limiting
+#: magnitude (a non-detection's 1-sigma limit in RAIL's convention), not an error.
+_LIMIT_IN_ERROR_COLUMN = 10.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class BandSpec:
     extinction: str | None = None
     extinction_factor: float = 1.0
     ab_offset: float = 0.0
+    #: the band's 1-sigma limiting magnitude, for non-detections whose error column does not give it
+    limit: float | None = None
 
     @classmethod
     def from_mapping(cls, name: str, spec: Mapping) -> BandSpec:
@@ -121,6 +129,10 @@ class CleaningReport:
     n_input: int
     n_kept: int = 0
     dropped: Counter = field(default_factory=Counter)
+    #: per band, the kept rows whose photometry there is a non-detection (kept at its 1-sigma limit)
+    nondetections: Counter = field(default_factory=Counter)
+    #: bands without a single detection, left out of the photometry (their columns are zero-weight)
+    empty_bands: list = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
@@ -128,13 +140,19 @@ class CleaningReport:
 
     def summary(self) -> str:
         reasons = "; ".join(f"{reason}: {n}" for reason, n in sorted(self.dropped.items()))
-        return f"kept {self.n_kept} of {self.n_input} rows, dropped {self.n_dropped}" + (
-            f" ({reasons})" if reasons else ""
-        )
+        text = f"kept {self.n_kept} of {self.n_input} rows, dropped {self.n_dropped}" + (
+            f" ({reasons})" if reasons else "")
+        if self.nondetections:
+            text += "; non-detections kept at their 1-sigma limit: " + ", ".join(
+                f"{band} {n}" for band, n in sorted(self.nondetections.items()))
+        if self.empty_bands:
+            text += f"; bands without a detection, left out: {self.empty_bands}"
+        return text
 
     def as_dict(self) -> dict:
         return {"n_input": self.n_input, "n_kept": self.n_kept, "n_dropped": self.n_dropped,
-                "dropped_by_reason": dict(self.dropped)}
+                "dropped_by_reason": dict(self.dropped), "nondetections": dict(self.nondetections),
+                "empty_bands": list(self.empty_bands)}
 
 
 def header_names(path: Path, hdu: int | str = 1) -> list[str]:
@@ -213,8 +231,15 @@ class _Table:
         return values
 
 
-def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AB nanomaggies, inverse variance and a validity mask for one band."""
+def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """AB nanomaggies, inverse variance, a validity mask and a non-detection mask for one band.
+
+    A magnitude of 99 (or inf, NaN) is a non-detection, as RAIL and the survey files write it. Where its
+    1-sigma limiting magnitude is known (in the error column, RAIL's convention, or the band's `limit`),
+    it is kept as what it is, a measurement of signal-to-noise 1 at that limit: the flux of the limit
+    with the flux itself as its error (what RAIL's estimators do with `mag_limits`). Without a known
+    limit it is unusable, as before.
+    """
     if band.flux is not None:
         raw = table.get(band.flux, f"band {band.name} flux")
         if band.flux_ivar is not None:
@@ -224,6 +249,7 @@ def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndar
         scale = magnitudes.rescale_flux(1.0, band.zeropoint)
         flux, ivar = raw * scale, raw_ivar / scale**2
         valid = np.isfinite(flux) & (flux > 0) & np.isfinite(ivar) & (ivar > 0)
+        nondetected = np.zeros(len(valid), dtype=bool)
     else:
         mag = table.get(band.mag, f"band {band.name} mag")
         mag_err = table.get(band.mag_err, f"band {band.name} mag_err")
@@ -231,6 +257,14 @@ def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndar
                  & np.isfinite(mag_err) & (mag_err > 0))
         flux = magnitudes.mag_to_flux(np.where(valid, mag, np.nan), band.zeropoint)
         ivar = magnitudes.mag_err_to_flux_ivar(flux, np.where(valid, mag_err, np.nan))
+        with np.errstate(invalid="ignore"):
+            limit = np.where((mag_err > _LIMIT_IN_ERROR_COLUMN) & (mag_err < _VALID_MAG_RANGE[1]), mag_err,
+                             np.nan if band.limit is None else band.limit)
+            nondetected = (~np.isfinite(mag) | (mag == NONDETECTION_MAG)) & np.isfinite(limit)
+        at_limit = magnitudes.mag_to_flux(np.where(nondetected, limit, np.nan), band.zeropoint)
+        flux = np.where(nondetected, at_limit, flux)
+        ivar = np.where(nondetected, 1.0 / at_limit**2, ivar)
+        valid |= nondetected
     correction = 10.0 ** (-0.4 * band.ab_offset)
     if band.extinction is not None:
         extinction = table.get(band.extinction, f"band {band.name} extinction")
@@ -238,7 +272,7 @@ def _band_photometry(table: _Table, band: BandSpec) -> tuple[np.ndarray, np.ndar
         valid &= np.isfinite(extinction)
     with np.errstate(invalid="ignore"):
         flux, ivar = flux * correction, ivar / correction**2
-    return np.where(valid, flux, 0.0), np.where(valid, ivar, 0.0), valid
+    return np.where(valid, flux, 0.0), np.where(valid, ivar, 0.0), valid, nondetected & valid
 
 
 def source_columns(spec: CatalogSpec, redshift: bool = True) -> list[str]:
@@ -251,12 +285,13 @@ def source_columns(spec: CatalogSpec, redshift: bool = True) -> list[str]:
 
 
 def map_photometry(table: _Table, spec: CatalogSpec, report: CleaningReport,
-                   keep: np.ndarray) -> dict[str, np.ndarray]:
-    """Flux and inverse-variance columns of every band in the layout; rows with an unusable
-    required band are cleared from `keep` and counted in `report`."""
-    columns = {}
+                   keep: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Flux and inverse-variance columns of every band in the layout, and per band the rows that are
+    non-detections kept at their limit; rows with an unusable required band are cleared from `keep` and
+    counted in `report`."""
+    columns, nondetections = {}, {}
     for band in spec.bands:
-        flux, ivar, valid = _band_photometry(table, band)
+        flux, ivar, valid, nondetections[band.name] = _band_photometry(table, band)
         columns[schema.flux_column(band.name)] = flux
         columns[schema.ivar_column(band.name)] = ivar
         if band.name in spec.required_bands:
@@ -264,7 +299,30 @@ def map_photometry(table: _Table, spec: CatalogSpec, report: CleaningReport,
             report.dropped[f"{band.name} flux unusable: non-finite or non-positive ({band.flux or band.mag})"] += \
                 int((bad & keep).sum())
             keep &= ~bad
-    return columns
+    return columns, nondetections
+
+
+def count_nondetections(report: CleaningReport, nondetections: Mapping[str, np.ndarray], keep: np.ndarray) -> None:
+    for band, rows in nondetections.items():
+        report.nondetections[band] += int((rows & keep).sum())
+    report.nondetections = Counter({k: v for k, v in report.nondetections.items() if v})
+
+
+def leave_out_empty_bands(columns: dict[str, np.ndarray], nondetections: Mapping[str, np.ndarray],
+                          spec: CatalogSpec, report: CleaningReport, keep: np.ndarray, where: Path) -> None:
+    """A band without a single detection among the kept rows carries nothing: left out (zero weight) and
+    named in `report`, or, for a required band, a one-line error."""
+    for band in spec.bands:
+        detected = keep & (columns[schema.ivar_column(band.name)] > 0) & ~nondetections[band.name]
+        if detected.any() or not keep.any():
+            continue
+        if band.name in spec.required_bands:
+            raise GalaxypropError(f"{where}: required band '{band.name}' ({band.flux or band.mag}) has no detection "
+                                  f"in any usable row; leave it out of required_bands")
+        report.empty_bands.append(band.name)
+        columns[schema.flux_column(band.name)] = np.zeros(len(keep))
+        columns[schema.ivar_column(band.name)] = np.zeros(len(keep))
+        nondetections[band.name] = np.zeros(len(keep), dtype=bool)
 
 
 def read_catalog(path: str | Path, spec: CatalogSpec, max_rows: int | None = None,
@@ -291,13 +349,16 @@ def read_catalog(path: str | Path, spec: CatalogSpec, max_rows: int | None = Non
 
     where = f"{path}: id column '{spec.id}'"
     ids = schema.normalise_ids(table.get(spec.id, "id", numeric=False), where) if spec.id else rows
-    frame = {schema.ID: ids, schema.REDSHIFT: redshift, **map_photometry(table, spec, report, keep)}
+    photometry, nondetections = map_photometry(table, spec, report, keep)
+    frame = {schema.ID: ids, schema.REDSHIFT: redshift, **photometry}
     for name, target in (targets or {}).items():
         frame[name] = target.values(lambda column, name=name: table.get(column, f"target {name}"))
         bad = keep & ~np.isfinite(frame[name])
         report.dropped[f"target {name} ({target.describe()}) missing or not finite"] += int(bad.sum())
         keep &= ~bad
     report.dropped = Counter({k: v for k, v in report.dropped.items() if v})
+    leave_out_empty_bands(frame, nondetections, spec, report, keep, Path(path))
+    count_nondetections(report, nondetections, keep)
     report.n_kept = int(keep.sum())
     if report.n_kept == 0:
         raise GalaxypropError(f"{path}: no usable rows after cleaning ({report.summary()})")
@@ -325,8 +386,10 @@ def mapped_batches(path: str | Path, spec: CatalogSpec, size: int, extra: tuple[
         keep = np.ones(n, dtype=bool)
         ids = (schema.normalise_ids(batch[id_column], f"{path}: id column '{id_column}' (rows {start}-{start + n - 1})")
                if id_column else np.arange(start, start + n))
-        frame = {schema.ID: ids, **map_photometry(table, spec, report, keep)}
+        photometry, nondetections = map_photometry(table, spec, report, keep)
+        frame = {schema.ID: ids, **photometry}
         frame.update({schema.REDSHIFT if c == spec.redshift else c: batch[file.by_lower[c.lower()]] for c in present})
+        count_nondetections(report, nondetections, keep)
         report.n_kept = int(keep.sum())
         report.dropped = Counter({k: v for k, v in report.dropped.items() if v})
         yield start, pd.DataFrame(frame)[keep].reset_index(drop=True), report

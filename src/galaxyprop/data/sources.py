@@ -204,6 +204,8 @@ def _read_catalogues(raw: Path, catalog: CatalogSpec, subset: Mapping,
         report.n_input += part_report.n_input
         report.n_kept += part_report.n_kept
         report.dropped.update(part_report.dropped)
+        report.nondetections.update(part_report.nondetections)
+        report.empty_bands += [b for b in part_report.empty_bands if b not in report.empty_bands]
     frame = pd.concat(frames, ignore_index=True)
     if frame[schema.ID].dtype.kind == "O" and frames[0][schema.ID].dtype != frames[1][schema.ID].dtype:
         raise GalaxypropError(f"{files['train'][0]} and {files['test'][0]}: ids are integers in one file and names "

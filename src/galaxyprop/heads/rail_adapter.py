@@ -140,7 +140,7 @@ class RailHead(Head):
         self.scaler_ = make_scaler("standard").fit(X)
         self.basis_ = span_basis(self.scaler_.transform(X).astype(float))
         informer, _ = self._stage_classes()
-        stage = self._stage(informer)
+        stage = self._stage(informer, output_mode="return")    # RAIL would write model_<name>.pkl into the cwd
         # some informers draw from numpy's global generator (GPz its train/validation split): seeded here,
         # and the caller's state put back
         state = np.random.get_state()  # noqa: NPY002 (the legacy global generator RAIL uses)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from galaxyprop.physics.filters import register_with_kcorrect
+
 NANOMAGGIES_PER_MAGGY = 1e9
 
 
@@ -25,6 +27,7 @@ def kcorrect_model(responses: tuple[str, ...], response_out: str, response_map: 
     """A kcorrect.Kcorrect object for these bands; built once per process (it projects every template)."""
     import kcorrect.kcorrect
 
+    register_with_kcorrect((*responses, response_out, response_map))
     return kcorrect.kcorrect.Kcorrect(
         responses=list(responses), responses_out=[response_out], responses_map=[response_map],
         redshift_range=[0.0, z_max], nredshift=nredshift)
