@@ -152,7 +152,9 @@ CASES = {
                                    n_realisations=2, seed=0), linear),
     "dann": Case(lambda: _dann(), linear, options=lambda: {"unlabelled": other_field()}),
     # LSST DESC RAIL's estimators through galaxyprop's adapter (heads.rail_adapter)
-    "rail_flexzboost": Case(lambda: make_head("rail_flexzboost", grid=GRID, max_basis=15, nbump=4, nsharp=4, seed=0),
+    "rail_flexzboost": Case(lambda: make_head("rail_flexzboost", grid=GRID, max_basis=10, nbump=3, nsharp=3, seed=0,
+                                                      regression_params={"max_depth": 4,
+                                                                         "objective": "reg:squarederror"}),
                             linear, uses_validation=False),
     "rail_gpz": Case(lambda: make_head("rail_gpz", grid=GRID, n_basis=20, max_iter=60, seed=0), linear,
                      uses_validation=False),
