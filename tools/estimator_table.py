@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.config import load_params
-from galaxyprop.evaluation.densities import to_qp
 from galaxyprop.data import schema
 from galaxyprop.data.density_file import read_densities
+from galaxyprop.evaluation.densities import to_qp
 from galaxyprop.workspace import PREPARED, REPORTS, TIMINGS, densities_path
 
 COLUMNS = ("sigma_mad", "eta", "bias", "crps", "pit_ks", "coverage_68", "coverage_95")
