@@ -86,7 +86,7 @@ BAD = [
     ("split.fractions", {"train": 0.6, "val": 0.15, "test": 0.15}, "split.fractions must sum to 1, got 0.9"),
     ("split.fractions", {"train": 0.7, "val": 0.3}, "split.fractions needs train, val and test"),
     ("split.folds", 3, "split has unknown keys ['folds']"),
-    ("data.source", "mokc", "data.source must be one of data.sources ['desi', 'mock', 'sdss_gst'], got 'mokc'"),
+    ("data.source", "mokc", "data.source must be one of data.sources ['desi', 'mock', 'rail_lsst', 'sdss_gst'], got 'mokc'"),
     ("data.sources.mock.kind", "hdf5", "mock.kind must be one of ['desi', 'catalog']"),
     ("data.sources.desi.split", "files", "desi.split must be one of ['random', 'file'], got 'files'"),
     ("data.sources.sdss_gst.split", "file", "sdss_gst.split: 'file' needs the catalogue as separate files"),
