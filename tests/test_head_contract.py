@@ -209,7 +209,12 @@ def fit(case: Case, problem: Problem, **options) -> tuple[Head, int]:
     return head, epochs.epochs
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+def case_names() -> list:
+    """Every case; RAIL's estimators (seconds each, the package of another project) outside `make test-fast`."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n.startswith("rail_") else n for n in sorted(CASES)]
+
+
+@pytest.fixture(scope="module", params=case_names())
 def fitted(request):
     """Two heads of one kind fitted apart with the same hyperparameters and seed, on the same data."""
     case = CASES[request.param]

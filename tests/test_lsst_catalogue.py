@@ -64,6 +64,7 @@ def column_map(path, required=tuple(BANDS)) -> CatalogSpec:
         "required_bands": list(required), "z_max": 3.0})
 
 
+@pytest.mark.slow
 def test_speclite_lsst_curves_are_what_kcorrect_fits_with():
     """kcorrect's fit through speclite's LSST curves recovers the K-corrections of noiseless template
     galaxies (the model's own K for the true coefficients), and the curves' pivot wavelengths are LSST's."""

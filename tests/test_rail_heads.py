@@ -76,6 +76,7 @@ def test_collinear_features_are_rotated_into_the_space_they_span():
                                np.linalg.norm(X[:50, None] - X[None, :50], axis=-1), atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RAIL_HEADS)
 def test_a_rail_head_learns_real_photo_z_and_its_densities_survive_qp(sdss, name, tmp_path, monkeypatch):
     """On real SDSS ugriz: far better than the training redshifts' histogram given to every galaxy, and
