@@ -348,3 +348,33 @@ def test_predictions_written_as_a_qp_file_that_qp_reads(models, catalogue_model,
     np.testing.assert_allclose(ensemble.ancil["q50"], frame["q50"])
     np.testing.assert_allclose(ensemble.median().ravel(), frame["q50"], atol=0.8 / 200)    # within a bin
     assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
+def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_partial_file(models, catalogue_model, tmp_path,
+                                                                               monkeypatch, capsys, code):
+    """The machine refusing the output's write (simulated: the Parquet writer fails after its first row
+    group): one line naming the file, exit 2, no output and no temporary file; the next run finishes."""
+    import errno
+    import os
+
+    from galaxyprop.errors import exit_on_error
+
+    source = survey_file(models.galaxies, tmp_path / "survey.parquet", ".parquet")
+    output = tmp_path / "out" / "z.parquet"
+    real = pq.ParquetWriter.write_table
+
+    def refuse(writer, table, *args, **kwargs):
+        real(writer, table, *args, **kwargs)
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(writer.where))
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", refuse)
+    with pytest.raises(SystemExit) as stop:
+        exit_on_error(predict_file)(catalogue_model, models.catalogue_uri, source, output, 64, progress=False)
+    assert stop.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and line.startswith("galaxyprop: error: ") and os.strerror(getattr(errno, code)) in line
+    assert str(output.parent) in line and "nothing half-written" in line
+    assert not output.exists() and not list(output.parent.glob(".z.parquet.*"))
+    monkeypatch.undo()
+    assert predict_file(catalogue_model, models.catalogue_uri, source, output, 64, progress=False) == len(models.galaxies)

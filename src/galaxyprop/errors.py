@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,8 +19,25 @@ class GalaxypropError(Exception):
     """An error caused by the user's input (file, column, name, value), reported in one line."""
 
 
+#: What the machine, not the code, refused: a full disk or quota, a read-only or forbidden folder.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some of your quota",
+                      errno.EROFS: "choose a writable folder", errno.EACCES: "choose a folder you may write",
+                      errno.EPERM: "choose a folder you may write"}
+
+
+def environment_error(err: OSError) -> str | None:
+    """One line for an OSError the machine raised (full disk, read-only folder), or None for any other."""
+    remedy = ENVIRONMENT_ERRNOS.get(err.errno)
+    if remedy is None:
+        return None
+    where = err.filename or "a file"
+    return (f"{where}: {err.strerror or os.strerror(err.errno)}; nothing half-written was left in its place "
+            f"({remedy} and run the command again: a predict resumes from its finished chunks)")
+
+
 def exit_on_error(func: F) -> F:
-    """Run `func`; turn a GalaxypropError into one line on stderr and exit code 2."""
+    """Run `func`; turn a GalaxypropError, or the machine refusing a write (a full disk, a read-only folder),
+    into one line on stderr and exit code 2."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -26,6 +45,12 @@ def exit_on_error(func: F) -> F:
             return func(*args, **kwargs)
         except GalaxypropError as err:
             print(f"galaxyprop: error: {err}", file=sys.stderr)
+            sys.exit(EXIT_INPUT_ERROR)
+        except OSError as err:
+            line = environment_error(err)
+            if line is None:
+                raise
+            print(f"galaxyprop: error: {line}", file=sys.stderr)
             sys.exit(EXIT_INPUT_ERROR)
 
     return wrapper  # type: ignore[return-value]
