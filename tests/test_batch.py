@@ -205,6 +205,13 @@ def test_string_ids_and_magnitudes_through_a_column_map(models, catalogue_model,
     expected = catalogue_model.predict(galaxies.drop(index=7)[FLUXES])
     np.testing.assert_allclose(out["prediction"], expected["prediction"], rtol=1e-6)
     np.testing.assert_allclose(out[["q16", "q84"]], expected[["q16", "q84"]], rtol=1e-5)
+    # every row dropped by the column map: the reasons, not only "no rows"
+    table["mag_r"] = 99.0
+    table.to_csv(tmp_path / "none.csv", index=False)
+    with pytest.raises(GalaxypropError, match=r"none.csv: no rows to predict \(every row was dropped: r flux "
+                                              r"unusable: non-finite or non-positive \(mag_r\): 120\)"):
+        predict_file(catalogue_model, models.catalogue_uri, tmp_path / "none.csv", tmp_path / "none.parquet",
+                     chunk_size=50, progress=False, source=("mine", spec))
 
 
 def test_ids_keep_their_type_and_bad_ids_are_named(models, catalogue_model, tmp_path):

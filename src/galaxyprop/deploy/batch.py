@@ -311,7 +311,11 @@ def predict_file(model, model_uri: str, input_path: str | Path, output: str | Pa
     try:
         done = _predict_chunks(model, chunks, parts, n_rows, input_path, densities, photsys, progress)
         merged = sorted(parts.glob("part-*.parquet"))
-        columns = pq.read_schema(merged[0]).names if merged else []
+        if not merged:
+            reasons = "; ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items()) if n)
+            raise GalaxypropError(f"{input_path}: no rows to predict" + (f" (every row was dropped: {reasons})"
+                                                                          if reasons else " (the file has none)"))
+        columns = pq.read_schema(merged[0]).names
         _merge(merged, output, input_path, describe_output(model, model_uri, columns))
     except GalaxypropError:
         if not any(parts.glob("part-*.parquet")):      # nothing to resume (e.g. no rows): leave no partial run
