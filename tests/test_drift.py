@@ -213,3 +213,22 @@ def test_drift_reads_a_users_ids_as_predict_does(tmp_path):
     table.assign(TARGETID=["1", "2", "x", "4", "5", "6"]).to_csv(tmp_path / "mixed.csv", index=False)
     with pytest.raises(GalaxypropError, match=r"mixed.csv: ids mix integers \(row 0: 1\) and names \(row 2: 'x'"):
         read_batch(tmp_path / "mixed.csv", ["g", "r"], targets={})
+
+
+def test_drift_says_which_rows_of_a_users_file_it_left_out_and_why(tmp_path):
+    """Through a column map, rows with an unusable required band are left out, counted by reason, and the
+    command says so (the probe saw 'current 100' of 200 with no reason)."""
+    from galaxyprop.data.catalog import CatalogSpec
+    from galaxyprop.monitoring.samples import read_batch
+
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"mag_g": rng.uniform(18, 21, 200), "mag_r": rng.uniform(17, 20, 200),
+                          "err_g": 0.05, "err_r": 0.05, "zspec": rng.uniform(0, 0.3, 200)})
+    table.loc[:99, "mag_r"] = -99.0
+    table.to_csv(tmp_path / "mine.csv", index=False)
+    spec = CatalogSpec.from_params({"columns": {"redshift": "zspec"},
+                                    "bands": {b: {"mag": f"mag_{b}", "mag_err": f"err_{b}"} for b in "gr"}})
+    batch = read_batch(tmp_path / "mine.csv", ["g", "r"], column_map=spec, targets={})
+    assert len(batch.frame) == 100
+    assert batch.describe_dropped() == (f"{tmp_path / 'mine.csv'}: 100 of 200 rows used, 100 left out "
+                                        "(r flux unusable: non-finite or non-positive (mag_r): 100)")

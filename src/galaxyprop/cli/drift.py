@@ -165,6 +165,10 @@ def drift(args: argparse.Namespace) -> int:
                                                           with_cutouts=bool(models), targets=params["targets"])
     if reference.name == current.name:
         current.name = f"{current.name}_current"
+    for batch in (current_batch, reference_batch):
+        line = batch.describe_dropped()
+        if line:
+            print(line)
     if models:
         for sample, batch in ((reference, reference_batch), (current, current_batch)):
             skipped: dict[str, str] = {}

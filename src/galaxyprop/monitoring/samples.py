@@ -5,8 +5,9 @@ FastSpecFit catalogue, or a catalogue table)."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,16 @@ class Batch:
     path: Path
     frame: pd.DataFrame
     cutouts: np.ndarray | None = None
+    #: rows of the file that could not be used, by reason (a column map's unusable required band)
+    dropped: Counter = field(default_factory=Counter)
+
+    def describe_dropped(self) -> str | None:
+        """One line on the rows left out, or None when every row was used."""
+        if not self.dropped:
+            return None
+        reasons = "; ".join(f"{reason}: {n}" for reason, n in sorted(self.dropped.items()))
+        total = len(self.frame) + sum(self.dropped.values())
+        return f"{self.path}: {len(self.frame)} of {total} rows used, {sum(self.dropped.values())} left out ({reasons})"
 
     @property
     def has_photometry(self) -> bool:
@@ -121,9 +132,12 @@ def _read_mapped(path: Path, column_map: CatalogSpec, targets: Mapping) -> Batch
     """A catalogue in a source's format, through its column map (rows it cannot use dropped)."""
     from galaxyprop.data.catalog import mapped_batches
 
-    parts = [frame for _, frame, _ in mapped_batches(path, column_map, 1 << 20,
-                                                     extra=(schema.PHOTSYS, *target_names(targets)), redshift=True)]
-    return Batch(path, pd.concat(parts, ignore_index=True))
+    parts, dropped = [], Counter()
+    for _, frame, report in mapped_batches(path, column_map, 1 << 20, extra=(schema.PHOTSYS, *target_names(targets)),
+                                           redshift=True):
+        parts.append(frame)
+        dropped.update(report.dropped)
+    return Batch(path, pd.concat(parts, ignore_index=True), dropped=dropped)
 
 
 def read_batch(path: str | Path, bands: Sequence[str], catalog: str | Path | None = None,
