@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import mock_config
@@ -55,7 +56,7 @@ def test_the_predictor_decodes_onto_the_desi_grid(predictor):
 
 
 @pytest.mark.slow   # fresh processes, a server or a simulation: left out of `make test-fast`
-def test_registered_pyfunc_promotion_and_http_serve_the_same_spectra(predictor, store):
+def test_registered_pyfunc_promotion_and_http_serve_the_same_spectra(predictor, store, tmp_path):
     import mlflow
 
     from galaxyprop.registry import versions as registry
@@ -80,6 +81,21 @@ def test_registered_pyfunc_promotion_and_http_serve_the_same_spectra(predictor, 
     assert metadata["wavelength"] == {"start": 3600.0, "step": pytest.approx(0.8), "n": 7781,
                                       "unit": "Angstrom (vacuum)"}
 
+    # `galaxyprop predict spectrum --input <AstroCLIP file>`: the spectrum model itself, over the file's cutouts
+    from argparse import Namespace
+
+    from galaxyprop.cli.main import _model_for_inputs
+    from galaxyprop.deploy.batch import predict_file
+
+    from registered_models import write_astroclip
+
+    assert _model_for_inputs(Namespace(target="spectrum", catalogue=None, input="any.h5"), ["z"]) == "spectrum"
+    images = write_astroclip(tmp_path / "new.h5", cutouts[:4].astype(np.float32), np.arange(4) + 500)
+    uri = f"models:/galaxyprop-{SPECTRUM}@candidate"
+    assert predict_file(loaded, uri, images, tmp_path / "spectra.parquet", chunk_size=3, progress=False) == 4
+    written = pd.read_parquet(tmp_path / "spectra.parquet")
+    assert written["TARGETID"].tolist() == [500, 501, 502, 503]
+    np.testing.assert_allclose(np.stack(written["flux"]), expected["flux"][:4], rtol=1e-6, equal_nan=True)
     # the gate: the served latents against the test spectra's own, overall and per field
     truth = model.latent.encode(flux, ivar, z)[0]
     fields = np.where(np.arange(len(truth)) % 2, "north", "south")

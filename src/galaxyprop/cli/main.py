@@ -45,7 +45,7 @@ def _model_for_inputs(args: argparse.Namespace, targets) -> str:
     from galaxyprop.registry import versions as registry
 
     target, kind = registry.parse_model(args.target, targets)
-    if args.target != target:
+    if args.target != target or target == registry.SPECTRUM_MODEL:      # an id, or the spectrum model's own
         return args.target
     if args.catalogue:
         kind = "multimodal"

@@ -30,7 +30,14 @@ from galaxyprop.registry.versions import SPECTRUM_MODEL as SPECTRUM  # the model
 
 METRIC = "latent_mse_relative"
 PREDICTOR_ARTIFACT = "spectrum_predictor"
-OUTPUT_COLUMNS = ["z", "log_norm", "latent", "flux", "flux_spread"]
+#: The served table's columns and what each is (the model's metadata and a prediction file's schema say it).
+OUTPUT_COLUMNS = {
+    "z": "the redshift the spectrum is placed at (the image's photo-z from the latent)",
+    "log_norm": "log10 of the spectrum's normalisation",
+    "latent": "the spectral latent (the PCA coefficients the head predicts)",
+    "flux": "the predicted spectrum on the DESI grid (metadata `wavelength`), in 1e-17 erg/s/cm^2/Angstrom",
+    "flux_spread": "its per-pixel spread over the head's latent samples, same unit",
+}
 
 
 def spectra_frame(predicted: Mapping[str, np.ndarray]) -> pd.DataFrame:
