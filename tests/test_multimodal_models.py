@@ -148,6 +148,14 @@ def test_batch_predict_joins_an_astroclip_file_with_its_catalogue(multimodal, tm
     with pytest.raises(GalaxypropError, match="give it the AstroCLIP file"):
         predict_file(multimodal["model"], multimodal["uri"], tmp_path / "catalogue.csv", tmp_path / "x.parquet",
                      progress=False)
+    # a flux that is text: one line naming the catalogue, its column and row (was numpy's ValueError)
+    column = table.columns[0]
+    text = table.iloc[5:].astype({column: object})
+    text.iloc[2, 0] = "abc"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(GalaxypropError, match=rf"text.csv: column '{column}' holds text, not numbers \(row 2: 'abc'"):
+        predict_file(multimodal["model"], multimodal["uri"], astroclip, tmp_path / "x.parquet", progress=False,
+                     catalogue=tmp_path / "text.csv")
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ leading zeros (`schema.normalise_ids` then makes canonical integers int64).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +128,20 @@ def stack_lists(values: np.ndarray) -> np.ndarray:
     if values.dtype == object and len(values) and isinstance(values[0], (list, np.ndarray)):
         return np.stack([np.asarray(v, dtype=float) for v in values])
     return values
+
+
+def as_numbers(frame: pd.DataFrame, columns: Mapping[str, str], path: Path) -> pd.DataFrame:
+    """`frame` with each of `columns` (frame column -> the file's name for it) as numbers: a text column
+    whose values all read as numbers is converted, one with a value that is not a number is a one-line
+    error naming the file, the column, the row and the value."""
+    for name, column in columns.items():
+        if pd.api.types.is_numeric_dtype(frame[name]):
+            continue
+        numbers = pd.to_numeric(frame[name], errors="coerce")
+        bad = (numbers.isna() & frame[name].notna()).to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise GalaxypropError(f"{path}: column '{column}' holds text, not numbers "
+                                  f"(row {row}: {frame[name].iloc[row]!r}; {int(bad.sum())} such rows)")
+        frame[name] = numbers
+    return frame

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from galaxyprop.data import schema
 from galaxyprop.data.catalog import CatalogSpec, mapped_batches
-from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile
+from galaxyprop.data.catalogue_file import ID_COLUMNS, CatalogueFile, as_numbers
 from galaxyprop.data.io import atomic_path, write_json, write_parquet
 from galaxyprop.data.schema import normalise_ids
 from galaxyprop.errors import GalaxypropError
@@ -89,6 +89,7 @@ def catalogue_fluxes(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         table = file.read([id_column, *found, *([field] if field else [])], text=(id_column,))
         table = table.rename(columns={id_column: KEY, **dict(zip(found, columns, strict=True)),
                                       **({field: FIELD_COLUMN} if field else {})})
+        table = as_numbers(table, dict(zip(columns, found, strict=True)), path)
         table[KEY] = normalise_ids(table[KEY].to_numpy(), f"{path}: id column '{id_column}'")
     missing = [c for c in columns if c not in table.columns]
     if missing:

@@ -106,7 +106,7 @@ def catalogue_targets(catalog: Path, targets: Mapping) -> dict:
 
 
 def _read_table(path: Path, bands: Sequence[str], targets: Mapping) -> Batch:
-    from galaxyprop.data.catalogue_file import CatalogueFile
+    from galaxyprop.data.catalogue_file import CatalogueFile, as_numbers
 
     table = CatalogueFile(path)
     wanted = [c for b in bands for c in (schema.flux_column(b), schema.ivar_column(b))]
@@ -116,16 +116,8 @@ def _read_table(path: Path, bands: Sequence[str], targets: Mapping) -> Batch:
     id_column = table.id_column()
     if id_column is not None:        # checked as predict checks them (read_batch), though drift does not need them
         frame[schema.ID] = table.read([id_column], text=(id_column,))[id_column].to_numpy()
-    for name, column in zip(wanted + optional, source + table.find(optional), strict=True):
-        if name != schema.PHOTSYS and not pd.api.types.is_numeric_dtype(frame[name]):
-            numbers = pd.to_numeric(frame[name], errors="coerce")
-            bad = (numbers.isna() & frame[name].notna()).to_numpy()
-            if bad.any():
-                row = int(np.argmax(bad))
-                raise GalaxypropError(f"{path}: column '{column}' holds text, not numbers "
-                                      f"(row {row}: {frame[name].iloc[row]!r}; {int(bad.sum())} such rows)")
-            frame[name] = numbers
-    return Batch(path, frame)
+    columns = dict(zip(wanted + optional, source + table.find(optional), strict=True))
+    return Batch(path, as_numbers(frame, {k: v for k, v in columns.items() if k != schema.PHOTSYS}, path))
 
 
 def _read_mapped(path: Path, column_map: CatalogSpec, targets: Mapping) -> Batch:
