@@ -40,6 +40,15 @@ def params() -> dict:
     return load_params(PROJECT / "params.yaml")
 
 
+@pytest.fixture(scope="module")
+def galaxies(params):
+    """1,500 real SDSS galaxies (kcorrect's file) in the galaxyprop layout: 1,200 to train on, 300 to test."""
+    from galaxyprop.data.catalog import CatalogSpec, read_catalog
+
+    frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(sdss_data(params)), max_rows=1500, seed=0)
+    return frame.iloc[:1200], frame.iloc[1200:]
+
+
 def desi_targets(params: dict, names=None) -> dict:
     """The FastSpecFit columns of the targets (default: train.targets), as the prepare stage reads them."""
     from galaxyprop.data.targets import target_columns

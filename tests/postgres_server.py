@@ -89,14 +89,15 @@ def postgres_server(databases: tuple[str, ...] = ("mlflow", "optuna")) -> Iterat
 
 
 @contextmanager
-def mlflow_server(backend: str, artifacts: Path, cwd: Path | None = None) -> Iterator[str]:
-    """`galaxyprop server` on `backend` with served artifacts in `artifacts`; yield its URL once /health
-    answers; stop its process group by the PID at the end."""
+def mlflow_server(backend: str, artifacts: Path, cwd: Path | None = None, options: tuple[str, ...] = (),
+                  env: dict | None = None) -> Iterator[str]:
+    """`galaxyprop server` on `backend` with served artifacts in `artifacts` (and `options`, `env`); yield its
+    URL once /health answers; stop its process group by the PID at the end."""
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server
     server = subprocess.Popen(["galaxyprop", "server", "--backend-store-uri", backend, "--artifacts-destination",
-                               str(artifacts), "--port", str(port), "--workers", "2"],
+                               str(artifacts), "--port", str(port), "--workers", "2", *options],
                               cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,7 +8,6 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from galaxyprop.data.catalog import CatalogSpec, read_catalog
 from galaxyprop.errors import GalaxypropError
 from galaxyprop.evaluation.densities import Grid
 from galaxyprop.evaluation.metrics import target_metrics
@@ -18,15 +17,6 @@ from galaxyprop.registry import versions as registry
 from galaxyprop.registry.predictor import QUANTILE_COLUMNS, Predictor
 from galaxyprop.registry.promotion import CalibrationRule, Gate
 from galaxyprop.tracking import runs as tracking
-
-from conftest import gst_path, sdss_data
-
-
-@pytest.fixture(scope="module")
-def galaxies(params):
-    frame, _ = read_catalog(gst_path(), CatalogSpec.from_params(sdss_data(params)), max_rows=1500, seed=0)
-    return frame.iloc[:1200], frame.iloc[1200:]
-
 
 GRID = Grid(0, 0.8, 400)
 

@@ -177,10 +177,44 @@ def _server(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
                "--backend-store-uri", args.backend_store_uri, "--serve-artifacts",
                "--artifacts-destination", destination, "--workers", str(args.workers)]
-    print(f"team store on http://127.0.0.1:{args.port} (runs and registry in the database, artifacts in {destination});"
-          f" point the project at it with MLFLOW_TRACKING_URI=http://127.0.0.1:{args.port}", flush=True)
     # MLflow's GenAI job runner (about ten ~250 MB processes) serves nothing galaxyprop uses: off unless asked for.
-    os.execve(sys.executable, command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    if args.auth:
+        command += ["--app-name", "basic-auth"]
+        env.update(_auth_env(args))
+    print(f"team store on http://127.0.0.1:{args.port} (runs and registry in the database, artifacts in {destination}"
+          + (f"; users and permissions: MLflow's basic-auth app, admin '{args.admin_user}'" if args.auth else
+             "; no users: anyone who reaches it may write (--auth for a team)")
+          + f"); point the project at it with MLFLOW_TRACKING_URI=http://127.0.0.1:{args.port}"
+          + (" and MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD" if args.auth else ""), flush=True)
+    os.execve(sys.executable, command, env)
+
+
+def _auth_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of MLflow's basic-auth app: its config file (users database, READ by default, the admin's
+    name), the admin's password (from a file or the environment, never a default) and a CSRF secret."""
+    import secrets
+
+    if args.admin_password_file:
+        try:
+            password = Path(args.admin_password_file).read_text().strip()
+        except OSError as err:
+            raise GalaxypropError(f"--admin-password-file {args.admin_password_file}: {err.strerror}") from None
+    else:
+        password = os.environ.get("GALAXYPROP_ADMIN_PASSWORD", "")
+    if not password:
+        raise GalaxypropError("galaxyprop server --auth: give the admin's password in $GALAXYPROP_ADMIN_PASSWORD or a "
+                              "file (--admin-password-file); there is no default password")
+    state = Path("mlruns").resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    database = args.auth_database_uri or f"sqlite:///{state / 'server_auth.db'}"
+    config = state / "server_auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = {database}\nadmin_username = {args.admin_user}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    secret = os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secret}
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -293,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the server keeps the artifacts it serves (a folder, or s3://..., ...)")
     server.add_argument("--port", type=port, default=5000)
     server.add_argument("--workers", type=positive_int, default=2, help="server worker processes")
+    server.add_argument("--auth", action="store_true",
+                        help="MLflow's basic-auth app: every request needs a user; the admin is created on the first "
+                             "start, with the password from --admin-password-file or $GALAXYPROP_ADMIN_PASSWORD "
+                             "(there is no default password)")
+    server.add_argument("--admin-user", default="admin", help="--auth: the admin's user name")
+    server.add_argument("--admin-password-file", default=None, help="--auth: a file holding the admin's password")
+    server.add_argument("--auth-database-uri", default=None,
+                        help="--auth: SQLAlchemy URI of the users and permissions database "
+                             "(default: sqlite:///mlruns/server_auth.db in this folder)")
     server.set_defaults(func=_server)
     return parser
 
