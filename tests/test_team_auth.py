@@ -55,7 +55,7 @@ def test_without_a_user_an_alias_cannot_move_and_the_admin_promotes_through_the_
     train, test = galaxies
     (tmp_path / "password").write_text(PASSWORD + "\n")
     with mlflow_server(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts", cwd=tmp_path,
-                       options=("--auth", "--admin-password-file", str(tmp_path / "password"))) as url:
+                       options=("--auth", "--admin-password-file", str(tmp_path / "password"), "--workers", "1")) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         stores = Stores(url, "", f"sqlite:///{tmp_path}/optuna.db", "galaxyprop-team")
