@@ -105,9 +105,13 @@ def test_non_detections_are_kept_and_counted_and_the_rail_head_is_compared(proje
     import json
 
     summary = json.loads((project / "reports/prepare.json").read_text())
-    written = pd.concat([pd.read_csv(project / f) for f in ("my_train.csv", "my_test.csv")])
-    assert summary["nondetections"] == {"u": int((written["mag_u_sdss"] == 99).sum())} and summary["nondetections"]["u"]
+    written = pd.concat([pd.read_csv(project / f) for f in ("my_train.csv", "my_test.csv")]).set_index("name")
+    prepared = pd.concat([pd.read_parquet(project / f"data/prepared/{s}.parquet") for s in ("train", "val", "test")])
+    undetected = prepared[prepared["id"].isin(written.index[written["mag_u_sdss"] == 99])]
+    assert summary["nondetections"] == {"u": len(undetected)} and len(undetected) >= 5
     assert not any("u flux" in reason for reason in summary["dropped_by_reason"])
+    # each kept at its 1-sigma limit: signal-to-noise 1 there (before the extinction correction scales both)
+    np.testing.assert_allclose(undetected["flux_u"] * np.sqrt(undetected["flux_ivar_u"]), 1.0, rtol=1e-6)
     metrics = json.loads((project / "reports/metrics.json").read_text())
     rail, knn = metrics["z"]["rail_knn@photometry"], metrics["z"]["knn@photometry"]
     assert set(rail) == set(knn)          # the same metrics, calibrated and raw, as every head
