@@ -105,8 +105,11 @@ def _support_line(output: str, model) -> str:
     import pyarrow.parquet as pq
 
     if "in_support" not in pq.read_schema(output).names:
-        support = (model.metadata.metadata or {}).get("training_support", "not recorded: saved before galaxyprop "
-                                                                          "recorded the training support")
+        metadata = model.metadata.metadata or {}
+        if "wavelength" in metadata:        # the spectrum model: its latent head records no support of its own
+            return "the spectrum model flags no answers as outside its training support"
+        support = metadata.get("training_support", "not recorded: saved before galaxyprop recorded the training "
+                                                   "support")
         return f"training support: {support}; the answers are not flagged"
     inside = pq.read_table(output, columns=["in_support"]).column("in_support").to_numpy()
     outside = int((~inside).sum())
