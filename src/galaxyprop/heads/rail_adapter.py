@@ -7,18 +7,18 @@ into densities on the target's grid (`evaluation.densities.from_qp`: any qp para
 only call it `redshift`, and its range is the target's grid.
 
 What the adapter decides, and why:
-- **Features as bands.** RAIL's estimators read magnitudes per band and most form colours of adjacent
+- **Independent coordinates.** galaxyprop gives a head a feature matrix (magnitudes and colours, sep
+  measurements or embeddings), standardised here on the training split. Photometry features are
+  magnitudes and their colours, linearly dependent, and estimators that fit in magnitude space break on a
+  singular design (on SDSS, DNF's local linear fits gave spreads of ~300 in z and flat densities, GPz flat
+  densities too). So the standardised features are written in an orthonormal basis of the space they span
+  (`span_basis`): a rotation of that space, so no information is lost and Euclidean distances are kept.
+- **Coordinates as bands.** RAIL's estimators read magnitudes per band and most form colours of adjacent
   bands themselves (FlexZBoost and KNN: the colours and one reference band; CMNN: the colours alone).
-  galaxyprop gives a head a feature matrix (magnitudes and colours already, or sep measurements, or
-  embeddings), standardised here on the training split. Estimators that take colours are handed the
-  running sums of the features as their bands (band 0 is 0, band k the sum of the first k features), so
-  the adjacent colours they form are exactly the features (negated) and nothing is lost or mixed;
-  estimators that take magnitudes (GPz, DNF) are handed the features themselves.
-- **Independent coordinates.** galaxyprop's photometry features are magnitudes and their colours, linearly
-  dependent; estimators that fit in magnitude space break on a singular design (on SDSS, DNF's local linear
-  fits gave spreads of ~300 in z and flat densities, GPz flat densities too). The standardised features are
-  first written in an orthonormal basis of the space they span (`span_basis`): a rotation of that space,
-  so no information is lost and Euclidean distances are unchanged.
+  Estimators that take colours are handed the running sums of the coordinates as their bands (band 0 is
+  0, band k the sum of the first k), so the adjacent colours they form are exactly the coordinates
+  (negated) and nothing is lost or mixed; estimators that take magnitudes (GPz, DNF) are handed the
+  coordinates themselves.
 - **Errors.** A feature matrix carries no per-galaxy errors, and GPz, DNF and CMNN weigh by them; every
   band gets the same error, `feature_error` (in standard deviations of the feature), a hyperparameter
   that Optuna tunes like any other.
@@ -54,7 +54,7 @@ ADAPTER_SETTINGS = ("bands", "err_bands", "ref_band", "redshift_col", "nondetect
 
 
 class RailHead(Head):
-    """A RAIL informer/estimator pair; subclasses name the pair (`module`, `stages`) and the package."""
+    """A RAIL informer/estimator pair; subclasses name it (`module`, `stem`) and its package."""
 
     gives_density = True
     needs_grid = True
