@@ -46,7 +46,7 @@ def _check_data(data: Mapping, params: Mapping) -> None:
 def _check_target_columns(name: str, spec: Mapping, params: Mapping) -> None:
     """Each target the pipeline trains reads a column the selected source's files have (their headers)."""
     from galaxyprop.data.sources import absent_target_columns
-    from galaxyprop.data.targets import target_columns
+    from galaxyprop.data.targets import column_key, target_columns
     from galaxyprop.errors import GalaxypropError
 
     try:
@@ -58,11 +58,8 @@ def _check_target_columns(name: str, spec: Mapping, params: Mapping) -> None:
     absent = []
     reuse(key, lambda: absent.extend(absent_target_columns(name, spec, columns)))
     for target, column, path, have in absent[:1]:
-        given = columns[target]
-        where = f"{key}.targets.{target}" if target in (spec.get("targets") or {}) else \
-            f"targets.{target}.{'column' if column == given.column else 'subtract'}"
         shown = ", ".join(have[:20]) + (f", ... ({len(have)} columns)" if len(have) > 20 else "")
-        fail(where, f"names '{column}', which {path} lacks (it has {shown})")
+        fail(column_key(name, spec, columns[target], column), f"names '{column}', which {path} lacks (it has {shown})")
 
 
 def _check_split(split: Mapping, params: Mapping) -> None:

@@ -90,6 +90,14 @@ class TargetColumn:
         return f"{text} - {self.subtract}" if self.subtract else text
 
 
+def column_key(source_name: str, source: Mapping, target: TargetColumn, file_column: str) -> str:
+    """The params key that names `file_column` for `target`: the source's own `targets.<t>` entry, or the
+    target's `column` / `subtract` (how check_params points at a column a file lacks)."""
+    if target.name in (source.get("targets") or {}):
+        return f"data.sources.{source_name}.targets.{target.name}"
+    return f"targets.{target.name}.{'column' if file_column == target.column else 'subtract'}"
+
+
 def target_columns(targets: Mapping, source_name: str, source: Mapping,
                    names: list[str]) -> dict[str, TargetColumn]:
     """The column of each of `names` (but the redshift, which every source has) in this source;

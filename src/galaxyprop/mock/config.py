@@ -119,7 +119,7 @@ def _check_mock(mock: Mapping, params: Mapping) -> None:
 
 def _check_target_labels(params: Mapping, source: Mapping) -> None:
     """Each target the pipeline trains reads a column the mock writes (before import_data, not at prepare)."""
-    from galaxyprop.data.targets import target_columns
+    from galaxyprop.data.targets import column_key, target_columns
 
     try:
         columns = target_columns(params.get("targets") or {}, "mock", source,
@@ -127,13 +127,11 @@ def _check_target_labels(params: Mapping, source: Mapping) -> None:
     except GalaxypropError:
         return          # an unknown or malformed target: the targets' own schema names it
     have = label_columns()
-    for target, column in columns.items():
+    for column in columns.values():
         for name in column.file_columns:
             if name not in have:
-                key = "column" if name == column.column else "subtract"
-                where = f"data.sources.mock.targets.{target}" if target in (source.get("targets") or {}) \
-                    else f"targets.{target}.{key}"
-                fail(where, f"names '{name}', which the mock survey does not write; it has {', '.join(sorted(have))}")
+                fail(column_key("mock", source, column, name),
+                     f"names '{name}', which the mock survey does not write; it has {', '.join(sorted(have))}")
 
 
 #: params `mock` (mock.yaml): the mock survey
