@@ -21,18 +21,19 @@ class GalaxypropError(Exception):
 
 #: What the machine, not the code, refused: a full disk or quota, a read-only or forbidden folder.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some of your quota",
-                      errno.EROFS: "choose a writable folder", errno.EACCES: "choose a folder you may write",
-                      errno.EPERM: "choose a folder you may write"}
+                      errno.EROFS: "choose a writable folder", errno.EACCES: "check its and its folder's permissions",
+                      errno.EPERM: "check its and its folder's permissions"}
 
 
 def environment_error(err: OSError) -> str | None:
-    """One line for an OSError the machine raised (full disk, read-only folder), or None for any other."""
+    """One line for an OSError the machine raised (full disk, read-only folder, no permission), or None."""
     remedy = ENVIRONMENT_ERRNOS.get(err.errno)
     if remedy is None:
         return None
     where = err.filename or "a file"
-    return (f"{where}: {err.strerror or os.strerror(err.errno)}; nothing half-written was left in its place "
-            f"({remedy} and run the command again: a predict resumes from its finished chunks)")
+    return (f"{where}: {err.strerror or os.strerror(err.errno)} ({remedy}, then run the command again: galaxyprop "
+            "writes its files whole, so nothing half-written was left, and a predict resumes from its finished "
+            "chunks)")
 
 
 def exit_on_error(func: F) -> F:
