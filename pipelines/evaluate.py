@@ -26,10 +26,12 @@ from galaxyprop.results import metrics_key
 from galaxyprop.tracking import runs as tracking
 from galaxyprop.workspace import (
     BREAKDOWN,
-    EVALUATION_CURVES,
+    COVERAGE_CURVES,
     EVALUATION_PLOTS,
     METRICS,
+    PIT_CURVES,
     PREDICTIONS,
+    REDSHIFT_CURVES,
     VAL_METRICS,
     densities_path,
     result_files,
@@ -163,15 +165,15 @@ def main() -> None:
             save_figure(plots.residual_vs_redshift(residuals, target), EVALUATION_PLOTS / f"{target}_residual_vs_z.png")
             metric = section(params, f"targets.{target}.metric")
             write_curve(curves.metric_vs_redshift(breakdown["by_redshift_bin"][target], metric),
-                        EVALUATION_CURVES / f"{target}_{metric}_vs_redshift.csv")
+                        REDSHIFT_CURVES / f"{target}_{metric}.csv")
             if pits:
                 save_figure(plots.pit_histograms(pits, target, raw_pits), EVALUATION_PLOTS / f"{target}_pit_histograms.png")
                 save_figure(plots.pit_qq(pits, target), EVALUATION_PLOTS / f"{target}_pit_qq.png")
                 save_figure(plots.coverage_by_field(breakdown["calibration_by_field"][target], target),
                             EVALUATION_PLOTS / f"{target}_coverage_by_field.png")
-                write_curve(curves.pit_histogram(pits), EVALUATION_CURVES / f"{target}_pit_histogram.csv")
+                write_curve(curves.pit_histogram(pits), PIT_CURVES / f"{target}.csv")
                 write_curve(curves.coverage(breakdown["calibration_by_field"][target], NOMINAL),
-                            EVALUATION_CURVES / f"{target}_coverage.csv")
+                            COVERAGE_CURVES / f"{target}.csv")
             for head, metrics in test_metrics.get(target, {}).items():
                 log.info("%s %-15s %s", target, head, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
             if target in test_metrics:

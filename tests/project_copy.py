@@ -95,6 +95,7 @@ def tiny_profile(params: dict) -> None:
                                       crop=20, max_shift=2, logit_scale=5.0)
     params["encoder"]["training"].update(max_epochs=3, batch_size=32)
     params["drift"]["control_splits"] = 3
+    params["adaptation"]["mlp"].update(width=32, max_epochs=5, n_mc=5)    # the stage runs; its science: test_adaptation
     params["calibration"]["min_calibration_rows"] = 60     # about 100 validation galaxies
     # A target defined here alone (params.yaml does not name it): K(^{0.1}g) from FastSpecFit's column, in
     # place of the default property targets; every stage takes it as it takes kcorr_r01.

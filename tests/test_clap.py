@@ -48,6 +48,7 @@ def test_recalibration_makes_skewed_pits_uniform():
     np.testing.assert_allclose(recalibrate(calibrated[:2], GRID, flat, 3), calibrated[:2], atol=0.06 * calibrated.max())
 
 
+@pytest.mark.slow
 def test_refit_network_reproduces_knn_like_densities():
     rng = np.random.default_rng(1)
     latent = rng.normal(size=(3000, 2)).astype(np.float32)

@@ -58,6 +58,7 @@ def test_magnitude_errors_and_columns():
     assert np.isnan(photometry["magerr_g"].iloc[1])                                  # ivar 0: unmeasured
 
 
+@pytest.mark.slow
 def test_a_sample_like_the_reference_is_not_flagged(reference):
     like = to_sample("like", catalogue(800, 2), BANDS, gaussian_embeddings(800, 2), targets={})
     verdict = compare(reference, like, DriftSettings()).verdict
@@ -68,6 +69,7 @@ def test_a_sample_like_the_reference_is_not_flagged(reference):
     assert verdict["settings"]["column_threshold"] == pytest.approx(0.05 / 2 / 11)
 
 
+@pytest.mark.slow
 def test_known_shifts_are_flagged_on_the_columns_they_move(reference):
     brighter = compare(reference, to_sample("bright", catalogue(800, 3, flux_scale=1.25), BANDS, targets={}),
                        DriftSettings()).verdict                    # a zero-point error of 0.24 mag

@@ -210,8 +210,10 @@ def fit(case: Case, problem: Problem, **options) -> tuple[Head, int]:
 
 
 def case_names() -> list:
-    """Every case; RAIL's estimators (seconds each, the package of another project) outside `make test-fast`."""
-    return [pytest.param(n, marks=pytest.mark.slow) if n.startswith("rail_") else n for n in sorted(CASES)]
+    """Every case; RAIL's estimators (seconds each, the package of another project) and kcorrect (a template
+    fit per galaxy) outside `make test-fast`."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n.startswith("rail_") or n == "kcorrect" else n
+            for n in sorted(CASES)]
 
 
 @pytest.fixture(scope="module", params=case_names())

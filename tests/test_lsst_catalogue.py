@@ -80,6 +80,7 @@ def test_speclite_lsst_curves_are_what_kcorrect_fits_with():
         load_filter("speclite:lsst2099-u")
 
 
+@pytest.mark.slow
 def test_a_rail_catalogue_reads_by_its_column_map_with_non_detections_kept_at_their_limit(tmp_path):
     table = rail_table(tmp_path / "lsst.parquet")
     frame, report = read_catalog(tmp_path / "lsst.parquet", column_map(tmp_path / "lsst.parquet"))

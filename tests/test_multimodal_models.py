@@ -198,6 +198,7 @@ def test_the_server_refuses_oversized_and_malformed_requests_before_the_model_se
     assert messages["deep"] == "the JSON body is nested too deeply"
 
 
+@pytest.mark.slow
 def test_a_served_two_input_model_answers_both_and_400s_a_missing_one(multimodal):
     import json
 

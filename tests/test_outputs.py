@@ -57,6 +57,7 @@ def test_allowed_outputs(workspace):
         check_output("afile", "--out", workspace, folder=True)
 
 
+@pytest.mark.slow
 def test_predict_onto_the_tracking_store_is_one_line_and_changes_nothing(tmp_path):
     """The probe that replaced mlruns/mlflow.db with a Parquet file: refused before any store is opened."""
     import shutil

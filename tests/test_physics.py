@@ -63,6 +63,7 @@ def test_agrees_with_kcorrect_for_its_templates():
         np.testing.assert_allclose(ours, theirs, atol=3e-3)
 
 
+@pytest.mark.slow
 def test_kcorrect_fit_reproduces_identity_and_real_galaxies():
     from conftest import gst_path
 

@@ -187,6 +187,7 @@ def test_an_image_model_registers_with_a_tensor_signature(store):
         model.predict(images[5:9], params={"photsys": "west"})
 
 
+@pytest.mark.slow
 def test_the_gate_refuses_a_miscalibrated_candidate_with_the_numbers(store, galaxies, monkeypatch, capsys):
     """An uncalibrated 2-neighbour KNN's served intervals: fine on the point metric, refused on its
     coverage; calibrated, the same head passes."""
@@ -325,6 +326,7 @@ def test_summary_marks_a_candidate_whose_test_intervals_fail_the_promotion_gate(
     assert "covers 0.591 on test 'N', outside 0.683 +- 0.0612" in marks[0]
 
 
+@pytest.mark.slow
 def test_a_production_alias_moved_outside_the_gate_is_reported(store, galaxies, capsys):
     """MLflow's own alias buttons bypass the gate: `models`, `check`, `predict` and `serve` then say in
     one line that no recorded gate decision put production where it is; a promotion through galaxyprop

@@ -49,6 +49,7 @@ def test_the_moved_part_of_two_artifact_roots():
     assert moved_prefixes("/a/ws/mlruns/0", "/a/ws/mlruns/0") is None
 
 
+@pytest.mark.slow
 def test_a_copied_workspace_uses_its_own_store_after_the_original_is_gone(tmp_path, monkeypatch, caplog):
     original, copy = tmp_path / "original", tmp_path / "elsewhere" / "copy"
     original.mkdir()

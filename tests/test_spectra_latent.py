@@ -37,6 +37,7 @@ def fitted(spectra):
             MeanTemplate().fit(flux[train], ivar[train], z[train]))
 
 
+@pytest.mark.slow
 def test_latent_reconstructs_held_out_spectra_far_better_than_the_mean_template(spectra, fitted):
     flux, ivar, truth, z = spectra
     latent, mean_template = fitted

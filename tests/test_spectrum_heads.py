@@ -59,7 +59,8 @@ def linear_problem(n: int, seed: int):
 
 
 @pytest.mark.parametrize("name, options", [("knn", {}),
-                                           ("mlp", {"max_epochs": 40, "n_members": 3, "width": 32})])
+                                           pytest.param("mlp", {"max_epochs": 40, "n_members": 3, "width": 32},
+                                                        marks=pytest.mark.slow)])   # 3 networks: seconds
 def test_spectrum_heads_recover_a_linear_function_with_a_spread(name, options):
     X, Y = linear_problem(3000, 0)
     X_val, Y_val = linear_problem(400, 1)

@@ -41,6 +41,7 @@ def predictor(tmp_path_factory, params):
     return SpectrumPredictor(encoder, head, latent), cutouts[test], flux[test], ivar[test], z[test]
 
 
+@pytest.mark.slow
 def test_the_predictor_decodes_onto_the_desi_grid(predictor):
     from galaxyprop.data.astroclip import DESI_WAVE
 

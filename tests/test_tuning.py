@@ -99,6 +99,7 @@ class PruneOddTrials(optuna.pruners.BasePruner):
         return trial.number % 2 == 1 and len(trial.intermediate_values) >= 2
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_ends_its_mlflow_run_cleanly(tmp_path):
     """Real MLP trials with Optuna's Lightning pruning callback, each in a nested MLflow run."""
     import mlflow

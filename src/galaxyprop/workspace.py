@@ -41,7 +41,10 @@ DRIFT_BATCHES = DRIFT / "batches"
 ADAPTATION = DRIFT / "adaptation.json"
 TIMINGS = REPORTS / "timings"           # wall times and memory of the last run of each stage: not outputs, not in git
 CURVES = REPORTS / "curves"             # the data behind the plots, as CSV for `dvc plots diff`
-EVALUATION_CURVES = CURVES / "evaluation"
+# one folder per kind of curve, so that `dvc plots` titles each kind's axes (dvc.yaml: x_label, y_label)
+REDSHIFT_CURVES = CURVES / "metric_vs_redshift"   # <target>_<metric>.csv
+PIT_CURVES = CURVES / "pit"                       # <target>.csv
+COVERAGE_CURVES = CURVES / "coverage"             # <target>.csv
 ENCODER_CURVES = CURVES / "encoder"
 PLOTS = REPORTS / "plots"
 EVALUATION_PLOTS = PLOTS / "evaluation"

@@ -25,6 +25,11 @@ def flux_column(band: str) -> str:
     return f"flux_{band}"
 
 
+def embedding_names(dim: int) -> list[str]:
+    """The columns of a `dim`-dimensional embedding feature source (e000, e001, ...)."""
+    return [f"e{i:03d}" for i in range(dim)]
+
+
 def ivar_column(band: str) -> str:
     return f"flux_ivar_{band}"
 

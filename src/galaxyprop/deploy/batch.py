@@ -156,7 +156,6 @@ def _joined(keys: pd.DataFrame, rows: np.ndarray, file, fluxes: pd.DataFrame, ne
 
 def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Iterator[tuple[int, Loader]]]:
     from galaxyprop.data.astroclip import N_SPECTRUM_PIXELS
-    from galaxyprop.encoder.embedding import embedding_names
 
     if len(need.shape) == 4 or (len(need.shape) == 2 and need.shape[1] == N_SPECTRUM_PIXELS):
         raise GalaxypropError(f"{path}: the model takes image cutouts or spectra; "
@@ -165,7 +164,7 @@ def _catalogue_chunks(path: Path, need: ModelInput, size: int) -> tuple[int, Ite
     id_column = table.id_column()
     if id_column is None:
         raise GalaxypropError(f"{path}: no id column (one of {list(ID_COLUMNS)})")
-    features = list(need.columns) if need.columns else embedding_names(need.shape[1])
+    features = list(need.columns) if need.columns else schema.embedding_names(need.shape[1])
     source = table.find(features)
     # A catalogue model takes each row's survey field (its calibration) from a PHOTSYS column.
     field = table.by_lower.get(FIELD_COLUMN.lower()) if need.columns else None

@@ -13,12 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from galaxyprop.data.schema import embedding_names
 from galaxyprop.encoder.spectra import check_spectra, normalise_spectra
 from galaxyprop.features.images import channels_first, prepare_cutouts
-
-
-def embedding_names(dim: int) -> list[str]:
-    return [f"e{i:03d}" for i in range(dim)]
 
 
 class _Embedder(ABC):

@@ -1,8 +1,9 @@
 """The data behind the curves the PNG plots draw, as CSV files DVC plots and compares across commits.
 
 Every curve file has the same three columns, long format: `series` (a head, a head and survey field,
-or a split), `x` and `y`; the file's name says what x and y are (`z_sigma_mad_vs_redshift.csv`).
-`dvc plots show` / `dvc plots diff HEAD~1` draw them with the `series` template in .dvc/plots/.
+or a split), `x` and `y`; its folder says what x and y are (`reports/curves/coverage/z.csv`), and dvc.yaml
+titles the axes of each folder's plots. `dvc plots show` / `dvc plots diff HEAD~1` draw them with the
+`series` template in .dvc/plots/, on a page that loads vega from .dvc/plots/offline.html (no network).
 """
 
 from __future__ import annotations

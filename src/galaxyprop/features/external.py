@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from galaxyprop.data import schema
-from galaxyprop.encoder.embedding import embedding_names
+from galaxyprop.data.schema import embedding_names
 from galaxyprop.errors import GalaxypropError, reading
 from galaxyprop.heads.base import check_features
 
