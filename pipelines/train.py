@@ -134,12 +134,15 @@ def train_result(head_name: str, target: str, features: str, params: dict, data_
     study = training.study_name(spec, data)
     run_name = f"train:{key}:{target}"
     stores = Stores.from_params(params)
+    # params every result's run has (the compare page's common axes), and at the end the kept model's
+    # hyperparameters under the names heads share; the search space as an artifact
     with tracking.stage_run(stores, run_name,
                             params={"head": head_name, "target": target, "features": features,
-                                    "search": spec.head_params["search"], "fixed": spec.settings,
-                                    "pruner": spec.tuning["pruner"], "n_trials": spec.n_trials,
-                                    "study": study, "tuning_workers": spec.tuning["workers"]},
-                            tags={"head": key, "target": target, "features": features}) as stage:
+                                    "n_trials": spec.n_trials, "tuning_workers": spec.tuning["workers"],
+                                    "n_train": len(data["train"][0])},
+                            tags={"head": key, "target": target, "features": features, "study": study}) as stage:
+        tracking.log_dict({"search": spec.head_params["search"], "fixed": spec.settings,
+                           "pruner": spec.tuning["pruner"]}, "tuning_space.json")
         tracking.log_datasets({"training": data["train"][2], "validation": data["val"][2]}, str(PREPARED), data_hash)
         result = training.train(spec, data, stores, study, run_name, stage.info.run_id, encoder_of)
         trial, hyper, predictor = result.best_trial, result.hyper, result.predictor
@@ -185,7 +188,7 @@ def train_result(head_name: str, target: str, features: str, params: dict, data_
         tracking.log_metrics({"calibrate_seconds": seconds["calibrate"]})
         tracking.set_tags({"calibration": predictor.calibration_method})
         tracking.log_metrics({"tune_seconds": seconds["tune"], "predict_galaxies_per_s": predict_rate})
-        tracking.set_tags({f"best.{k}": v for k, v in hyper.items()})
+        tracking.log_params(training.common_hyperparameters(head_name, hyper))
         tracking.log_artifacts([out / "best_params.json", out / "tuning.json", out / "calibration.json"])
 
 

@@ -49,3 +49,18 @@ def test_train_keeps_the_best_trial_calibrates_it_and_serves_its_intervals(param
     # the validation galaxies get their own out-of-fold calibrated densities, not the map applied to themselves
     val = training.predict_split(result, "val", *(data["val"][i] for i in (0, 3)))
     assert val.calibrated.shape == (400, grid.n_bins)
+
+
+def test_runs_of_different_heads_share_the_names_of_what_means_the_same():
+    """knn's k, clap's k_max and RAIL's KNN nneigh_max are all `neighbours` in their runs' params; a name
+    shared as it is (learning_rate) stays, and no head maps two of its names onto one."""
+    from galaxyprop.heads import FEATURE_HEADS, head_class
+
+    assert training.common_hyperparameters("knn", {"k": 17, "weights": "distance"}) == {"neighbours": 17,
+                                                                                       "weights": "distance"}
+    assert training.common_hyperparameters("clap", {"k_max": 64, "learning_rate": 1e-3}) == {
+        "neighbours": 64, "learning_rate": 1e-3}
+    assert training.common_hyperparameters("rail_knn", {"nneigh_max": 7}) == {"neighbours": 7}
+    for head in FEATURE_HEADS:
+        names = head_class(head).common_names
+        assert len(set(names.values())) == len(names), head

@@ -39,6 +39,10 @@ class Head(ABC):
     #: Options of `fit` for a tuning trial: a cheaper model that `finalise` completes for the best trial
     #: (clap: one realisation of its ensemble); most heads fit a trial's model in full.
     trial_options: ClassVar[Mapping] = MappingProxyType({})
+    #: The name a hyperparameter goes by among heads where it means what another head's of another name
+    #: means (knn's `k` and clap's `k_max`: `neighbours`): the MLflow param runs of different heads share.
+    #: Most names are shared as they are (learning_rate, width, dropout, weight_decay, max_epochs).
+    common_names: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray, *, validation: tuple[np.ndarray, np.ndarray] | None = None,

@@ -221,8 +221,7 @@ def stage_run(stores: Stores, run_name: str, params: Mapping | None = None,
     except Exception as err:      # housekeeping: never the reason a stage fails
         log.warning("could not check for %s runs left RUNNING: %s", stage, err)
     try:
-        if params:
-            mlflow.log_params(flatten(params))
+        log_params(params or {})
         yield run
     except BaseException:
         mlflow.end_run(status="FAILED")
@@ -277,6 +276,17 @@ def _is_number(value: object) -> bool:
 
 def set_tags(tags: Mapping[str, object]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_params(params: Mapping) -> None:
+    """Log a (nested) mapping as the active run's params (flattened with dots)."""
+    if params:
+        mlflow.log_params(flatten(params))
+
+
+def log_dict(values: Mapping, name: str) -> None:
+    """A mapping as a JSON artifact of the active run (settings too large or too head-specific for params)."""
+    mlflow.log_dict(dict(values), name)
 
 
 @contextmanager

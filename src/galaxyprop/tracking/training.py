@@ -140,6 +140,13 @@ def fit(head: Head, data: Mapping[str, Split], callbacks=()) -> Head:
                     **head.trial_options)
 
 
+def common_hyperparameters(head: str, hyper: Mapping) -> dict:
+    """The kept model's hyperparameters under the names heads share (`Head.common_names`: knn's `k` and
+    clap's `k_max` are both `neighbours`), so that runs of different heads compare on the same params."""
+    names = head_class(head).common_names
+    return {names.get(name, name): value for name, value in hyper.items()}
+
+
 def study_name(spec: TrainingSpec, data: Mapping[str, Split]) -> str:
     """The study is keyed by the data it scores on (the inputs' bytes, so a retrained encoder starts a new
     study), the code that fits and scores (the head's own import closure and the metrics: an edited head does

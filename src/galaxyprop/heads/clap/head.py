@@ -34,6 +34,7 @@ class Realisation:
 class ClapHead(Head):
     name = "clap"
     gives_density = True
+    common_names = MappingProxyType({"k_max": "neighbours"})     # its adaptive k's upper bound
     needs_grid = True
     trial_options = MappingProxyType({"realisations": 1})   # a tuning trial scores one realisation
 

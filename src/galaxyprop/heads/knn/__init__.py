@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import faiss
 import numpy as np
@@ -16,6 +17,7 @@ from galaxyprop.resources import one_thread
 class KNNHead(Head):
     name = "knn"
     gives_density = True
+    common_names = MappingProxyType({"k": "neighbours"})
 
     def __init__(self, *, k: int = 64, weights: str = "distance", scaling: str = "standard"):
         self.k = k
