@@ -112,11 +112,12 @@ def _read_table(path: Path, bands: Sequence[str], targets: Mapping) -> Batch:
     wanted = [c for b in bands for c in (schema.flux_column(b), schema.ivar_column(b))]
     source = table.find(wanted, needed_by="drift's photometry")
     optional = [c for c in (schema.PHOTSYS, *target_names(targets)) if c.lower() in table.by_lower]
+    source += table.find(optional)
     id_column = table.id_column()    # checked as predict checks them (read_batch), though drift does not need them
     ids = [id_column] if id_column is not None else []
-    frame = table.read(source + table.find(optional) + ids, text=tuple(ids))
+    frame = table.read(source + ids, text=tuple(ids))
     frame = frame.set_axis(wanted + optional + [schema.ID] * len(ids), axis=1)
-    columns = dict(zip(wanted + optional, source + table.find(optional), strict=True))
+    columns = dict(zip(wanted + optional, source, strict=True))
     return Batch(path, as_numbers(frame, {k: v for k, v in columns.items() if k != schema.PHOTSYS}, path))
 
 

@@ -3,7 +3,8 @@ the validation split (one MLflow run per trial, under the stage's run), keep the
 it, calibrate its densities on the validation split, and predict the splits.
 
 Given what it works on (the splits' inputs, the params sections as a `TrainingSpec`, the stores), it
-reads and writes no file: the train stage reads the prepared data and writes what `train` returns.
+reads and writes no file of the workspace (tuning workers hand their best model over in a temporary
+folder): the train stage reads the prepared data and writes what `train` returns.
 """
 
 from __future__ import annotations
