@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from galaxyprop import training
 from galaxyprop.calibration.params import CALIBRATION_SCHEMA
 from galaxyprop.config import Stores, section
 from galaxyprop.data import schema
@@ -39,7 +40,6 @@ from galaxyprop.provenance import dvc_output_hash
 from galaxyprop.resources import ThreadPlan, process_plan
 from galaxyprop.results import CUTOUTS, IMAGE_HEAD_INPUTS, MULTIMODAL_INPUTS, metrics_key, result_name
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.tracking import training
 from galaxyprop.tracking.tuning import TUNING_SCHEMA, create_storage
 from galaxyprop.workspace import (
     FEATURE_ENCODER,
@@ -112,7 +112,7 @@ def sources_of(head: str, target: str, params: dict) -> list[str]:
 
 
 def train_result(head_name: str, target: str, features: str, params: dict, data_hash: str | None = None) -> None:
-    """Train one head on one source for one target (`tracking.training`) in one MLflow run, with the prepared
+    """Train one head on one source for one target (`galaxyprop.training`) in one MLflow run, with the prepared
     splits as its datasets (`data_hash` their DVC hash), and write its model, predictions and densities."""
     image_head, multimodal_head = head_name in IMAGE_HEADS, head_name in MULTIMODAL_HEADS
     name = head_name if image_head or multimodal_head else result_name(head_name, features)

@@ -1,4 +1,4 @@
-"""One train stage's result through `tracking.training`, on a small store: the study Optuna ran, the model
+"""One train stage's result through `galaxyprop.training`, on a small store: the study Optuna ran, the model
 kept and calibrated, and the served answers on a split."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import optuna
 import pytest
 
+from galaxyprop import training
 from galaxyprop.evaluation.metrics import density_metrics
 from galaxyprop.tracking import runs as tracking
-from galaxyprop.tracking import training
 
 
 def split(rng: np.random.Generator, n: int) -> training.Split:
